@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+// `caretrail <command>`: serve, migrate, admin create.
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { systemClock } from '../domain/clock.js';
+import { isAppError } from '../domain/errors.js';
+import { createLogger } from '../log.js';
+import { createRuntime } from '../server.js';
+import { openDatabase } from '../store/database.js';
+import { createServices } from '../services/services.js';
+
+const USAGE = `Usage: caretrail <command> [options]
+
+Commands:
+  serve                      start the server (migrates the database first)
+  migrate                    bring the database schema up to date
+  admin create --org NAME --email EMAIL --password-file FILE [--name NAME]
+                             create an organization (if missing) and an admin in it
+
+Every setting can be given as CARETRAIL_* variable or --flag (see README.md).`;
+
+const COMMAND_FLAGS = new Set(['org', 'email', 'password-file', 'name']);
+
+function splitFlags(args: string[]): { positionals: string[]; settings: Record<string, string>; command: Record<string, string> } {
+  const { values, positionals } = parseArgs({ args, strict: false, allowPositionals: true });
+  const settings: Record<string, string> = {};
+  const command: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (key === 'help') continue;
+    if (typeof value !== 'string') throw new ConfigError(`Option --${key} needs a value.`);
+    (COMMAND_FLAGS.has(key) ? command : settings)[key] = value;
+  }
+  return { positionals, settings, command };
+}
+
+async function serve(config: Config): Promise<void> {
+  const log = createLogger(config.logLevel);
+  const runtime = await createRuntime(config, log);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'shutting down: finishing in-flight requests');
+    const timer = setTimeout(() => {
+      log.error('shutdown timed out; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    timer.unref();
+    runtime
+      .close()
+      .then(() => {
+        log.info('stopped cleanly');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'error while shutting down');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => {
+    stop('SIGTERM');
+  });
+  process.on('SIGINT', () => {
+    stop('SIGINT');
+  });
+  const address = await runtime.app.listen({ host: config.host, port: config.port });
+  log.info({ address, engine: runtime.db.engine }, 'Caretrail is listening');
+  const link = await runtime.services.setup.issueSetupLinkIfNeeded();
+  if (link) {
+    const url = new URL(link);
+    const port = runtime.app.server.address();
+    if (config.port === 0 && port && typeof port === 'object') url.port = String(port.port);
+    process.stdout.write(`\nNo users yet. Open this one-time setup link to create the first admin (valid 24 h):\n  ${url.toString()}\n\n`);
+  }
+}
+
+async function migrate(config: Config): Promise<void> {
+  const db = await openDatabase(config.databaseUrl, { pgPoolSize: 1 });
+  try {
+    const applied = await db.migrate();
+    process.stdout.write(applied.length ? `Applied: ${applied.join(', ')}\n` : 'The database schema is up to date.\n');
+  } finally {
+    await db.close();
+  }
+}
+
+async function adminCreate(config: Config, flags: Record<string, string>): Promise<void> {
+  const org = flags.org;
+  const email = flags.email;
+  const passwordFile = flags['password-file'];
+  if (!org || !email || !passwordFile) {
+    throw new ConfigError('admin create needs --org NAME --email EMAIL --password-file FILE.');
+  }
+  let password: string;
+  try {
+    password = fs.readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '');
+  } catch {
+    throw new ConfigError(`Cannot read the password file ${passwordFile}.`);
+  }
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  const db = await openDatabase(config.databaseUrl, { pgPoolSize: 2 });
+  try {
+    await db.migrate();
+    const services = createServices({ db, clock: systemClock, log, settings: config });
+    const user = await services.setup.createAdmin(
+      { requestId: `cli-${process.pid}`, ip: null, userAgent: 'caretrail-cli', actor: null },
+      { organizationName: org, email, name: flags.name ?? email, password },
+    );
+    process.stdout.write(`Created admin ${user.email} (${user.id}) in organization ${user.organizationId}.\n`);
+  } finally {
+    await db.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, settings, command } = splitFlags(argv);
+  const [name, sub] = positionals;
+  if (name === undefined || name === 'help' || argv.includes('--help')) {
+    process.stdout.write(`${USAGE}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const config = loadConfig(process.env, settings);
+  switch (name) {
+    case 'serve':
+      await serve(config);
+      return -1;
+    case 'migrate':
+      await migrate(config);
+      return 0;
+    case 'admin':
+      if (sub !== 'create') throw new ConfigError('Unknown admin command; try: caretrail admin create --org … --email … --password-file …');
+      await adminCreate(config, command);
+      return 0;
+    default:
+      throw new ConfigError(`Unknown command "${name}". Try: caretrail help`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) process.stderr.write(`caretrail: ${err.message}\n`);
+    else if (isAppError(err)) process.stderr.write(`caretrail: ${err.message}\n`);
+    else process.stderr.write(`caretrail: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = err instanceof ConfigError ? 2 : 1;
+  },
+);

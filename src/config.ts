@@ -1,0 +1,239 @@
+// Configuration: read once at boot from CARETRAIL_* variables and --flags, validated, frozen.
+import path from 'node:path';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly databaseUrl: string;
+  readonly publicUrl: string;
+  readonly logLevel: LogLevel;
+  readonly sessionTtlMinutes: number;
+  readonly bodyLimitBytes: number;
+  readonly loginMaxFailures: number;
+  readonly loginIpMaxFailures: number;
+  readonly loginLockoutMinutes: number;
+  readonly trustProxy: boolean;
+  readonly pgPoolSize: number;
+  readonly shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {}
+
+interface Setting<K extends keyof Config> {
+  key: K;
+  env: string;
+  flag: string;
+  description: string;
+  parse: (raw: string) => Config[K];
+  /** Default given the other settings read so far (data dir, host, port). */
+  fallback: (partial: Partial<Config>) => Config[K];
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function integer(min: number, max: number, what: string): (raw: string) => number {
+  return (raw) => {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${what} between ${min} and ${max}`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new ConfigError(`${what} between ${min} and ${max}`);
+    return n;
+  };
+}
+
+function bool(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError('true or false');
+}
+
+function databaseUrl(raw: string): string {
+  const v = raw.trim();
+  if (/^sqlite:.+/.test(v)) return v;
+  if (/^postgres(ql)?:\/\/.+/.test(v)) {
+    try {
+      new URL(v);
+      return v;
+    } catch {
+      throw new ConfigError('a valid postgres:// URL');
+    }
+  }
+  throw new ConfigError('sqlite:PATH or postgres://USER@HOST:PORT/DATABASE');
+}
+
+function httpUrl(raw: string): string {
+  try {
+    const u = new URL(raw);
+    if (u.protocol === 'http:' || u.protocol === 'https:') return raw.replace(/\/+$/, '');
+  } catch {
+    // fall through to the error below
+  }
+  throw new ConfigError('an http:// or https:// URL');
+}
+
+// Order matters: later fallbacks read earlier values.
+const SETTINGS = [
+  {
+    key: 'host',
+    env: 'CARETRAIL_HOST',
+    flag: 'host',
+    description: 'Address the HTTP server listens on.',
+    parse: (raw: string) => {
+      if (!/^[A-Za-z0-9.:[\]-]+$/.test(raw)) throw new ConfigError('a host name or IP address');
+      return raw;
+    },
+    fallback: () => '127.0.0.1',
+  },
+  {
+    key: 'port',
+    env: 'CARETRAIL_PORT',
+    flag: 'port',
+    description: 'HTTP port (0 picks a free one).',
+    parse: integer(0, 65535, 'an integer'),
+    fallback: () => 8080,
+  },
+  {
+    key: 'dataDir',
+    env: 'CARETRAIL_DATA_DIR',
+    flag: 'data-dir',
+    description: 'Folder for the SQLite database and, later, local files and keys.',
+    parse: (raw: string) => {
+      if (raw.trim() === '') throw new ConfigError('a folder path');
+      return path.resolve(raw);
+    },
+    fallback: () => path.resolve('data'),
+  },
+  {
+    key: 'databaseUrl',
+    env: 'CARETRAIL_DATABASE_URL',
+    flag: 'database-url',
+    description: 'sqlite:PATH (default: the data folder) or postgres://…',
+    parse: databaseUrl,
+    fallback: (p: Partial<Config>) => `sqlite:${path.join(p.dataDir ?? 'data', 'caretrail.db')}`,
+  },
+  {
+    key: 'publicUrl',
+    env: 'CARETRAIL_PUBLIC_URL',
+    flag: 'public-url',
+    description: 'Base URL people use to reach the server (setup link).',
+    parse: httpUrl,
+    fallback: (p: Partial<Config>) => {
+      const host = p.host === '0.0.0.0' || p.host === '::' ? '127.0.0.1' : (p.host ?? '127.0.0.1');
+      return `http://${host.includes(':') ? `[${host}]` : host}:${p.port ?? 8080}`;
+    },
+  },
+  {
+    key: 'logLevel',
+    env: 'CARETRAIL_LOG_LEVEL',
+    flag: 'log-level',
+    description: 'fatal, error, warn, info, debug, trace or silent.',
+    parse: (raw: string) => {
+      const level = LOG_LEVELS.find((l) => l === raw.trim().toLowerCase());
+      if (!level) throw new ConfigError(LOG_LEVELS.join(', '));
+      return level;
+    },
+    fallback: () => 'info' as LogLevel,
+  },
+  {
+    key: 'sessionTtlMinutes',
+    env: 'CARETRAIL_SESSION_TTL_MINUTES',
+    flag: 'session-ttl-minutes',
+    description: 'Lifetime of a login token.',
+    parse: integer(1, 43200, 'an integer number of minutes'),
+    fallback: () => 720,
+  },
+  {
+    key: 'bodyLimitBytes',
+    env: 'CARETRAIL_BODY_LIMIT_BYTES',
+    flag: 'body-limit-bytes',
+    description: 'Largest JSON request body accepted (413 above it).',
+    parse: integer(1024, 104857600, 'an integer number of bytes'),
+    fallback: () => 1048576,
+  },
+  {
+    key: 'loginMaxFailures',
+    env: 'CARETRAIL_LOGIN_MAX_FAILURES',
+    flag: 'login-max-failures',
+    description: 'Failed logins per account before a temporary lockout.',
+    parse: integer(1, 1000, 'an integer'),
+    fallback: () => 5,
+  },
+  {
+    key: 'loginIpMaxFailures',
+    env: 'CARETRAIL_LOGIN_IP_MAX_FAILURES',
+    flag: 'login-ip-max-failures',
+    description: 'Failed logins per client address before a temporary lockout.',
+    parse: integer(1, 100000, 'an integer'),
+    fallback: () => 20,
+  },
+  {
+    key: 'loginLockoutMinutes',
+    env: 'CARETRAIL_LOGIN_LOCKOUT_MINUTES',
+    flag: 'login-lockout-minutes',
+    description: 'Failure counting window and lockout length.',
+    parse: integer(1, 1440, 'an integer number of minutes'),
+    fallback: () => 15,
+  },
+  {
+    key: 'trustProxy',
+    env: 'CARETRAIL_TRUST_PROXY',
+    flag: 'trust-proxy',
+    description: 'Take the client address from X-Forwarded-For (only behind a proxy you run).',
+    parse: bool,
+    fallback: () => false,
+  },
+  {
+    key: 'pgPoolSize',
+    env: 'CARETRAIL_PG_POOL_SIZE',
+    flag: 'pg-pool-size',
+    description: 'PostgreSQL connections per instance.',
+    parse: integer(1, 200, 'an integer'),
+    fallback: () => 10,
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    env: 'CARETRAIL_SHUTDOWN_TIMEOUT_MS',
+    flag: 'shutdown-timeout-ms',
+    description: 'How long SIGTERM waits for in-flight requests.',
+    parse: integer(0, 600000, 'an integer number of milliseconds'),
+    fallback: () => 10000,
+  },
+] as const satisfies readonly Setting<keyof Config>[];
+
+export const CONFIG_SETTINGS: readonly Pick<Setting<keyof Config>, 'env' | 'flag' | 'description'>[] =
+  SETTINGS;
+
+/** Values never echoed back in an error (they may hold credentials). */
+const SECRET_ENVS = new Set(['CARETRAIL_DATABASE_URL']);
+
+/**
+ * Builds the configuration from the environment and `--flag value` / `--flag=value` pairs
+ * (flags win). Throws ConfigError with one line naming the variable and what it expects.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv, flags: Record<string, string> = {}): Config {
+  const known = new Set<string>(SETTINGS.map((s) => s.flag));
+  for (const flag of Object.keys(flags)) {
+    if (!known.has(flag)) throw new ConfigError(`Unknown option --${flag}.`);
+  }
+  const partial: Partial<Record<keyof Config, unknown>> = {};
+  for (const setting of SETTINGS) {
+    const fromFlag = flags[setting.flag];
+    const raw = fromFlag ?? env[setting.env];
+    if (raw === undefined || raw === '') {
+      partial[setting.key] = setting.fallback(partial as Partial<Config>);
+      continue;
+    }
+    try {
+      partial[setting.key] = setting.parse(raw);
+    } catch (err) {
+      const expected = err instanceof ConfigError ? err.message : 'a valid value';
+      const name = fromFlag !== undefined ? `--${setting.flag}` : setting.env;
+      const got = SECRET_ENVS.has(setting.env) ? '' : ` (got ${JSON.stringify(raw)})`;
+      throw new ConfigError(`Invalid configuration: ${name} must be ${expected}${got}.`);
+    }
+  }
+  return Object.freeze(partial as Config);
+}

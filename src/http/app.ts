@@ -1,0 +1,91 @@
+// The Fastify application: request context, authentication, validation, errors and routes.
+import { randomUUID } from 'node:crypto';
+import { Ajv } from 'ajv';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import { AppError } from '../domain/errors.js';
+import type { RequestContext } from '../services/context.js';
+import type { Services } from '../services/services.js';
+import { errorHandler, sendError } from './error-handler.js';
+import { authRoutes } from './routes/auth.routes.js';
+import { healthRoutes } from './routes/health.routes.js';
+import { notesRoutes } from './routes/notes.routes.js';
+import { patientsRoutes } from './routes/patients.routes.js';
+import { setupRoutes } from './routes/setup.routes.js';
+import { usersRoutes } from './routes/users.routes.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    ctx: RequestContext;
+  }
+  interface FastifyContextConfig {
+    /** Routes that answer without a signed-in user. */
+    public?: boolean;
+  }
+}
+
+export interface AppOptions {
+  services: Services;
+  log: Logger;
+  bodyLimitBytes: number;
+  trustProxy: boolean;
+}
+
+// Bodies are validated strictly (no type coercion, unknown fields rejected); query strings and
+// params are text on the wire, so they are coerced ("50" → 50) but otherwise just as strict.
+const bodyAjv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+const queryAjv = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+
+function bearerToken(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (header === undefined) return null;
+  const match = /^Bearer ([A-Za-z0-9_\-.~+/=]{10,200})$/.exec(header);
+  return match?.[1] ?? null;
+}
+
+export async function buildApp(options: AppOptions) {
+  const { services } = options;
+  const app = Fastify({
+    loggerInstance: options.log,
+    bodyLimit: options.bodyLimitBytes,
+    trustProxy: options.trustProxy,
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    httpPart === 'body' ? bodyAjv.compile(schema) : queryAjv.compile(schema),
+  );
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'not_found', `No route ${request.method} ${request.url.split('?')[0] ?? ''}.`));
+
+  app.decorateRequest('ctx', null as unknown as RequestContext);
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    reply.header('x-request-id', request.id);
+    reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header('x-frame-options', 'DENY');
+    const userAgent = request.headers['user-agent'];
+    request.ctx = {
+      requestId: request.id,
+      ip: request.ip,
+      userAgent: typeof userAgent === 'string' ? userAgent.slice(0, 256) : null,
+      actor: null,
+    };
+    if (request.routeOptions.config.public === true || request.routeOptions.url === undefined) return;
+    const token = bearerToken(request);
+    if (token === null) throw new AppError('unauthenticated', 'Sign in and send the token as "Authorization: Bearer <token>".');
+    const actor = await services.auth.authenticate(token);
+    request.ctx.actor = actor;
+  });
+
+  await app.register(healthRoutes, { services });
+  await app.register(setupRoutes, { services });
+  await app.register(authRoutes, { services });
+  await app.register(usersRoutes, { services });
+  await app.register(patientsRoutes, { services });
+  await app.register(notesRoutes, { services });
+  return app;
+}

@@ -1,0 +1,43 @@
+// Staff accounts (admin only).
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { Services } from '../../services/services.js';
+import { createOnce } from '../request-helpers.js';
+import { Email, errorResponses, IdParams, Name, pageOf, PageQuery, Password, Role, User } from '../schemas.js';
+
+export const usersRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (app, { services }) => {
+  app.post(
+    '/api/v1/users',
+    {
+      schema: {
+        body: Type.Object({ email: Email, name: Name, role: Role, password: Password }, { additionalProperties: false }),
+        response: { 201: User, ...errorResponses },
+      },
+    },
+    async (request, reply) => createOnce(services, request, reply, (ctx) => services.users.create(ctx, request.body)),
+  );
+
+  app.get(
+    '/api/v1/users',
+    { schema: { querystring: Type.Object(PageQuery, { additionalProperties: false }), response: { 200: pageOf(User), ...errorResponses } } },
+    async (request) => {
+      const { limit = 50, cursor } = request.query;
+      return services.users.list(request.ctx, { limit, ...(cursor !== undefined ? { cursor } : {}) });
+    },
+  );
+
+  app.patch(
+    '/api/v1/users/:id',
+    {
+      schema: {
+        params: IdParams,
+        body: Type.Object(
+          { role: Type.Optional(Role), disabled: Type.Optional(Type.Boolean()), name: Type.Optional(Name) },
+          { additionalProperties: false, minProperties: 1 },
+        ),
+        response: { 200: User, ...errorResponses },
+      },
+    },
+    async (request) => services.users.update(request.ctx, request.params.id, request.body),
+  );
+};

@@ -1,0 +1,182 @@
+// Sign-in, sign-out, session lookup and TOTP multi-factor authentication.
+import { Secret, TOTP } from 'otpauth';
+import { AppError } from '../domain/errors.js';
+import { uuidv7 } from '../domain/ids.js';
+import { clearLoginFailures, lockedUntil, recordLoginFailure } from '../store/login-failure.store.js';
+import { findActiveSession, insertSession, revokeSession } from '../store/session.store.js';
+import type { UserRow } from '../store/tables.js';
+import { findUserByEmail, findUserInOrganization, updateUser } from '../store/user.store.js';
+import { audited } from './audit.service.js';
+import { requireActor, type Actor, type RequestContext } from './context.js';
+import type { ServiceDeps } from './deps.js';
+import { verifyPassword } from './passwords.js';
+import { hashToken, newToken } from './tokens.js';
+import { toUser, type User } from './user.service.js';
+
+export interface LoginResult {
+  token: string;
+  expiresAt: string;
+  user: User;
+}
+
+const BAD_CREDENTIALS = 'Email, password or code is incorrect.';
+const TOTP_PERIOD = 30;
+
+function totpFor(secret: string, label: string): TOTP {
+  return new TOTP({
+    issuer: 'Caretrail',
+    label,
+    algorithm: 'SHA1',
+    digits: 6,
+    period: TOTP_PERIOD,
+    secret: Secret.fromBase32(secret),
+  });
+}
+
+/** The time step a code matches (±1 step of clock drift), or null. */
+function matchTotp(secret: string, code: string, now: Date): number | null {
+  if (!/^\d{6}$/.test(code)) return null;
+  const delta = totpFor(secret, '').validate({ token: code, timestamp: now.getTime(), window: 1 });
+  if (delta === null) return null;
+  return Math.floor(now.getTime() / 1000 / TOTP_PERIOD) + delta;
+}
+
+export function createAuthService(deps: ServiceDeps) {
+  const { db, clock, settings } = deps;
+  const lockoutPolicy = (max: number) => ({ maxFailures: max, windowMs: settings.loginLockoutMinutes * 60_000 });
+
+  async function login(ctx: RequestContext, input: { email: string; password: string; totp?: string }): Promise<LoginResult> {
+    const email = input.email.trim().toLowerCase();
+    const accountKey = `account:${email}`;
+    const addressKey = `address:${ctx.ip ?? 'unknown'}`;
+    const now = clock.now();
+
+    const [accountLock, addressLock] = await Promise.all([
+      lockedUntil(db.read, accountKey, now),
+      lockedUntil(db.read, addressKey, now),
+    ]);
+    const lock = [accountLock, addressLock].filter((d): d is Date => d !== null).sort((a, b) => b.getTime() - a.getTime())[0];
+    if (lock) {
+      const retryAfterSeconds = Math.max(1, Math.ceil((lock.getTime() - now.getTime()) / 1000));
+      await audited(deps, ctx, { action: 'E', type: 'login' }, (_tx, record) => {
+        record.outcome = 'failure';
+        record.detail = { reason: 'locked_out' };
+        return Promise.resolve();
+      });
+      throw new AppError('too_many_requests', `Too many failed sign-ins. Try again in ${Math.ceil(retryAfterSeconds / 60)} minute(s).`, {
+        retryAfterSeconds,
+      });
+    }
+
+    const user = await findUserByEmail(db.read, email);
+    const passwordOk = await verifyPassword(user?.password_hash, input.password);
+    let failure: 'bad_credentials' | 'mfa_required' | null = null;
+    let step: number | null = null;
+    if (!user || !passwordOk || user.disabled === 1) {
+      failure = 'bad_credentials';
+    } else if (user.totp_enabled === 1 && user.totp_secret) {
+      if (input.totp === undefined || input.totp === '') failure = 'mfa_required';
+      else {
+        step = matchTotp(user.totp_secret, input.totp, now);
+        if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step)) failure = 'bad_credentials';
+      }
+    }
+
+    if (failure !== null) {
+      // The refusal is committed (counters and audit event) before we answer.
+      await audited(deps, ctx, { action: 'E', type: 'login' }, async (tx, record) => {
+        record.outcome = 'failure';
+        record.detail = { reason: failure };
+        record.actorUserId = user?.id ?? null;
+        record.actorOrganizationId = user?.organization_id ?? null;
+        record.actorRole = user?.role ?? null;
+        if (failure === 'bad_credentials') {
+          await recordLoginFailure(tx, accountKey, now, lockoutPolicy(settings.loginMaxFailures));
+          await recordLoginFailure(tx, addressKey, now, lockoutPolicy(settings.loginIpMaxFailures));
+        }
+      });
+      if (failure === 'mfa_required') {
+        throw new AppError('mfa_required', 'Enter the 6-digit code from your authenticator app.');
+      }
+      throw new AppError('unauthenticated', BAD_CREDENTIALS);
+    }
+
+    const signedIn = user as UserRow;
+    const token = newToken('ct');
+    const expiresAt = new Date(now.getTime() + settings.sessionTtlMinutes * 60_000).toISOString();
+    await audited(deps, ctx, { action: 'E', type: 'login' }, async (tx, record) => {
+      record.actorUserId = signedIn.id;
+      record.actorOrganizationId = signedIn.organization_id;
+      record.actorRole = signedIn.role;
+      const sessionId = uuidv7(now.getTime());
+      record.entity = { type: 'Session', id: sessionId, version: null };
+      await insertSession(tx, {
+        id: sessionId,
+        token_hash: hashToken(token),
+        user_id: signedIn.id,
+        created_at: now.toISOString(),
+        expires_at: expiresAt,
+        ip: ctx.ip,
+        user_agent: ctx.userAgent,
+      });
+      await clearLoginFailures(tx, accountKey);
+      if (step !== null) await updateUser(tx, signedIn.id, { totp_last_step: step, updated_at: now.toISOString() });
+    });
+    return { token, expiresAt, user: toUser(signedIn) };
+  }
+
+  /** Resolves a bearer token to its actor, or throws unauthenticated. */
+  async function authenticate(token: string): Promise<Actor> {
+    const session = await findActiveSession(db.read, hashToken(token), clock.now().toISOString());
+    if (!session) throw new AppError('unauthenticated', 'Your session has expired or was ended; sign in again.');
+    return { ...session };
+  }
+
+  async function logout(ctx: RequestContext): Promise<void> {
+    await audited(deps, ctx, { action: 'E', type: 'logout' }, async (tx, record) => {
+      const actor = requireActor(ctx);
+      if (actor.sessionId === null) throw new AppError('invalid', 'No session to end.');
+      record.entity = { type: 'Session', id: actor.sessionId, version: null };
+      await revokeSession(tx, actor.sessionId, clock.now().toISOString());
+    });
+  }
+
+  async function startTotpEnrolment(ctx: RequestContext): Promise<{ secret: string; otpauthUrl: string }> {
+    return audited(deps, ctx, { action: 'U', type: 'mfa.enrol' }, async (tx, record) => {
+      const actor = requireActor(ctx);
+      record.entity = { type: 'User', id: actor.userId, version: null };
+      const user = await findUserInOrganization(tx, actor.organizationId, actor.userId);
+      if (!user) throw new AppError('unauthenticated', 'Sign in again.');
+      if (user.totp_enabled === 1) throw new AppError('conflict', 'Two-factor sign-in is already on for this account.');
+      const secret = new Secret({ size: 20 }).base32;
+      await updateUser(tx, actor.userId, { totp_pending_secret: secret, updated_at: clock.now().toISOString() });
+      return { secret, otpauthUrl: totpFor(secret, actor.email).toString() };
+    });
+  }
+
+  async function verifyTotpEnrolment(ctx: RequestContext, code: string): Promise<{ enabled: true }> {
+    return audited(deps, ctx, { action: 'U', type: 'mfa.verify' }, async (tx, record) => {
+      const actor = requireActor(ctx);
+      record.entity = { type: 'User', id: actor.userId, version: null };
+      const user = await findUserInOrganization(tx, actor.organizationId, actor.userId);
+      if (!user?.totp_pending_secret) {
+        throw new AppError('conflict', 'Start the enrolment first (POST /api/v1/me/mfa/totp).');
+      }
+      const now = clock.now();
+      const step = matchTotp(user.totp_pending_secret, code, now);
+      if (step === null) throw new AppError('invalid', 'That code does not match; check the time on your device and try again.');
+      await updateUser(tx, actor.userId, {
+        totp_secret: user.totp_pending_secret,
+        totp_pending_secret: null,
+        totp_enabled: 1,
+        totp_last_step: step,
+        updated_at: now.toISOString(),
+      });
+      return { enabled: true as const };
+    });
+  }
+
+  return { login, authenticate, logout, startTotpEnrolment, verifyTotpEnrolment };
+}
+
+export type AuthService = ReturnType<typeof createAuthService>;

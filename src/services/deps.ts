@@ -1,0 +1,17 @@
+// What every use case may use, wired once at start-up.
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { Clock } from '../domain/clock.js';
+import type { Database } from '../store/database.js';
+
+export type ServiceSettings = Pick<
+  Config,
+  'sessionTtlMinutes' | 'loginMaxFailures' | 'loginIpMaxFailures' | 'loginLockoutMinutes' | 'publicUrl'
+>;
+
+export interface ServiceDeps {
+  db: Database;
+  clock: Clock;
+  log: Logger;
+  settings: ServiceSettings;
+}

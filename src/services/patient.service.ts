@@ -1,0 +1,294 @@
+// Patients and owners: register, read, search, update with optimistic concurrency.
+import { AppError, notFound } from '../domain/errors.js';
+import { uuidv7 } from '../domain/ids.js';
+import { normalizeIdentifier, searchKey, type IdentifierSystem, type Sex, type Species } from '../domain/patient.js';
+import { isUniqueViolation } from '../store/dialect.js';
+import {
+  findIdentifierHolders,
+  findOwners,
+  findPatient,
+  identifiersOf,
+  insertOwner,
+  insertPatient,
+  ownersOf,
+  replaceIdentifiers,
+  replacePatientOwners,
+  searchPatients,
+  updatePatientIfVersion,
+} from '../store/patient.store.js';
+import type { PatientRow, Tx } from '../store/tables.js';
+import { audited } from './audit.service.js';
+import { requireActor, type RequestContext } from './context.js';
+import type { ServiceDeps } from './deps.js';
+import { decodeCursor, toPage, type Page } from './pagination.js';
+
+export interface OwnerInput {
+  id?: string;
+  name?: string;
+  email?: string | null;
+  phone?: string | null;
+}
+
+export interface PatientInput {
+  name: string;
+  species: Species;
+  breed?: string | null;
+  sex?: Sex | null;
+  birthDate?: string | null;
+  identifiers?: { system: IdentifierSystem; value: string }[];
+  owners?: OwnerInput[];
+}
+
+export interface Owner {
+  id: string;
+  name: string;
+  email: string | null;
+  phone: string | null;
+}
+
+export interface Patient {
+  id: string;
+  organizationId: string;
+  name: string;
+  species: Species;
+  breed: string | null;
+  sex: Sex | null;
+  birthDate: string | null;
+  identifiers: { system: IdentifierSystem; value: string }[];
+  owners: Owner[];
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+function checkBirthDate(value: string | null | undefined, today: Date): string | null {
+  if (value === undefined || value === null) return null;
+  const date = new Date(`${value}T00:00:00Z`);
+  if (Number.isNaN(date.getTime()) || date.toISOString().slice(0, 10) !== value) {
+    throw new AppError('invalid', 'birthDate must be a real calendar date (YYYY-MM-DD).');
+  }
+  if (date.getTime() > today.getTime()) throw new AppError('invalid', 'birthDate cannot be in the future.');
+  return value;
+}
+
+function normalizeIdentifiers(list: { system: IdentifierSystem; value: string }[]): { system: IdentifierSystem; value: string }[] {
+  const seen = new Set<string>();
+  return list.map((i) => {
+    const value = normalizeIdentifier(i.system, i.value);
+    const key = `${i.system}|${value}`;
+    if (seen.has(key)) throw new AppError('invalid', `The ${i.system} identifier is listed twice.`);
+    seen.add(key);
+    return { system: i.system, value };
+  });
+}
+
+function checkOwnerInput(o: OwnerInput): void {
+  if (o.id === undefined && (o.name === undefined || o.name.trim() === '')) {
+    throw new AppError('invalid', 'Each owner needs either the id of an existing owner or a name.');
+  }
+}
+
+export function createPatientService(deps: ServiceDeps) {
+  const { clock } = deps;
+
+  async function assemble(tx: Tx, rows: PatientRow[]): Promise<Patient[]> {
+    const ids = rows.map((r) => r.id);
+    const [identifiers, owners] = await Promise.all([identifiersOf(tx, ids), ownersOf(tx, ids)]);
+    return rows.map((row) => ({
+      id: row.id,
+      organizationId: row.organization_id,
+      name: row.name,
+      species: row.species as Species,
+      breed: row.breed,
+      sex: row.sex as Sex | null,
+      birthDate: row.birth_date,
+      identifiers: identifiers
+        .filter((i) => i.patient_id === row.id)
+        .map((i) => ({ system: i.system as IdentifierSystem, value: i.value })),
+      owners: owners
+        .filter((o) => o.patient_id === row.id)
+        .map((o) => ({ id: o.id, name: o.name, email: o.email, phone: o.phone })),
+      version: row.version,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+    }));
+  }
+
+  async function assembleOne(tx: Tx, row: PatientRow): Promise<Patient> {
+    const [patient] = await assemble(tx, [row]);
+    if (!patient) throw notFound('Patient');
+    return patient;
+  }
+
+  async function checkIdentifiersFree(
+    tx: Tx,
+    organizationId: string,
+    identifiers: { system: string; value: string }[],
+    patientId: string | null,
+  ): Promise<void> {
+    const taken = await findIdentifierHolders(tx, organizationId, identifiers, patientId);
+    const first = taken[0];
+    if (first) throw new AppError('conflict', `Another patient already has this ${first.system} identifier.`);
+  }
+
+  /** Resolves owner inputs to owner ids: existing ones by id (same organization), new ones created. */
+  async function resolveOwners(tx: Tx, organizationId: string, inputs: OwnerInput[], now: string): Promise<string[]> {
+    const existingIds = inputs.flatMap((o) => (o.id !== undefined ? [o.id] : []));
+    const found = await findOwners(tx, organizationId, existingIds);
+    if (found.length !== new Set(existingIds).size) throw notFound('Owner');
+    const ids: string[] = [];
+    for (const input of inputs) {
+      if (input.id !== undefined) {
+        if (!ids.includes(input.id)) ids.push(input.id);
+        continue;
+      }
+      const name = (input.name ?? '').trim();
+      const id = uuidv7();
+      await insertOwner(tx, {
+        id,
+        organization_id: organizationId,
+        name,
+        name_search: searchKey(name),
+        email: input.email?.trim() || null,
+        phone: input.phone?.trim() || null,
+        created_at: now,
+        updated_at: now,
+      });
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  async function create(ctx: RequestContext, input: PatientInput): Promise<Patient> {
+    const name = input.name.trim();
+    if (name === '') throw new AppError('invalid', 'The patient needs a name.');
+    const birthDate = checkBirthDate(input.birthDate, clock.now());
+    const identifiers = normalizeIdentifiers(input.identifiers ?? []);
+    (input.owners ?? []).forEach(checkOwnerInput);
+    return audited(deps, ctx, { action: 'C', type: 'patient.create', permission: 'patients.write' }, async (tx, record) => {
+      const actor = requireActor(ctx);
+      const now = clock.now().toISOString();
+      const id = uuidv7();
+      record.patientId = id;
+      record.entity = { type: 'Patient', id, version: 1 };
+      await checkIdentifiersFree(tx, actor.organizationId, identifiers, null);
+      await insertPatient(tx, {
+        id,
+        organization_id: actor.organizationId,
+        name,
+        name_search: searchKey(name),
+        species: input.species,
+        breed: input.breed?.trim() || null,
+        sex: input.sex ?? null,
+        birth_date: birthDate,
+        version: 1,
+        created_by: actor.userId,
+        created_at: now,
+        updated_at: now,
+      });
+      try {
+        await replaceIdentifiers(tx, { id, organization_id: actor.organizationId }, identifiers.map((i) => ({ ...i, id: uuidv7() })));
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new AppError('conflict', 'Another patient already has one of these identifiers.');
+        throw err;
+      }
+      await replacePatientOwners(tx, id, await resolveOwners(tx, actor.organizationId, input.owners ?? [], now));
+      const row = await findPatient(tx, actor.organizationId, id);
+      if (!row) throw notFound('Patient');
+      return assembleOne(tx, row);
+    });
+  }
+
+  async function get(ctx: RequestContext, id: string): Promise<Patient> {
+    return audited(
+      deps,
+      ctx,
+      { action: 'R', type: 'patient.read', permission: 'patients.read', patientId: id, entity: { type: 'Patient', id, version: null } },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const row = await findPatient(tx, actor.organizationId, id);
+        if (!row) throw notFound('Patient');
+        record.entity = { type: 'Patient', id, version: row.version };
+        return assembleOne(tx, row);
+      },
+    );
+  }
+
+  async function search(
+    ctx: RequestContext,
+    query: { q?: string; identifier?: string; limit: number; cursor?: string },
+  ): Promise<Page<Patient>> {
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, 2);
+    let identifier: { system: string; value: string } | undefined;
+    if (query.identifier !== undefined) {
+      const bar = query.identifier.indexOf('|');
+      const system = query.identifier.slice(0, bar) as IdentifierSystem;
+      if (bar <= 0) throw new AppError('invalid', 'identifier must look like system|value, e.g. microchip|985112345678901.');
+      identifier = { system, value: normalizeIdentifier(system, query.identifier.slice(bar + 1)) };
+    }
+    const text = query.q === undefined ? undefined : searchKey(query.q);
+    const raw = query.q?.trim() ?? '';
+    const identifierValues = raw === '' ? [] : [...new Set([raw, raw.replace(/[\s-]/g, '').toUpperCase()])];
+    return audited(deps, ctx, { action: 'E', type: 'patient.search', permission: 'patients.read' }, async (tx, record) => {
+      const actor = requireActor(ctx);
+      const rows = await searchPatients(tx, {
+        organizationId: actor.organizationId,
+        ...(text !== undefined && text !== '' ? { text, identifierValues } : {}),
+        ...(identifier !== undefined ? { identifier } : {}),
+        ...(after !== undefined ? { after: { nameSearch: after[0] ?? '', id: after[1] ?? '' } } : {}),
+        limit: query.limit + 1,
+      });
+      const page = toPage(rows, query.limit, (r) => [r.name_search, r.id], (r) => r);
+      // Which patients were disclosed, never the search terms (they are patient data).
+      record.detail = { count: page.items.length, patientIds: page.items.map((r) => r.id) };
+      return { items: await assemble(tx, page.items), nextCursor: page.nextCursor };
+    });
+  }
+
+  async function update(ctx: RequestContext, id: string, expectedVersion: number, changes: Partial<PatientInput>): Promise<Patient> {
+    const name = changes.name?.trim();
+    if (name === '') throw new AppError('invalid', 'The patient needs a name.');
+    const birthDate = changes.birthDate === undefined ? undefined : checkBirthDate(changes.birthDate, clock.now());
+    const identifiers = changes.identifiers === undefined ? undefined : normalizeIdentifiers(changes.identifiers);
+    changes.owners?.forEach(checkOwnerInput);
+    return audited(
+      deps,
+      ctx,
+      { action: 'U', type: 'patient.update', permission: 'patients.write', patientId: id, entity: { type: 'Patient', id, version: null } },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const row = await findPatient(tx, actor.organizationId, id);
+        if (!row) throw notFound('Patient');
+        if (row.version !== expectedVersion) {
+          throw new AppError('precondition_failed', `This patient was changed by someone else (now version ${row.version}); reload and try again.`);
+        }
+        const now = clock.now().toISOString();
+        const updated = await updatePatientIfVersion(tx, id, expectedVersion, {
+          ...(name !== undefined ? { name, name_search: searchKey(name) } : {}),
+          ...(changes.species !== undefined ? { species: changes.species } : {}),
+          ...(changes.breed !== undefined ? { breed: changes.breed?.trim() || null } : {}),
+          ...(changes.sex !== undefined ? { sex: changes.sex } : {}),
+          ...(birthDate !== undefined ? { birth_date: birthDate } : {}),
+          updated_at: now,
+        });
+        if (!updated) throw new AppError('precondition_failed', 'This patient was changed by someone else; reload and try again.');
+        if (identifiers !== undefined) {
+          await checkIdentifiersFree(tx, actor.organizationId, identifiers, id);
+          await replaceIdentifiers(tx, row, identifiers.map((i) => ({ ...i, id: uuidv7() })));
+        }
+        if (changes.owners !== undefined) {
+          await replacePatientOwners(tx, id, await resolveOwners(tx, actor.organizationId, changes.owners, now));
+        }
+        record.entity = { type: 'Patient', id, version: expectedVersion + 1 };
+        record.detail = { fields: Object.keys(changes).sort() };
+        const after = await findPatient(tx, actor.organizationId, id);
+        if (!after) throw notFound('Patient');
+        return assembleOne(tx, after);
+      },
+    );
+  }
+
+  return { create, get, search, update };
+}
+
+export type PatientService = ReturnType<typeof createPatientService>;

@@ -1,0 +1,99 @@
+// Audit events: append to the hash chain (inside the caller's unit of work) and read back.
+import {
+  chainHash,
+  eventHash,
+  type AuditAction,
+  type AuditEvent,
+  type AuditOutcome,
+  type ChainedEvent,
+} from '../domain/audit.js';
+import { engineOf } from './dialect.js';
+import type { AuditEventRow, Tx } from './tables.js';
+
+export type NewAuditEvent = Omit<AuditEvent, 'seq'>;
+
+/**
+ * Appends one event at the head of the chain. The head row is locked (FOR UPDATE on
+ * PostgreSQL; SQLite already has a single writer) so sequence numbers stay gapless and ordered.
+ */
+export async function appendAuditEvent(tx: Tx, input: NewAuditEvent): Promise<ChainedEvent> {
+  let headQuery = tx.selectFrom('audit_head').select(['seq', 'chain_hash']).where('id', '=', 1);
+  if (engineOf(tx) === 'postgres') headQuery = headQuery.forUpdate();
+  const head = await headQuery.executeTakeFirstOrThrow();
+  const event: AuditEvent = { ...input, seq: head.seq + 1 };
+  const hash = eventHash(event);
+  const chain = chainHash(head.chain_hash, hash);
+  await tx
+    .insertInto('audit_events')
+    .values({
+      seq: event.seq,
+      id: event.id,
+      occurred_at: event.occurredAt,
+      action: event.action,
+      type: event.type,
+      outcome: event.outcome,
+      actor_user_id: event.actor.userId,
+      actor_role: event.actor.role,
+      actor_org_id: event.actor.organizationId,
+      actor_ip: event.actor.ip,
+      actor_user_agent: event.actor.userAgent,
+      patient_id: event.patientId,
+      entity_type: event.entity?.type ?? null,
+      entity_id: event.entity?.id ?? null,
+      entity_version: event.entity?.version ?? null,
+      purpose: event.purpose,
+      request_id: event.requestId,
+      detail: event.detail === null ? null : JSON.stringify(event.detail),
+      event_hash: hash,
+      chain_hash: chain,
+    })
+    .execute();
+  await tx.updateTable('audit_head').set({ seq: event.seq, chain_hash: chain }).where('id', '=', 1).execute();
+  return { event, hash, chain };
+}
+
+/** Rebuilds the hashed event from its stored row. */
+export function auditEventFromRow(row: AuditEventRow): ChainedEvent {
+  const event: AuditEvent = {
+    seq: Number(row.seq),
+    id: row.id,
+    occurredAt: row.occurred_at,
+    action: row.action as AuditAction,
+    type: row.type,
+    outcome: row.outcome as AuditOutcome,
+    actor: {
+      userId: row.actor_user_id,
+      role: row.actor_role,
+      organizationId: row.actor_org_id,
+      ip: row.actor_ip,
+      userAgent: row.actor_user_agent,
+    },
+    patientId: row.patient_id,
+    entity:
+      row.entity_type === null
+        ? null
+        : { type: row.entity_type, id: row.entity_id, version: row.entity_version },
+    purpose: row.purpose,
+    requestId: row.request_id,
+    detail: row.detail === null ? null : (JSON.parse(row.detail) as Record<string, unknown>),
+  };
+  return { event, hash: row.event_hash, chain: row.chain_hash };
+}
+
+export async function listAuditEvents(
+  db: Tx,
+  filter: { patientId?: string; actorUserId?: string; afterSeq?: number; limit?: number } = {},
+): Promise<ChainedEvent[]> {
+  let q = db.selectFrom('audit_events').selectAll().orderBy('seq');
+  if (filter.patientId !== undefined) q = q.where('patient_id', '=', filter.patientId);
+  if (filter.actorUserId !== undefined) q = q.where('actor_user_id', '=', filter.actorUserId);
+  if (filter.afterSeq !== undefined) q = q.where('seq', '>', filter.afterSeq);
+  if (filter.limit !== undefined) q = q.limit(filter.limit);
+  const rows = await q.execute();
+  return rows.map(auditEventFromRow);
+}
+
+export async function auditHead(db: Tx): Promise<{ seq: number; chain: string }> {
+  const head = await db.selectFrom('audit_head').select(['seq', 'chain_hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+  return { seq: head.seq, chain: head.chain_hash };
+}

@@ -1,0 +1,273 @@
+// Opens the database (SQLite or PostgreSQL), runs migrations, and provides durable units of work.
+// On SQLite, concurrent units share one transaction and one fsync (group commit).
+import fs from 'node:fs';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type SqliteDatabase } from 'kysely';
+import pg from 'pg';
+import { AppError } from '../domain/errors.js';
+import type { Engine } from './dialect.js';
+import { migrationProvider } from './migrations/index.js';
+import type { DB, Tx } from './tables.js';
+
+export interface Database {
+  readonly engine: Engine;
+  /**
+   * Runs `fn` as one durable unit of work and resolves after its commit is on disk. `fn` must
+   * only talk to the database through `tx` (no other awaits): on SQLite it shares a transaction
+   * with other units, isolated by a savepoint, so a failing unit rolls back alone.
+   */
+  write<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /** For reads that need no audit event (session lookups, health). Sees every committed write. */
+  readonly read: Kysely<DB>;
+  migrate(): Promise<string[]>;
+  ping(): Promise<void>;
+  /** Units and transactions committed so far: with group commit, transactions < units. */
+  stats(): { units: number; transactions: number };
+  /** Set once a commit failed: the store then refuses writes (fail-stop) until restarted. */
+  readonly failure: Error | null;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  pgPoolSize?: number;
+  /** false commits every unit on its own (used by the benchmark as its baseline). */
+  groupCommit?: boolean;
+  /** Largest number of units in one SQLite transaction. */
+  maxBatch?: number;
+}
+
+export const MIN_SQLITE_VERSION = '3.51.3';
+
+export async function openDatabase(url: string, options: OpenOptions = {}): Promise<Database> {
+  if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length), options);
+  if (/^postgres(ql)?:\/\//.test(url)) return openPostgres(url, options);
+  throw new Error('Unsupported database URL (expected sqlite:PATH or postgres://…)');
+}
+
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** Every SQLite connection: WAL, synchronous=FULL (a commit is fsync'd), foreign keys, busy wait. */
+function configureSqlite(raw: BetterSqlite3.Database): void {
+  const version = (raw.prepare('select sqlite_version() as v').get() as { v: string }).v;
+  if (compareVersions(version, MIN_SQLITE_VERSION) < 0) {
+    throw new Error(
+      `SQLite ${version} is too old: Caretrail needs ${MIN_SQLITE_VERSION} or newer (WAL-reset bug).`,
+    );
+  }
+  raw.pragma('journal_mode = WAL');
+  raw.pragma('synchronous = FULL');
+  raw.pragma('foreign_keys = ON');
+  raw.pragma('busy_timeout = 5000');
+  if (raw.pragma('synchronous', { simple: true }) !== 2) {
+    throw new Error('SQLite refused synchronous=FULL; refusing to run without durable commits.');
+  }
+}
+
+/** better-sqlite3 behind Kysely, with prepared statements reused by SQL text. */
+function cachedStatements(raw: BetterSqlite3.Database): SqliteDatabase {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  return {
+    close: () => {
+      raw.close();
+    },
+    prepare: (text: string) => {
+      let stmt = cache.get(text);
+      if (!stmt) {
+        stmt = raw.prepare(text);
+        if (cache.size > 500) cache.clear();
+        cache.set(text, stmt);
+      }
+      return stmt;
+    },
+  };
+}
+
+interface PendingUnit {
+  fn: (tx: Tx) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (reason: unknown) => void;
+}
+
+function openSqlite(file: string, options: OpenOptions): Database {
+  if (file === '' || file === ':memory:') throw new Error('SQLite needs a file path (WAL).');
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const writerRaw = new BetterSqlite3(file);
+  configureSqlite(writerRaw);
+  const readerRaw = new BetterSqlite3(file);
+  configureSqlite(readerRaw);
+
+  const writer = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachedStatements(writerRaw) }) });
+  const reader = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachedStatements(readerRaw) }) });
+  const maxBatch = options.groupCommit === false ? 1 : (options.maxBatch ?? 1000);
+
+  let queue: PendingUnit[] = [];
+  let running: Promise<void> | null = null;
+  let scheduled = false;
+  let failure: Error | null = null;
+  let closed = false;
+  const counters = { units: 0, transactions: 0 };
+
+  const schedule = (): void => {
+    if (scheduled || running || queue.length === 0) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      running = runBatch().finally(() => {
+        running = null;
+        schedule();
+      });
+    });
+  };
+
+  // One BEGIN IMMEDIATE … COMMIT for every queued unit; each unit in its own savepoint.
+  const runBatch = async (): Promise<void> => {
+    const batch = queue.slice(0, maxBatch);
+    queue = queue.slice(batch.length);
+    const outcomes: { ok: boolean; value: unknown }[] = [];
+    try {
+      await writer.connection().execute(async (conn) => {
+        await sql`begin immediate`.execute(conn);
+        try {
+          for (const unit of batch) {
+            await sql`savepoint unit`.execute(conn);
+            try {
+              const value = await unit.fn(conn);
+              await sql`release unit`.execute(conn);
+              outcomes.push({ ok: true, value });
+            } catch (err) {
+              await sql`rollback to unit`.execute(conn);
+              await sql`release unit`.execute(conn);
+              outcomes.push({ ok: false, value: err });
+            }
+          }
+        } catch (err) {
+          // The transaction itself broke (I/O error, full disk): undo everything.
+          if (writerRaw.inTransaction) await sql`rollback`.execute(conn);
+          throw err;
+        }
+        try {
+          await sql`commit`.execute(conn);
+          counters.transactions += 1;
+          counters.units += batch.length;
+        } catch (err) {
+          // The commit's fsync or write failed: the state on disk is unknown. Stop writing.
+          failure = err instanceof Error ? err : new Error(String(err));
+          if (writerRaw.inTransaction) writerRaw.exec('rollback');
+          throw err;
+        }
+      });
+    } catch (err) {
+      const error = failure
+        ? new AppError('unavailable', 'The database cannot take writes; an operator must check the server.')
+        : err;
+      for (const unit of batch) unit.reject(error);
+      return;
+    }
+    batch.forEach((unit, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.ok) unit.resolve(outcome.value);
+      else unit.reject(outcome?.value);
+    });
+  };
+
+  return {
+    engine: 'sqlite',
+    read: reader,
+    stats: () => ({ ...counters }),
+    get failure() {
+      return failure;
+    },
+    write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+      if (failure || closed) {
+        return Promise.reject(
+          new AppError('unavailable', 'The database cannot take writes right now; try again later.'),
+        );
+      }
+      return new Promise<T>((resolve, reject) => {
+        queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+        schedule();
+      });
+    },
+    migrate: () => runMigrations(writer),
+    async ping() {
+      await sql`select 1`.execute(reader);
+      if (failure) throw failure;
+    },
+    async close() {
+      closed = true;
+      while (running || scheduled || queue.length > 0) {
+        await (running ?? new Promise((r) => setImmediate(r)));
+      }
+      await reader.destroy();
+      await writer.destroy();
+    },
+  };
+}
+
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '53300']);
+
+function isConnectionError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const code = (err as { code?: unknown }).code;
+  return (typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08'))) ||
+    (err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(err.message));
+}
+
+function openPostgres(url: string, options: OpenOptions): Database {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.pgPoolSize ?? 10,
+    connectionTimeoutMillis: 5000,
+    types: {
+      // bigint (int8) as a JS number: audit sequences stay far below 2^53.
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its connection must not crash the process; the next query reconnects.
+  pool.on('error', () => undefined);
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+  const counters = { units: 0, transactions: 0 };
+  return {
+    engine: 'postgres',
+    read: db,
+    failure: null,
+    stats: () => ({ ...counters }),
+    async write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+      try {
+        const result = await db.transaction().execute(fn);
+        counters.units += 1;
+        counters.transactions += 1;
+        return result;
+      } catch (err) {
+        if (isConnectionError(err)) {
+          throw new AppError('unavailable', 'The database is not reachable; try again shortly.', {
+            retryAfterSeconds: 5,
+          });
+        }
+        throw err;
+      }
+    },
+    migrate: () => runMigrations(db),
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
+    close: () => db.destroy(),
+  };
+}
+
+async function runMigrations(db: Kysely<DB>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: migrationProvider, migrationTableName: 'schema_migrations', migrationLockTableName: 'schema_migrations_lock' });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error('Migration failed');
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,11 @@
+// The ordered list of schema migrations. Add new ones at the end; never edit a released one.
+import type { Migration, MigrationProvider } from 'kysely';
+import * as m0001 from './0001-records-core.js';
+
+const MIGRATIONS: Record<string, Migration> = {
+  '0001-records-core': m0001,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(MIGRATIONS),
+};

@@ -1,0 +1,61 @@
+// Notes, their addenda and their revision history (every change keeps a full snapshot).
+import type { NewNoteRow, NoteAddendumRow, NoteRevisionRow, NoteRow, Tx } from './tables.js';
+
+export async function insertNote(tx: Tx, row: NewNoteRow): Promise<void> {
+  await tx.insertInto('notes').values(row).execute();
+}
+
+export async function findNote(tx: Tx, organizationId: string, id: string): Promise<NoteRow | undefined> {
+  return tx.selectFrom('notes').selectAll().where('id', '=', id).where('organization_id', '=', organizationId).executeTakeFirst();
+}
+
+/** Applies `changes` only if the note is still at `expectedVersion`; false otherwise. */
+export async function updateNoteIfVersion(
+  tx: Tx,
+  id: string,
+  expectedVersion: number,
+  changes: Partial<Pick<NoteRow, 'kind' | 'title' | 'body' | 'visibility' | 'status' | 'finalized_at' | 'finalized_by'>> & { updated_at: string },
+): Promise<boolean> {
+  const result = await tx
+    .updateTable('notes')
+    .set({ ...changes, version: expectedVersion + 1 })
+    .where('id', '=', id)
+    .where('version', '=', expectedVersion)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Newest first (ids are time-ordered). */
+export async function listNotes(
+  tx: Tx,
+  organizationId: string,
+  patientId: string,
+  page: { beforeId: string | null; limit: number },
+): Promise<NoteRow[]> {
+  let q = tx
+    .selectFrom('notes')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+    .where('patient_id', '=', patientId)
+    .orderBy('id', 'desc')
+    .limit(page.limit);
+  if (page.beforeId !== null) q = q.where('id', '<', page.beforeId);
+  return q.execute();
+}
+
+export async function insertAddendum(tx: Tx, row: NoteAddendumRow): Promise<void> {
+  await tx.insertInto('note_addenda').values(row).execute();
+}
+
+export async function addendaOf(tx: Tx, noteIds: string[]): Promise<NoteAddendumRow[]> {
+  if (noteIds.length === 0) return [];
+  return tx.selectFrom('note_addenda').selectAll().where('note_id', 'in', noteIds).orderBy('id').execute();
+}
+
+export async function insertRevision(tx: Tx, row: NoteRevisionRow): Promise<void> {
+  await tx.insertInto('note_revisions').values(row).execute();
+}
+
+export async function revisionsOf(tx: Tx, noteId: string): Promise<NoteRevisionRow[]> {
+  return tx.selectFrom('note_revisions').selectAll().where('note_id', '=', noteId).orderBy('version').execute();
+}

@@ -1,0 +1,183 @@
+// Patients, their identifiers and their owners.
+import { sql } from 'kysely';
+import { escapeLike } from './dialect.js';
+import type { NewPatientRow, OwnerRow, PatientRow, Tx } from './tables.js';
+
+export async function insertPatient(tx: Tx, row: NewPatientRow): Promise<void> {
+  await tx.insertInto('patients').values(row).execute();
+}
+
+export async function findPatient(tx: Tx, organizationId: string, id: string): Promise<PatientRow | undefined> {
+  return tx
+    .selectFrom('patients')
+    .selectAll()
+    .where('id', '=', id)
+    .where('organization_id', '=', organizationId)
+    .executeTakeFirst();
+}
+
+/** Bumps the version only if it still is `expectedVersion`; false when someone else got there first. */
+export async function updatePatientIfVersion(
+  tx: Tx,
+  id: string,
+  expectedVersion: number,
+  changes: Partial<Pick<PatientRow, 'name' | 'name_search' | 'species' | 'breed' | 'sex' | 'birth_date'>> & { updated_at: string },
+): Promise<boolean> {
+  const result = await tx
+    .updateTable('patients')
+    .set({ ...changes, version: expectedVersion + 1 })
+    .where('id', '=', id)
+    .where('version', '=', expectedVersion)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+export interface IdentifierRow {
+  patient_id: string;
+  system: string;
+  value: string;
+}
+
+export async function replaceIdentifiers(
+  tx: Tx,
+  patient: { id: string; organization_id: string },
+  identifiers: { system: string; value: string; id: string }[],
+): Promise<void> {
+  await tx.deleteFrom('patient_identifiers').where('patient_id', '=', patient.id).execute();
+  if (identifiers.length === 0) return;
+  await tx
+    .insertInto('patient_identifiers')
+    .values(identifiers.map((i) => ({ id: i.id, organization_id: patient.organization_id, patient_id: patient.id, system: i.system, value: i.value })))
+    .execute();
+}
+
+/** Which of these identifiers another patient of the organization already carries. */
+export async function findIdentifierHolders(
+  tx: Tx,
+  organizationId: string,
+  identifiers: { system: string; value: string }[],
+  exceptPatientId: string | null,
+): Promise<IdentifierRow[]> {
+  if (identifiers.length === 0) return [];
+  let q = tx
+    .selectFrom('patient_identifiers')
+    .select(['patient_id', 'system', 'value'])
+    .where('organization_id', '=', organizationId)
+    .where((eb) => eb.or(identifiers.map((i) => eb.and([eb('system', '=', i.system), eb('value', '=', i.value)]))));
+  if (exceptPatientId !== null) q = q.where('patient_id', '!=', exceptPatientId);
+  return q.execute();
+}
+
+export async function identifiersOf(tx: Tx, patientIds: string[]): Promise<IdentifierRow[]> {
+  if (patientIds.length === 0) return [];
+  return tx
+    .selectFrom('patient_identifiers')
+    .select(['patient_id', 'system', 'value'])
+    .where('patient_id', 'in', patientIds)
+    .orderBy('system')
+    .orderBy('value')
+    .execute();
+}
+
+export async function ownersOf(tx: Tx, patientIds: string[]): Promise<(OwnerRow & { patient_id: string })[]> {
+  if (patientIds.length === 0) return [];
+  return tx
+    .selectFrom('patient_owners')
+    .innerJoin('owners', 'owners.id', 'patient_owners.owner_id')
+    .selectAll('owners')
+    .select('patient_owners.patient_id')
+    .where('patient_owners.patient_id', 'in', patientIds)
+    .orderBy('patient_owners.position')
+    .execute();
+}
+
+export async function insertOwner(tx: Tx, row: OwnerRow): Promise<void> {
+  await tx.insertInto('owners').values(row).execute();
+}
+
+export async function findOwners(tx: Tx, organizationId: string, ids: string[]): Promise<OwnerRow[]> {
+  if (ids.length === 0) return [];
+  return tx.selectFrom('owners').selectAll().where('organization_id', '=', organizationId).where('id', 'in', ids).execute();
+}
+
+export async function replacePatientOwners(tx: Tx, patientId: string, ownerIds: string[]): Promise<void> {
+  await tx.deleteFrom('patient_owners').where('patient_id', '=', patientId).execute();
+  if (ownerIds.length === 0) return;
+  await tx
+    .insertInto('patient_owners')
+    .values(ownerIds.map((owner_id, position) => ({ patient_id: patientId, owner_id, position })))
+    .execute();
+}
+
+export interface PatientSearch {
+  organizationId: string;
+  /** Lower-cased search key: matches a patient name prefix or an owner name word prefix. */
+  text?: string;
+  /** Exact identifier values that also match (any system), from the same search box. */
+  identifierValues?: string[];
+  identifier?: { system: string; value: string };
+  after?: { nameSearch: string; id: string };
+  limit: number;
+}
+
+/** Patients ordered by name, then id; keyset pagination on (name_search, id). */
+export async function searchPatients(tx: Tx, search: PatientSearch): Promise<PatientRow[]> {
+  let q = tx.selectFrom('patients').selectAll().where('organization_id', '=', search.organizationId);
+  const { text, identifierValues, identifier, after } = search;
+  if (text !== undefined) {
+    const prefix = `${escapeLike(text)}%`;
+    const wordPrefix = `% ${escapeLike(text)}%`;
+    q = q.where((eb) =>
+      eb.or([
+        sql<boolean>`${eb.ref('patients.name_search')} like ${prefix} escape '\\'`,
+        eb(
+          'patients.id',
+          'in',
+          eb
+            .selectFrom('patient_owners')
+            .innerJoin('owners', 'owners.id', 'patient_owners.owner_id')
+            .select('patient_owners.patient_id')
+            .where('owners.organization_id', '=', search.organizationId)
+            .where((o) =>
+              o.or([
+                sql<boolean>`${o.ref('owners.name_search')} like ${prefix} escape '\\'`,
+                sql<boolean>`${o.ref('owners.name_search')} like ${wordPrefix} escape '\\'`,
+              ]),
+            ),
+        ),
+        ...(identifierValues && identifierValues.length > 0
+          ? [
+              eb(
+                'patients.id',
+                'in',
+                eb
+                  .selectFrom('patient_identifiers')
+                  .select('patient_id')
+                  .where('organization_id', '=', search.organizationId)
+                  .where('value', 'in', identifierValues),
+              ),
+            ]
+          : []),
+      ]),
+    );
+  }
+  if (identifier !== undefined) {
+    q = q.where('patients.id', 'in', (eb) =>
+      eb
+        .selectFrom('patient_identifiers')
+        .select('patient_id')
+        .where('organization_id', '=', search.organizationId)
+        .where('system', '=', identifier.system)
+        .where('value', '=', identifier.value),
+    );
+  }
+  if (after !== undefined) {
+    q = q.where((eb) =>
+      eb.or([
+        eb('patients.name_search', '>', after.nameSearch),
+        eb.and([eb('patients.name_search', '=', after.nameSearch), eb('patients.id', '>', after.id)]),
+      ]),
+    );
+  }
+  return q.orderBy('patients.name_search').orderBy('patients.id').limit(search.limit).execute();
+}

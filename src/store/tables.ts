@@ -1,0 +1,204 @@
+// Table interfaces: the one description of every row, from which row types derive.
+// Timestamps are ISO-8601 UTC strings on both engines; flags are 0/1 integers.
+import type { Insertable, Kysely, Selectable } from 'kysely';
+
+export interface OrganizationsTable {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+export interface UsersTable {
+  id: string;
+  organization_id: string;
+  email: string;
+  name: string;
+  role: string;
+  password_hash: string;
+  disabled: number;
+  totp_secret: string | null;
+  totp_pending_secret: string | null;
+  totp_enabled: number;
+  totp_last_step: number | null;
+  version: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface SessionsTable {
+  id: string;
+  token_hash: string;
+  user_id: string;
+  created_at: string;
+  expires_at: string;
+  revoked_at: string | null;
+  ip: string | null;
+  user_agent: string | null;
+}
+
+export interface LoginFailuresTable {
+  key: string;
+  failures: number;
+  window_started_at: string;
+  locked_until: string | null;
+}
+
+export interface SetupTokensTable {
+  token_hash: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
+export interface PatientsTable {
+  id: string;
+  organization_id: string;
+  name: string;
+  name_search: string;
+  species: string;
+  breed: string | null;
+  sex: string | null;
+  birth_date: string | null;
+  version: number;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface PatientIdentifiersTable {
+  id: string;
+  organization_id: string;
+  patient_id: string;
+  system: string;
+  value: string;
+}
+
+export interface OwnersTable {
+  id: string;
+  organization_id: string;
+  name: string;
+  name_search: string;
+  email: string | null;
+  phone: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface PatientOwnersTable {
+  patient_id: string;
+  owner_id: string;
+  position: number;
+}
+
+export interface NotesTable {
+  id: string;
+  organization_id: string;
+  patient_id: string;
+  kind: string;
+  title: string | null;
+  body: string;
+  visibility: string;
+  status: string;
+  version: number;
+  author_id: string;
+  created_at: string;
+  updated_at: string;
+  finalized_at: string | null;
+  finalized_by: string | null;
+}
+
+export interface NoteRevisionsTable {
+  id: string;
+  note_id: string;
+  version: number;
+  change: string;
+  kind: string;
+  title: string | null;
+  body: string;
+  visibility: string;
+  status: string;
+  addendum_id: string | null;
+  actor_id: string;
+  at: string;
+}
+
+export interface NoteAddendaTable {
+  id: string;
+  note_id: string;
+  body: string;
+  author_id: string;
+  created_at: string;
+}
+
+export interface AuditEventsTable {
+  seq: number;
+  id: string;
+  occurred_at: string;
+  action: string;
+  type: string;
+  outcome: string;
+  actor_user_id: string | null;
+  actor_role: string | null;
+  actor_org_id: string | null;
+  actor_ip: string | null;
+  actor_user_agent: string | null;
+  patient_id: string | null;
+  entity_type: string | null;
+  entity_id: string | null;
+  entity_version: number | null;
+  purpose: string | null;
+  request_id: string | null;
+  detail: string | null;
+  event_hash: string;
+  chain_hash: string;
+}
+
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  chain_hash: string;
+}
+
+export interface IdempotencyKeysTable {
+  scope: string;
+  key: string;
+  request_hash: string;
+  state: string;
+  status_code: number | null;
+  response_body: string | null;
+  locked_until: string;
+  created_at: string;
+}
+
+export interface DB {
+  organizations: OrganizationsTable;
+  users: UsersTable;
+  sessions: SessionsTable;
+  login_failures: LoginFailuresTable;
+  setup_tokens: SetupTokensTable;
+  patients: PatientsTable;
+  patient_identifiers: PatientIdentifiersTable;
+  owners: OwnersTable;
+  patient_owners: PatientOwnersTable;
+  notes: NotesTable;
+  note_revisions: NoteRevisionsTable;
+  note_addenda: NoteAddendaTable;
+  audit_events: AuditEventsTable;
+  audit_head: AuditHeadTable;
+  idempotency_keys: IdempotencyKeysTable;
+}
+
+/** A database handle inside a unit of work (a transaction, or a savepoint in a group commit). */
+export type Tx = Kysely<DB>;
+
+export type UserRow = Selectable<UsersTable>;
+export type NewUserRow = Insertable<UsersTable>;
+export type PatientRow = Selectable<PatientsTable>;
+export type NewPatientRow = Insertable<PatientsTable>;
+export type OwnerRow = Selectable<OwnersTable>;
+export type NoteRow = Selectable<NotesTable>;
+export type NewNoteRow = Insertable<NotesTable>;
+export type NoteRevisionRow = Selectable<NoteRevisionsTable>;
+export type NoteAddendumRow = Selectable<NoteAddendaTable>;
+export type AuditEventRow = Selectable<AuditEventsTable>;
+export type SessionRow = Selectable<SessionsTable>;

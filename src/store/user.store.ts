@@ -1,0 +1,59 @@
+// Users (staff accounts) of an organization.
+import type { NewUserRow, Tx, UserRow } from './tables.js';
+
+export async function findUserByEmail(tx: Tx, email: string): Promise<UserRow | undefined> {
+  return tx.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst();
+}
+
+export async function findUserInOrganization(tx: Tx, organizationId: string, id: string): Promise<UserRow | undefined> {
+  return tx
+    .selectFrom('users')
+    .selectAll()
+    .where('id', '=', id)
+    .where('organization_id', '=', organizationId)
+    .executeTakeFirst();
+}
+
+export async function insertUser(tx: Tx, row: NewUserRow): Promise<void> {
+  await tx.insertInto('users').values(row).execute();
+}
+
+export async function countUsers(tx: Tx): Promise<number> {
+  const row = await tx.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export async function countActiveAdmins(tx: Tx, organizationId: string): Promise<number> {
+  const row = await tx
+    .selectFrom('users')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('organization_id', '=', organizationId)
+    .where('role', '=', 'admin')
+    .where('disabled', '=', 0)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export async function listUsers(
+  tx: Tx,
+  organizationId: string,
+  page: { afterId: string | null; limit: number },
+): Promise<UserRow[]> {
+  let q = tx.selectFrom('users').selectAll().where('organization_id', '=', organizationId).orderBy('id').limit(page.limit);
+  if (page.afterId !== null) q = q.where('id', '>', page.afterId);
+  return q.execute();
+}
+
+export async function updateUser(
+  tx: Tx,
+  id: string,
+  changes: Partial<Pick<UserRow, 'role' | 'disabled' | 'name' | 'totp_secret' | 'totp_pending_secret' | 'totp_enabled' | 'totp_last_step'>> & {
+    updated_at: string;
+  },
+): Promise<void> {
+  await tx
+    .updateTable('users')
+    .set((eb) => ({ ...changes, version: eb('version', '+', 1) }))
+    .where('id', '=', id)
+    .execute();
+}
