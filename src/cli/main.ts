@@ -2,7 +2,7 @@
 // `caretrail <command>`: serve, migrate, admin create.
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, type Config } from '../config.js';
+import { CONFIG_SETTINGS, ConfigError, loadConfig, type Config } from '../config.js';
 import { systemClock } from '../domain/clock.js';
 import { isAppError } from '../domain/errors.js';
 import { createLogger } from '../log.js';
@@ -22,16 +22,21 @@ Every setting can be given as CARETRAIL_* variable or --flag (see README.md).`;
 
 const COMMAND_FLAGS = new Set(['org', 'email', 'password-file', 'name']);
 
-function splitFlags(args: string[]): { positionals: string[]; settings: Record<string, string>; command: Record<string, string> } {
-  const { values, positionals } = parseArgs({ args, strict: false, allowPositionals: true });
+function splitFlags(args: string[]): { positionals: string[]; settings: Record<string, string>; command: Record<string, string>; help: boolean } {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
+  for (const flag of [...CONFIG_SETTINGS.map((s) => s.flag), ...COMMAND_FLAGS]) options[flag] = { type: 'string' };
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw new ConfigError(err instanceof Error ? err.message.split('\n')[0] ?? 'Bad option.' : 'Bad option.');
+  }
   const settings: Record<string, string> = {};
   const command: Record<string, string> = {};
-  for (const [key, value] of Object.entries(values)) {
-    if (key === 'help') continue;
-    if (typeof value !== 'string') throw new ConfigError(`Option --${key} needs a value.`);
-    (COMMAND_FLAGS.has(key) ? command : settings)[key] = value;
+  for (const [key, value] of Object.entries(parsed.values)) {
+    if (typeof value === 'string') (COMMAND_FLAGS.has(key) ? command : settings)[key] = value;
   }
-  return { positionals, settings, command };
+  return { positionals: parsed.positionals, settings, command, help: parsed.values.help === true };
 }
 
 async function serve(config: Config): Promise<void> {
@@ -117,9 +122,9 @@ async function adminCreate(config: Config, flags: Record<string, string>): Promi
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { positionals, settings, command } = splitFlags(argv);
+  const { positionals, settings, command, help } = splitFlags(argv);
   const [name, sub] = positionals;
-  if (name === undefined || name === 'help' || argv.includes('--help')) {
+  if (name === undefined || name === 'help' || help) {
     process.stdout.write(`${USAGE}\n`);
     return name === undefined ? 2 : 0;
   }
