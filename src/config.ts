@@ -17,6 +17,7 @@ export interface Config {
   readonly loginLockoutMinutes: number;
   readonly trustProxy: boolean;
   readonly pgPoolSize: number;
+  readonly sqliteMaxBatch: number;
   readonly shutdownTimeoutMs: number;
 }
 
@@ -192,6 +193,14 @@ const SETTINGS = [
     description: 'PostgreSQL connections per instance.',
     parse: integer(1, 200, 'an integer'),
     fallback: () => 10,
+  },
+  {
+    key: 'sqliteMaxBatch',
+    env: 'CARETRAIL_SQLITE_MAX_BATCH',
+    flag: 'sqlite-max-batch',
+    description: 'Most requests committed together in one SQLite transaction (1 turns group commit off).',
+    parse: integer(1, 100000, 'an integer'),
+    fallback: () => 1000,
   },
   {
     key: 'shutdownTimeoutMs',

@@ -18,7 +18,7 @@ export async function createRuntime(
   log: Logger,
   options: { clock?: Clock; database?: OpenOptions } = {},
 ): Promise<Runtime> {
-  const db = await openDatabase(config.databaseUrl, { pgPoolSize: config.pgPoolSize, ...options.database });
+  const db = await openDatabase(config.databaseUrl, { pgPoolSize: config.pgPoolSize, maxBatch: config.sqliteMaxBatch, ...options.database });
   try {
     const applied = await db.migrate();
     if (applied.length > 0) log.info({ migrations: applied }, 'database schema updated');

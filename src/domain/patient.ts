@@ -37,6 +37,10 @@ export const IDENTIFIER_SYSTEMS = [
 ] as const;
 export type IdentifierSystem = (typeof IDENTIFIER_SYSTEMS)[number];
 
+export function isIdentifierSystem(value: string): value is IdentifierSystem {
+  return (IDENTIFIER_SYSTEMS as readonly string[]).includes(value);
+}
+
 export interface Identifier {
   system: IdentifierSystem;
   value: string;

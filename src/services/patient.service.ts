@@ -1,7 +1,15 @@
 // Patients and owners: register, read, search, update with optimistic concurrency.
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
-import { normalizeIdentifier, searchKey, type IdentifierSystem, type Sex, type Species } from '../domain/patient.js';
+import {
+  IDENTIFIER_SYSTEMS,
+  isIdentifierSystem,
+  normalizeIdentifier,
+  searchKey,
+  type IdentifierSystem,
+  type Sex,
+  type Species,
+} from '../domain/patient.js';
 import { isUniqueViolation } from '../store/dialect.js';
 import {
   findIdentifierHolders,
@@ -222,8 +230,11 @@ export function createPatientService(deps: ServiceDeps) {
     let identifier: { system: string; value: string } | undefined;
     if (query.identifier !== undefined) {
       const bar = query.identifier.indexOf('|');
-      const system = query.identifier.slice(0, bar) as IdentifierSystem;
+      const system = query.identifier.slice(0, bar);
       if (bar <= 0) throw new AppError('invalid', 'identifier must look like system|value, e.g. microchip|985112345678901.');
+      if (!isIdentifierSystem(system)) {
+        throw new AppError('invalid', `Unknown identifier system; use one of: ${IDENTIFIER_SYSTEMS.join(', ')}.`);
+      }
       identifier = { system, value: normalizeIdentifier(system, query.identifier.slice(bar + 1)) };
     }
     const text = query.q === undefined ? undefined : searchKey(query.q);

@@ -48,8 +48,22 @@ export async function appendAuditEvent(tx: Tx, input: NewAuditEvent): Promise<Ch
       chain_hash: chain,
     })
     .execute();
+  const disclosed = patientIdsIn(event);
+  if (disclosed.length > 0) {
+    await tx
+      .insertInto('audit_event_patients')
+      .values(disclosed.map((patient_id) => ({ patient_id, seq: event.seq })))
+      .execute();
+  }
   await tx.updateTable('audit_head').set({ seq: event.seq, chain_hash: chain }).where('id', '=', 1).execute();
   return { event, hash, chain };
+}
+
+/** Patients an event disclosed besides its main one (detail.patientIds). */
+function patientIdsIn(event: AuditEvent): string[] {
+  const ids = event.detail?.patientIds;
+  if (!Array.isArray(ids)) return [];
+  return [...new Set(ids.filter((id): id is string => typeof id === 'string' && id !== event.patientId))];
 }
 
 /** Rebuilds the hashed event from its stored row. */
@@ -85,7 +99,15 @@ export async function listAuditEvents(
   filter: { patientId?: string; actorUserId?: string; afterSeq?: number; limit?: number } = {},
 ): Promise<ChainedEvent[]> {
   let q = db.selectFrom('audit_events').selectAll().orderBy('seq');
-  if (filter.patientId !== undefined) q = q.where('patient_id', '=', filter.patientId);
+  const patientId = filter.patientId;
+  if (patientId !== undefined) {
+    q = q.where((eb) =>
+      eb.or([
+        eb('patient_id', '=', patientId),
+        eb('seq', 'in', eb.selectFrom('audit_event_patients').select('seq').where('patient_id', '=', patientId)),
+      ]),
+    );
+  }
   if (filter.actorUserId !== undefined) q = q.where('actor_user_id', '=', filter.actorUserId);
   if (filter.afterSeq !== undefined) q = q.where('seq', '>', filter.afterSeq);
   if (filter.limit !== undefined) q = q.limit(filter.limit);

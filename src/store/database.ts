@@ -31,9 +31,7 @@ export interface Database {
 
 export interface OpenOptions {
   pgPoolSize?: number;
-  /** false commits every unit on its own (used by the benchmark as its baseline). */
-  groupCommit?: boolean;
-  /** Largest number of units in one SQLite transaction. */
+  /** Largest number of units in one SQLite transaction (1: every unit commits on its own). */
   maxBatch?: number;
 }
 
@@ -107,7 +105,7 @@ function openSqlite(file: string, options: OpenOptions): Database {
 
   const writer = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachedStatements(writerRaw) }) });
   const reader = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachedStatements(readerRaw) }) });
-  const maxBatch = options.groupCommit === false ? 1 : (options.maxBatch ?? 1000);
+  const maxBatch = options.maxBatch ?? 1000;
 
   let queue: PendingUnit[] = [];
   let running: Promise<void> | null = null;
@@ -135,27 +133,29 @@ function openSqlite(file: string, options: OpenOptions): Database {
     const outcomes: { ok: boolean; value: unknown }[] = [];
     try {
       await writer.connection().execute(async (conn) => {
-        await sql`begin immediate`.execute(conn);
+        // Transaction control goes straight to better-sqlite3 (synchronous, no query building):
+        // it runs on the connection Kysely holds for this batch.
+        writerRaw.exec('begin immediate');
         try {
           for (const unit of batch) {
-            await sql`savepoint unit`.execute(conn);
+            writerRaw.exec('savepoint unit');
             try {
               const value = await unit.fn(conn);
-              await sql`release unit`.execute(conn);
+              writerRaw.exec('release unit');
               outcomes.push({ ok: true, value });
             } catch (err) {
-              await sql`rollback to unit`.execute(conn);
-              await sql`release unit`.execute(conn);
+              writerRaw.exec('rollback to unit');
+              writerRaw.exec('release unit');
               outcomes.push({ ok: false, value: err });
             }
           }
         } catch (err) {
           // The transaction itself broke (I/O error, full disk): undo everything.
-          if (writerRaw.inTransaction) await sql`rollback`.execute(conn);
+          if (writerRaw.inTransaction) writerRaw.exec('rollback');
           throw err;
         }
         try {
-          await sql`commit`.execute(conn);
+          writerRaw.exec('commit');
           counters.transactions += 1;
           counters.units += batch.length;
         } catch (err) {

@@ -153,6 +153,11 @@ export interface AuditEventsTable {
   chain_hash: string;
 }
 
+export interface AuditEventPatientsTable {
+  patient_id: string;
+  seq: number;
+}
+
 export interface AuditHeadTable {
   id: number;
   seq: number;
@@ -184,6 +189,7 @@ export interface DB {
   note_revisions: NoteRevisionsTable;
   note_addenda: NoteAddendaTable;
   audit_events: AuditEventsTable;
+  audit_event_patients: AuditEventPatientsTable;
   audit_head: AuditHeadTable;
   idempotency_keys: IdempotencyKeysTable;
 }

@@ -59,8 +59,16 @@ describeEachEngine('patients', ({ url }) => {
     await h.close();
   });
 
-  async function createPatient(user: SignedIn, body: Record<string, unknown>): Promise<PatientJson> {
-    const res = await h.request({ method: 'POST', url: '/api/v1/patients', token: user.token, body });
+  async function createPatient(
+    user: SignedIn,
+    body: Record<string, unknown>,
+  ): Promise<PatientJson> {
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/v1/patients',
+      token: user.token,
+      body,
+    });
     assert.equal(res.statusCode, 201, res.body);
     return res.json<PatientJson>();
   }
@@ -85,7 +93,7 @@ describeEachEngine('patients', ({ url }) => {
     return h.request({ method: 'GET', url: `/api/v1/patients/${id}`, token: user.token });
   }
 
-  test('registering a patient with identifiers and two owners returns the full record, and GET returns the same', async () => {
+  void test('registering a patient with identifiers and two owners returns the full record, and GET returns the same', async () => {
     const admin = await h.newOrganization();
     const body = {
       name: 'Biscuit',
@@ -102,7 +110,12 @@ describeEachEngine('patients', ({ url }) => {
         { name: 'Jonas Lindqvist', email: 'jonas@example.test', phone: '+46 70 123 45 67' },
       ],
     };
-    const res = await h.request({ method: 'POST', url: '/api/v1/patients', token: admin.token, body });
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/v1/patients',
+      token: admin.token,
+      body,
+    });
     assert.equal(res.statusCode, 201, res.body);
     assert.equal(res.headers.etag, '"1"');
     const created = res.json<PatientJson>();
@@ -132,7 +145,7 @@ describeEachEngine('patients', ({ url }) => {
     assert.deepEqual(got.json<PatientJson>(), created);
   });
 
-  test('an owner linked by id to a second animal: searching the surname finds both animals', async () => {
+  void test('an owner linked by id to a second animal: searching the surname finds both animals', async () => {
     const admin = await h.newOrganization();
     const first = await createPatient(admin, {
       name: 'Pepper',
@@ -147,16 +160,24 @@ describeEachEngine('patients', ({ url }) => {
       owners: [{ id: owner.id }],
     });
     assert.deepEqual(second.owners, [owner], 'the existing owner, not a copy');
-    await createPatient(admin, { name: 'Stranger', species: 'canine', owners: [{ name: 'Someone Else' }] });
+    await createPatient(admin, {
+      name: 'Stranger',
+      species: 'canine',
+      owners: [{ name: 'Someone Else' }],
+    });
 
     assert.deepEqual(await searchIds(admin, { q: 'vandersloot' }), [first.id, second.id].sort());
     assert.deepEqual(await searchIds(admin, { q: 'Vanders' }), [first.id, second.id].sort());
   });
 
-  test('linking an owner of another organization by id is 404 and creates nothing', async () => {
+  void test('linking an owner of another organization by id is 404 and creates nothing', async () => {
     const orgA = await h.newOrganization();
     const orgB = await h.newOrganization();
-    const theirs = await createPatient(orgB, { name: 'Theirs', species: 'canine', owners: [{ name: 'Private Person' }] });
+    const theirs = await createPatient(orgB, {
+      name: 'Theirs',
+      species: 'canine',
+      owners: [{ name: 'Private Person' }],
+    });
     const theirOwner = theirs.owners[0];
     assert.ok(theirOwner);
     const res = await h.request({
@@ -170,7 +191,7 @@ describeEachEngine('patients', ({ url }) => {
     assert.deepEqual(await searchIds(orgA, {}), []);
   });
 
-  test('search: q matches name prefixes without regard to case or accents, owner surnames and identifier values; only in the caller organization', async () => {
+  void test('search: q matches name prefixes without regard to case or accents, owner surnames and identifier values; only in the caller organization', async () => {
     const admin = await h.newOrganization();
     const other = await h.newOrganization();
     const zoe = await createPatient(admin, {
@@ -182,7 +203,11 @@ describeEachEngine('patients', ({ url }) => {
       ],
       owners: [{ name: 'Marta Castellano' }],
     });
-    const chloe = await createPatient(admin, { name: 'Chloé Petit', species: 'canine', owners: [{ name: 'Ana de la Peña' }] });
+    const chloe = await createPatient(admin, {
+      name: 'Chloé Petit',
+      species: 'canine',
+      owners: [{ name: 'Ana de la Peña' }],
+    });
     const zorro = await createPatient(admin, { name: 'Zorro', species: 'equine' });
     // The same name, owner and microchip in another clinic must never show up.
     await createPatient(other, {
@@ -199,26 +224,60 @@ describeEachEngine('patients', ({ url }) => {
     assert.deepEqual(await searchIds(admin, { q: 'castellano' }), [zoe.id], 'owner surname');
     assert.deepEqual(await searchIds(admin, { q: 'Castel' }), [zoe.id], 'owner surname prefix');
     assert.deepEqual(await searchIds(admin, { q: 'marta' }), [zoe.id], 'owner first name');
-    assert.deepEqual(await searchIds(admin, { q: 'pena' }), [chloe.id], 'owner surname without its accent');
-    assert.deepEqual(await searchIds(admin, { q: MICROCHIP }), [zoe.id], 'microchip typed compactly');
-    assert.deepEqual(await searchIds(admin, { q: MICROCHIP_SPACED }), [zoe.id], 'microchip typed with spaces');
+    assert.deepEqual(
+      await searchIds(admin, { q: 'pena' }),
+      [chloe.id],
+      'owner surname without its accent',
+    );
+    assert.deepEqual(
+      await searchIds(admin, { q: MICROCHIP }),
+      [zoe.id],
+      'microchip typed compactly',
+    );
+    assert.deepEqual(
+      await searchIds(admin, { q: MICROCHIP_SPACED }),
+      [zoe.id],
+      'microchip typed with spaces',
+    );
     assert.deepEqual(await searchIds(admin, { q: 'MRN-7781' }), [zoe.id], 'mrn typed exactly');
     assert.deepEqual(await searchIds(admin, { identifier: `microchip|${MICROCHIP}` }), [zoe.id]);
-    assert.deepEqual(await searchIds(admin, { identifier: `microchip|${MICROCHIP_SPACED}` }), [zoe.id]);
+    assert.deepEqual(await searchIds(admin, { identifier: `microchip|${MICROCHIP_SPACED}` }), [
+      zoe.id,
+    ]);
     assert.deepEqual(await searchIds(admin, { identifier: 'mrn|MRN-7781' }), [zoe.id]);
-    assert.deepEqual(await searchIds(admin, { identifier: `mrn|${MICROCHIP}` }), [], 'the system must match too');
+    assert.deepEqual(
+      await searchIds(admin, { identifier: `mrn|${MICROCHIP}` }),
+      [],
+      'the system must match too',
+    );
     assert.deepEqual(await searchIds(admin, { q: 'nobody-by-this-name' }), []);
-    assert.deepEqual(await searchIds(admin, {}), [zoe.id, chloe.id, zorro.id].sort(), 'no filter lists the whole organization');
+    assert.deepEqual(
+      await searchIds(admin, {}),
+      [zoe.id, chloe.id, zorro.id].sort(),
+      'no filter lists the whole organization',
+    );
 
     const page = await search(admin, { q: 'zoe' });
     assert.ok(page.items.every((p) => p.organizationId === admin.organizationId));
-    assert.deepEqual(page.items[0], (await getPatient(admin, zoe.id)).json<PatientJson>(), 'search items are whole records');
+    assert.deepEqual(
+      page.items[0],
+      (await getPatient(admin, zoe.id)).json<PatientJson>(),
+      'search items are whole records',
+    );
   });
 
-  test('cursor pagination walks every match once, in name order, and ends with a null cursor', async () => {
+  void test('cursor pagination walks every match once, in name order, and ends with a null cursor', async () => {
     const admin = await h.newOrganization();
     // Created out of order, with two patients sharing a name (the id breaks the tie).
-    const names = ['Pagi Echo', 'Pagi Alfa', 'Pagi Foxtrot', 'Pagi Charlie', 'Pagi Echo', 'Pagi Bravo', 'Pagi Delta'];
+    const names = [
+      'Pagi Echo',
+      'Pagi Alfa',
+      'Pagi Foxtrot',
+      'Pagi Charlie',
+      'Pagi Echo',
+      'Pagi Bravo',
+      'Pagi Delta',
+    ];
     const created: PatientJson[] = [];
     for (const name of names) created.push(await createPatient(admin, { name, species: 'canine' }));
     await createPatient(admin, { name: 'Other Zed', species: 'canine' });
@@ -226,7 +285,11 @@ describeEachEngine('patients', ({ url }) => {
     const pages: PageJson[] = [];
     let cursor: string | null = null;
     do {
-      const query: Record<string, string> = { q: 'pagi', limit: '3', ...(cursor !== null ? { cursor } : {}) };
+      const query: Record<string, string> = {
+        q: 'pagi',
+        limit: '3',
+        ...(cursor !== null ? { cursor } : {}),
+      };
       const page = await search(admin, query);
       pages.push(page);
       cursor = page.nextCursor;
@@ -269,9 +332,13 @@ describeEachEngine('patients', ({ url }) => {
     assert.equal(new Set(all).size, 8);
   });
 
-  test('optimistic concurrency: If-Match current version updates, a stale one is 412, none is 428', async () => {
+  void test('optimistic concurrency: If-Match current version updates, a stale one is 412, none is 428', async () => {
     const admin = await h.newOrganization();
-    const patient = await createPatient(admin, { name: 'Juniper', species: 'canine', breed: 'Mixed' });
+    const patient = await createPatient(admin, {
+      name: 'Juniper',
+      species: 'canine',
+      breed: 'Mixed',
+    });
     const path = `/api/v1/patients/${patient.id}`;
 
     const first = await h.request({
@@ -298,7 +365,12 @@ describeEachEngine('patients', ({ url }) => {
     assert.equal(stale.statusCode, 412, stale.body);
     assert.equal(errorOf(stale).code, 'precondition_failed');
 
-    const missing = await h.request({ method: 'PATCH', url: path, token: admin.token, body: { breed: 'Poodle' } });
+    const missing = await h.request({
+      method: 'PATCH',
+      url: path,
+      token: admin.token,
+      body: { breed: 'Poodle' },
+    });
     assert.equal(missing.statusCode, 428, missing.body);
     assert.equal(errorOf(missing).code, 'precondition_required');
 
@@ -318,7 +390,7 @@ describeEachEngine('patients', ({ url }) => {
     assert.equal(again.json<PatientJson>().version, 3);
   });
 
-  test('a microchip already used in the organization is 409 and creates nothing; another organization may use it', async () => {
+  void test('a microchip already used in the organization is 409 and creates nothing; another organization may use it', async () => {
     const admin = await h.newOrganization();
     const holder = await createPatient(admin, {
       name: 'Holder',
@@ -361,12 +433,16 @@ describeEachEngine('patients', ({ url }) => {
       method: 'POST',
       url: '/api/v1/patients',
       token: other.token,
-      body: { name: 'Elsewhere', species: 'canine', identifiers: [{ system: 'microchip', value: MICROCHIP }] },
+      body: {
+        name: 'Elsewhere',
+        species: 'canine',
+        identifiers: [{ system: 'microchip', value: MICROCHIP }],
+      },
     });
     assert.equal(elsewhere.statusCode, 201, elsewhere.body);
   });
 
-  test("another organization's patient is 404 on GET and PATCH, exactly like an id that does not exist", async () => {
+  void test("another organization's patient is 404 on GET and PATCH, exactly like an id that does not exist", async () => {
     const orgA = await h.newOrganization();
     const orgB = await h.newOrganization();
     const theirs = await createPatient(orgA, { name: 'Secretive', species: 'canine' });
@@ -401,7 +477,7 @@ describeEachEngine('patients', ({ url }) => {
     assert.deepEqual(still.json<PatientJson>(), theirs, 'the owning clinic sees it unchanged');
   });
 
-  test('roles: an auditor cannot read or register patients; reception can do both', async () => {
+  void test('roles: an auditor cannot read or register patients; reception can do both', async () => {
     const admin = await h.newOrganization();
     const existing = await createPatient(admin, { name: 'Registered', species: 'canine' });
     const auditor = await h.newUser(admin, 'auditor');
@@ -434,7 +510,7 @@ describeEachEngine('patients', ({ url }) => {
     assert.deepEqual(await searchIds(reception, {}), [existing.id, registered.id].sort());
   });
 
-  test('create, read and update each leave an audit event for the patient, without names in the detail', async () => {
+  void test('create, read and update each leave an audit event for the patient, without names in the detail', async () => {
     const admin = await h.newOrganization();
     const patientName = 'Quillfeather';
     const ownerName = 'Ottoline Brackenbury';
@@ -474,41 +550,62 @@ describeEachEngine('patients', ({ url }) => {
       [1, 1, 2],
     );
     const text = JSON.stringify(events).toLowerCase();
-    for (const secret of [patientName, ownerName, 'Brackenbury', 'ottoline@example.test', 'African Grey']) {
+    for (const secret of [
+      patientName,
+      ownerName,
+      'Brackenbury',
+      'ottoline@example.test',
+      'African Grey',
+    ]) {
       assert.ok(!text.includes(secret.toLowerCase()), `audit events must not contain "${secret}"`);
     }
   });
 
-  test('a search leaves an audit event for each patient it disclosed, without the search terms', async () => {
+  void test('a search leaves an audit event for each patient it disclosed, without the search terms', async () => {
     const admin = await h.newOrganization();
     const patientName = 'Thistledown';
     const ownerName = 'Peregrine Whitcombe';
-    const patient = await createPatient(admin, { name: patientName, species: 'equine', owners: [{ name: ownerName }] });
+    const patient = await createPatient(admin, {
+      name: patientName,
+      species: 'equine',
+      owners: [{ name: ownerName }],
+    });
     const bystander = await createPatient(admin, { name: 'Unrelated', species: 'equine' });
 
     assert.deepEqual(await searchIds(admin, { q: 'thistle' }), [patient.id]);
     assert.deepEqual(await searchIds(admin, { q: 'whitcombe' }), [patient.id]);
 
-    const searches = (await listAuditEvents(h.runtime.db.read, { actorUserId: admin.userId })).filter(
-      (e) => e.event.type === 'patient.search',
-    );
+    const searches = (
+      await listAuditEvents(h.runtime.db.read, { actorUserId: admin.userId })
+    ).filter((e) => e.event.type === 'patient.search');
     assert.equal(searches.length, 2);
     for (const { event } of searches) {
       assert.equal(event.outcome, 'success');
-      assert.deepEqual(event.detail?.patientIds, [patient.id], 'the event names the disclosed patient');
+      assert.deepEqual(
+        event.detail?.patientIds,
+        [patient.id],
+        'the event names the disclosed patient',
+      );
     }
     const text = JSON.stringify(searches).toLowerCase();
     for (const secret of [patientName, ownerName, 'thistle', 'whitcombe']) {
-      assert.ok(!text.includes(secret.toLowerCase()), `search audit events must not contain "${secret}"`);
+      assert.ok(
+        !text.includes(secret.toLowerCase()),
+        `search audit events must not contain "${secret}"`,
+      );
     }
 
     const forPatient = (await listAuditEvents(h.runtime.db.read, { patientId: patient.id })).filter(
       (e) => e.event.type === 'patient.search',
     );
-    assert.equal(forPatient.length, 2, "the patient's own audit trail shows both searches that disclosed it");
-    const forBystander = (await listAuditEvents(h.runtime.db.read, { patientId: bystander.id })).filter(
-      (e) => e.event.type === 'patient.search',
+    assert.equal(
+      forPatient.length,
+      2,
+      "the patient's own audit trail shows both searches that disclosed it",
     );
+    const forBystander = (
+      await listAuditEvents(h.runtime.db.read, { patientId: bystander.id })
+    ).filter((e) => e.event.type === 'patient.search');
     assert.equal(forBystander.length, 0, 'a patient the search did not return is not in its trail');
   });
 });

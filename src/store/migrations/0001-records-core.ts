@@ -197,6 +197,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.createIndex('audit_events_patient').on('audit_events').columns(['patient_id', 'seq']).execute();
   await db.schema.createIndex('audit_events_actor').on('audit_events').columns(['actor_user_id', 'seq']).execute();
 
+  // Events that disclosed several patients (a search result list) name them in detail.patientIds;
+  // this index finds those events by patient. It is derived from the hashed detail.
+  await db.schema
+    .createTable('audit_event_patients')
+    .addColumn('patient_id', 'text', (c) => c.notNull())
+    .addColumn('seq', 'bigint', (c) => c.notNull())
+    .addPrimaryKeyConstraint('audit_event_patients_pk', ['patient_id', 'seq'])
+    .execute();
+
   // The chain head: one row, locked by every append so the sequence stays gapless.
   await db.schema
     .createTable('audit_head')
