@@ -33,7 +33,15 @@ interface Setting<K extends keyof Config> {
   fallback: (partial: Partial<Config>) => Config[K];
 }
 
-const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const LOG_LEVELS: readonly LogLevel[] = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+];
 
 function integer(min: number, max: number, what: string): (raw: string) => number {
   return (raw) => {
@@ -100,7 +108,7 @@ const SETTINGS = [
     key: 'dataDir',
     env: 'CARETRAIL_DATA_DIR',
     flag: 'data-dir',
-    description: 'Folder for the SQLite database and, later, local files and keys.',
+    description: 'Folder for the embedded SQLite database (created if missing).',
     parse: (raw: string) => {
       if (raw.trim() === '') throw new ConfigError('a folder path');
       return path.resolve(raw);
@@ -136,7 +144,7 @@ const SETTINGS = [
       if (!level) throw new ConfigError(LOG_LEVELS.join(', '));
       return level;
     },
-    fallback: () => 'info' as LogLevel,
+    fallback: (): LogLevel => 'info',
   },
   {
     key: 'sessionTtlMinutes',
@@ -198,7 +206,8 @@ const SETTINGS = [
     key: 'sqliteMaxBatch',
     env: 'CARETRAIL_SQLITE_MAX_BATCH',
     flag: 'sqlite-max-batch',
-    description: 'Most requests committed together in one SQLite transaction (1 turns group commit off).',
+    description:
+      'Most requests committed together in one SQLite transaction (1 turns group commit off).',
     parse: integer(1, 100000, 'an integer'),
     fallback: () => 1000,
   },
@@ -212,8 +221,10 @@ const SETTINGS = [
   },
 ] as const satisfies readonly Setting<keyof Config>[];
 
-export const CONFIG_SETTINGS: readonly Pick<Setting<keyof Config>, 'env' | 'flag' | 'description'>[] =
-  SETTINGS;
+export const CONFIG_SETTINGS: readonly Pick<
+  Setting<keyof Config>,
+  'env' | 'flag' | 'description'
+>[] = SETTINGS;
 
 /** Values never echoed back in an error (they may hold credentials). */
 const SECRET_ENVS = new Set(['CARETRAIL_DATABASE_URL']);

@@ -17,7 +17,10 @@ const REDACT = [
 ];
 
 function withoutQuotedValues(text: string): string {
-  return text.replace(/"[^"]*"/g, '"…"').replace(/'[^']*'/g, "'…'").replace(/\(([^)]*)\)=\(([^)]*)\)/g, '($1)=(…)');
+  return text
+    .replace(/"[^"]*"/g, '"…"')
+    .replace(/'[^']*'/g, "'…'")
+    .replace(/\(([^)]*)\)=\(([^)]*)\)/g, '($1)=(…)');
 }
 
 export function safeError(err: unknown): Record<string, unknown> {
@@ -25,7 +28,12 @@ export function safeError(err: unknown): Record<string, unknown> {
   const message = withoutQuotedValues(err.message);
   const code = (err as { code?: unknown }).code;
   const stackFrames = (err.stack ?? '').split('\n').slice(1).join('\n');
-  return { type: err.name, message, ...(typeof code === 'string' ? { code } : {}), stack: `${err.name}: ${message}\n${stackFrames}` };
+  return {
+    type: err.name,
+    message,
+    ...(typeof code === 'string' ? { code } : {}),
+    stack: `${err.name}: ${message}\n${stackFrames}`,
+  };
 }
 
 export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {

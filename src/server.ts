@@ -18,12 +18,26 @@ export async function createRuntime(
   log: Logger,
   options: { clock?: Clock; database?: OpenOptions } = {},
 ): Promise<Runtime> {
-  const db = await openDatabase(config.databaseUrl, { pgPoolSize: config.pgPoolSize, maxBatch: config.sqliteMaxBatch, ...options.database });
+  const db = await openDatabase(config.databaseUrl, {
+    pgPoolSize: config.pgPoolSize,
+    maxBatch: config.sqliteMaxBatch,
+    ...options.database,
+  });
   try {
     const applied = await db.migrate();
     if (applied.length > 0) log.info({ migrations: applied }, 'database schema updated');
-    const services = createServices({ db, clock: options.clock ?? systemClock, log, settings: config });
-    const app = await buildApp({ services, log, bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy });
+    const services = createServices({
+      db,
+      clock: options.clock ?? systemClock,
+      log,
+      settings: config,
+    });
+    const app = await buildApp({
+      services,
+      log,
+      bodyLimitBytes: config.bodyLimitBytes,
+      trustProxy: config.trustProxy,
+    });
     return {
       app,
       db,

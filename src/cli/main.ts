@@ -22,14 +22,22 @@ Every setting can be given as CARETRAIL_* variable or --flag (see README.md).`;
 
 const COMMAND_FLAGS = new Set(['org', 'email', 'password-file', 'name']);
 
-function splitFlags(args: string[]): { positionals: string[]; settings: Record<string, string>; command: Record<string, string>; help: boolean } {
+function splitFlags(args: string[]): {
+  positionals: string[];
+  settings: Record<string, string>;
+  command: Record<string, string>;
+  help: boolean;
+} {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
-  for (const flag of [...CONFIG_SETTINGS.map((s) => s.flag), ...COMMAND_FLAGS]) options[flag] = { type: 'string' };
+  for (const flag of [...CONFIG_SETTINGS.map((s) => s.flag), ...COMMAND_FLAGS])
+    options[flag] = { type: 'string' };
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: true });
   } catch (err) {
-    throw new ConfigError(err instanceof Error ? err.message.split('\n')[0] ?? 'Bad option.' : 'Bad option.');
+    throw new ConfigError(
+      err instanceof Error ? (err.message.split('\n')[0] ?? 'Bad option.') : 'Bad option.',
+    );
   }
   const settings: Record<string, string> = {};
   const command: Record<string, string> = {};
@@ -79,7 +87,9 @@ async function serve(config: Config): Promise<void> {
     const url = new URL(link);
     const port = runtime.app.server.address();
     if (config.port === 0 && port && typeof port === 'object') url.port = String(port.port);
-    process.stdout.write(`\nNo users yet. Open this one-time setup link to create the first admin (valid 24 h):\n  ${url.toString()}\n\n`);
+    process.stdout.write(
+      `\nNo users yet. Open this one-time setup link to create the first admin (valid 24 h):\n  ${url.toString()}\n\n`,
+    );
   }
 }
 
@@ -87,7 +97,9 @@ async function migrate(config: Config): Promise<void> {
   const db = await openDatabase(config.databaseUrl, { pgPoolSize: 1 });
   try {
     const applied = await db.migrate();
-    process.stdout.write(applied.length ? `Applied: ${applied.join(', ')}\n` : 'The database schema is up to date.\n');
+    process.stdout.write(
+      applied.length ? `Applied: ${applied.join(', ')}\n` : 'The database schema is up to date.\n',
+    );
   } finally {
     await db.close();
   }
@@ -115,7 +127,9 @@ async function adminCreate(config: Config, flags: Record<string, string>): Promi
       { requestId: `cli-${process.pid}`, ip: null, userAgent: 'caretrail-cli', actor: null },
       { organizationName: org, email, name: flags.name ?? email, password },
     );
-    process.stdout.write(`Created admin ${user.email} (${user.id}) in organization ${user.organizationId}.\n`);
+    process.stdout.write(
+      `Created admin ${user.email} (${user.id}) in organization ${user.organizationId}.\n`,
+    );
   } finally {
     await db.close();
   }
@@ -137,7 +151,10 @@ async function main(argv: string[]): Promise<number> {
       await migrate(config);
       return 0;
     case 'admin':
-      if (sub !== 'create') throw new ConfigError('Unknown admin command; try: caretrail admin create --org … --email … --password-file …');
+      if (sub !== 'create')
+        throw new ConfigError(
+          'Unknown admin command; try: caretrail admin create --org … --email … --password-file …',
+        );
       await adminCreate(config, command);
       return 0;
     default:

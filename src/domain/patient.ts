@@ -76,10 +76,5 @@ export function normalizeIdentifier(system: IdentifierSystem, raw: string): stri
 
 /** Lower-cased, accent-free form of a name used for prefix search. */
 export function searchKey(name: string): string {
-  return name
-    .normalize('NFKD')
-    .replace(/\p{M}/gu, '')
-    .toLowerCase()
-    .replace(/\s+/g, ' ')
-    .trim();
+  return name.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().replace(/\s+/g, ' ').trim();
 }

@@ -24,7 +24,14 @@ const PERMISSIONS: Record<Role, readonly Permission[]> = {
     'notes.finalize',
     'notes.amend',
   ],
-  nurse: ['patients.read', 'patients.write', 'notes.read', 'notes.write', 'notes.finalize', 'notes.amend'],
+  nurse: [
+    'patients.read',
+    'patients.write',
+    'notes.read',
+    'notes.write',
+    'notes.finalize',
+    'notes.amend',
+  ],
   // Front desk: registers patients and owners; clinical notes are not theirs to read.
   reception: ['patients.read', 'patients.write'],
   // Privacy officer: reads the audit trail, not the records themselves.

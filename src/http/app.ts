@@ -34,8 +34,20 @@ export interface AppOptions {
 
 // Bodies are validated strictly (no type coercion, unknown fields rejected); query strings and
 // params are text on the wire, so they are coerced ("50" → 50) but otherwise just as strict.
-const bodyAjv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
-const queryAjv = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+const bodyAjv = new Ajv({
+  coerceTypes: false,
+  useDefaults: true,
+  removeAdditional: false,
+  allErrors: false,
+  strict: false,
+});
+const queryAjv = new Ajv({
+  coerceTypes: true,
+  useDefaults: true,
+  removeAdditional: false,
+  allErrors: false,
+  strict: false,
+});
 
 function bearerToken(request: FastifyRequest): string | null {
   const header = request.headers.authorization;
@@ -62,7 +74,14 @@ export async function buildApp(options: AppOptions) {
   app.setErrorHandler(errorHandler);
   // JSON only: a text/plain body is 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
-  app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'not_found', `No route ${request.method} ${request.url.split('?')[0] ?? ''}.`));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(
+      reply,
+      404,
+      'not_found',
+      `No route ${request.method} ${request.url.split('?')[0] ?? ''}.`,
+    ),
+  );
 
   app.decorateRequest('ctx', null as unknown as RequestContext);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -78,16 +97,26 @@ export async function buildApp(options: AppOptions) {
       userAgent: typeof userAgent === 'string' ? userAgent.slice(0, 256) : null,
       actor: null,
     };
-    if (request.routeOptions.config.public === true || request.routeOptions.url === undefined) return;
+    if (request.routeOptions.config.public === true || request.routeOptions.url === undefined)
+      return;
     const token = bearerToken(request);
-    if (token === null) throw new AppError('unauthenticated', 'Sign in and send the token as "Authorization: Bearer <token>".');
+    if (token === null)
+      throw new AppError(
+        'unauthenticated',
+        'Sign in and send the token as "Authorization: Bearer <token>".',
+      );
     const actor = await services.auth.authenticate(token);
     request.ctx.actor = actor;
   });
 
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
-      { method: request.method, url: request.url.split('?')[0], statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 },
+      {
+        method: request.method,
+        url: request.url.split('?')[0],
+        statusCode: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
       'request',
     );
   });

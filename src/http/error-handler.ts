@@ -18,15 +18,20 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   unavailable: 503,
 };
 
-export function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
-  return reply.code(status).send({ error: { code, message, requestId: String(reply.request.id) } });
+export function sendError(
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  message: string,
+): FastifyReply {
+  return reply.code(status).send({ error: { code, message, requestId: reply.request.id } });
 }
 
 function validationMessage(err: FastifyError): string {
   const first = err.validation?.[0];
   if (!first) return 'The request is not valid.';
   const where = `${err.validationContext ?? 'request'}${first.instancePath.replace(/\//g, '.')}`;
-  const params = first.params as Record<string, unknown>;
+  const params: Record<string, unknown> = first.params;
   if (first.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') {
     return `${where} has an unknown field "${params.additionalProperty.slice(0, 64)}".`;
   }
@@ -37,17 +42,27 @@ function validationMessage(err: FastifyError): string {
 }
 
 /** Fastify's request-level errors (parsing, size, media type) that are the client's fault. */
-function frameworkError(err: FastifyError): { status: number; code: ErrorCode; message: string } | null {
+function frameworkError(
+  err: FastifyError,
+): { status: number; code: ErrorCode; message: string } | null {
   if (err.validation) return { status: 400, code: 'invalid', message: validationMessage(err) };
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return { status: 413, code: 'payload_too_large', message: 'The request body is too large.' };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { status: 415, code: 'unsupported_media_type', message: 'Send the body as application/json.' };
+      return {
+        status: 415,
+        code: 'unsupported_media_type',
+        message: 'Send the body as application/json.',
+      };
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return { status: 400, code: 'invalid', message: 'The JSON body is empty.' };
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return { status: 400, code: 'invalid', message: 'The Content-Length header does not match the body.' };
+      return {
+        status: 400,
+        code: 'invalid',
+        message: 'The Content-Length header does not match the body.',
+      };
     default:
       break;
   }
@@ -60,14 +75,24 @@ function frameworkError(err: FastifyError): { status: number; code: ErrorCode; m
   return null;
 }
 
-export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function errorHandler(
+  err: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply {
   if (isAppError(err)) {
-    if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+    if (err.retryAfterSeconds !== undefined)
+      reply.header('retry-after', String(err.retryAfterSeconds));
     if (err.code === 'unavailable') request.log.warn({ err }, 'service unavailable');
     return sendError(reply, STATUS_OF[err.code], err.code, err.message);
   }
   const known = frameworkError(err);
   if (known) return sendError(reply, known.status, known.code, known.message);
   request.log.error({ err }, 'unhandled error');
-  return sendError(reply, 500, 'internal', 'Something went wrong on our side. It was logged; quote the request id if it persists.');
+  return sendError(
+    reply,
+    500,
+    'internal',
+    'Something went wrong on our side. It was logged; quote the request id if it persists.',
+  );
 }

@@ -8,7 +8,10 @@ import type { Services } from '../services/services.js';
 export function requiredVersion(request: FastifyRequest): number {
   const version = optionalVersion(request);
   if (version === undefined) {
-    throw new AppError('precondition_required', 'Send If-Match: "<version>" with the version you last read.');
+    throw new AppError(
+      'precondition_required',
+      'Send If-Match: "<version>" with the version you last read.',
+    );
   }
   return version;
 }

@@ -21,14 +21,18 @@ export const errorResponses = {
   '5xx': ErrorResponse,
 };
 
-export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) }, { additionalProperties: false });
+export const IdParams = Type.Object(
+  { id: Type.String({ minLength: 1, maxLength: 100 }) },
+  { additionalProperties: false },
+);
 
 export const PageQuery = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIMIT, default: DEFAULT_LIMIT })),
   cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
 };
 
-export const pageOf = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
+export const pageOf = <T extends TSchema>(item: T) =>
+  Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
 
 export const Email = Type.String({ minLength: 3, maxLength: 254 });
 export const Password = Type.String({ minLength: 1, maxLength: 256 });
@@ -79,7 +83,10 @@ const patientFields = {
 };
 
 export const PatientCreate = Type.Object(patientFields, { additionalProperties: false });
-export const PatientPatch = Type.Partial(Type.Object(patientFields), { additionalProperties: false, minProperties: 1 });
+export const PatientPatch = Type.Partial(Type.Object(patientFields), {
+  additionalProperties: false,
+  minProperties: 1,
+});
 
 export const Patient = Type.Object({
   id: Type.String(),
@@ -91,7 +98,12 @@ export const Patient = Type.Object({
   birthDate: Nullable(Type.String()),
   identifiers: Type.Array(Type.Object({ system: IdentifierSystem, value: Type.String() })),
   owners: Type.Array(
-    Type.Object({ id: Type.String(), name: Type.String(), email: Nullable(Type.String()), phone: Nullable(Type.String()) }),
+    Type.Object({
+      id: Type.String(),
+      name: Type.String(),
+      email: Nullable(Type.String()),
+      phone: Nullable(Type.String()),
+    }),
   ),
   version: Type.Integer(),
   createdAt: Type.String(),
@@ -102,16 +114,31 @@ export const NoteBody = Type.String({ minLength: 1, maxLength: 100_000 });
 export const NoteTitle = Nullable(Type.String({ maxLength: 300 }));
 
 export const NoteCreate = Type.Object(
-  { kind: NoteKind, title: Type.Optional(NoteTitle), body: NoteBody, visibility: Type.Optional(NoteVisibility) },
+  {
+    kind: NoteKind,
+    title: Type.Optional(NoteTitle),
+    body: NoteBody,
+    visibility: Type.Optional(NoteVisibility),
+  },
   { additionalProperties: false },
 );
 
 export const NotePatch = Type.Object(
-  { kind: Type.Optional(NoteKind), title: Type.Optional(NoteTitle), body: Type.Optional(NoteBody), visibility: Type.Optional(NoteVisibility) },
+  {
+    kind: Type.Optional(NoteKind),
+    title: Type.Optional(NoteTitle),
+    body: Type.Optional(NoteBody),
+    visibility: Type.Optional(NoteVisibility),
+  },
   { additionalProperties: false, minProperties: 1 },
 );
 
-export const Addendum = Type.Object({ id: Type.String(), body: Type.String(), authorId: Type.String(), createdAt: Type.String() });
+export const Addendum = Type.Object({
+  id: Type.String(),
+  body: Type.String(),
+  authorId: Type.String(),
+  createdAt: Type.String(),
+});
 
 export const Note = Type.Object({
   id: Type.String(),
@@ -132,7 +159,12 @@ export const Note = Type.Object({
 
 export const NoteRevision = Type.Object({
   version: Type.Integer(),
-  change: Type.Union([Type.Literal('created'), Type.Literal('edited'), Type.Literal('finalized'), Type.Literal('addendum')]),
+  change: Type.Union([
+    Type.Literal('created'),
+    Type.Literal('edited'),
+    Type.Literal('finalized'),
+    Type.Literal('addendum'),
+  ]),
   kind: NoteKind,
   title: Nullable(Type.String()),
   body: Type.String(),
@@ -143,5 +175,9 @@ export const NoteRevision = Type.Object({
   at: Type.String(),
 });
 
-export const IfMatchHeaders = Type.Object({ 'if-match': Type.Optional(Type.String({ maxLength: 40 })) });
-export const IdempotencyHeaders = Type.Object({ 'idempotency-key': Type.Optional(Type.String({ maxLength: 255 })) });
+export const IfMatchHeaders = Type.Object({
+  'if-match': Type.Optional(Type.String({ maxLength: 40 })),
+});
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ maxLength: 255 })),
+});

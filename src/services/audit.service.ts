@@ -121,7 +121,10 @@ export async function audited<T>(
         if (ctx.idempotency) await releaseIdempotencyKey(tx, ctx.idempotency);
       });
     } catch (auditErr) {
-      deps.log.error({ err: auditErr, requestId: ctx.requestId }, 'could not record the audit event of a failed request');
+      deps.log.error(
+        { err: auditErr, requestId: ctx.requestId },
+        'could not record the audit event of a failed request',
+      );
     }
     throw err;
   }

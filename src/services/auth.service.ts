@@ -2,7 +2,11 @@
 import { Secret, TOTP } from 'otpauth';
 import { AppError } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
-import { clearLoginFailures, lockedUntil, recordLoginFailure } from '../store/login-failure.store.js';
+import {
+  clearLoginFailures,
+  lockedUntil,
+  recordLoginFailure,
+} from '../store/login-failure.store.js';
 import { findActiveSession, insertSession, revokeSession } from '../store/session.store.js';
 import type { UserRow } from '../store/tables.js';
 import { findUserByEmail, findUserInOrganization, updateUser } from '../store/user.store.js';
@@ -43,9 +47,15 @@ function matchTotp(secret: string, code: string, now: Date): number | null {
 
 export function createAuthService(deps: ServiceDeps) {
   const { db, clock, settings } = deps;
-  const lockoutPolicy = (max: number) => ({ maxFailures: max, windowMs: settings.loginLockoutMinutes * 60_000 });
+  const lockoutPolicy = (max: number) => ({
+    maxFailures: max,
+    windowMs: settings.loginLockoutMinutes * 60_000,
+  });
 
-  async function login(ctx: RequestContext, input: { email: string; password: string; totp?: string }): Promise<LoginResult> {
+  async function login(
+    ctx: RequestContext,
+    input: { email: string; password: string; totp?: string },
+  ): Promise<LoginResult> {
     const email = input.email.trim().toLowerCase();
     const accountKey = `account:${email}`;
     const addressKey = `address:${ctx.ip ?? 'unknown'}`;
@@ -55,7 +65,9 @@ export function createAuthService(deps: ServiceDeps) {
       lockedUntil(db.read, accountKey, now),
       lockedUntil(db.read, addressKey, now),
     ]);
-    const lock = [accountLock, addressLock].filter((d): d is Date => d !== null).sort((a, b) => b.getTime() - a.getTime())[0];
+    const lock = [accountLock, addressLock]
+      .filter((d): d is Date => d !== null)
+      .sort((a, b) => b.getTime() - a.getTime())[0];
     if (lock) {
       const retryAfterSeconds = Math.max(1, Math.ceil((lock.getTime() - now.getTime()) / 1000));
       await audited(deps, ctx, { action: 'E', type: 'login' }, (_tx, record) => {
@@ -63,9 +75,13 @@ export function createAuthService(deps: ServiceDeps) {
         record.detail = { reason: 'locked_out' };
         return Promise.resolve();
       });
-      throw new AppError('too_many_requests', `Too many failed sign-ins. Try again in ${Math.ceil(retryAfterSeconds / 60)} minute(s).`, {
-        retryAfterSeconds,
-      });
+      throw new AppError(
+        'too_many_requests',
+        `Too many failed sign-ins. Try again in ${Math.ceil(retryAfterSeconds / 60)} minute(s).`,
+        {
+          retryAfterSeconds,
+        },
+      );
     }
 
     const user = await findUserByEmail(db.read, email);
@@ -78,7 +94,8 @@ export function createAuthService(deps: ServiceDeps) {
       if (input.totp === undefined || input.totp === '') failure = 'mfa_required';
       else {
         step = matchTotp(user.totp_secret, input.totp, now);
-        if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step)) failure = 'bad_credentials';
+        if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step))
+          failure = 'bad_credentials';
       }
     }
 
@@ -120,7 +137,8 @@ export function createAuthService(deps: ServiceDeps) {
         user_agent: ctx.userAgent,
       });
       await clearLoginFailures(tx, accountKey);
-      if (step !== null) await updateUser(tx, signedIn.id, { totp_last_step: step, updated_at: now.toISOString() });
+      if (step !== null)
+        await updateUser(tx, signedIn.id, { totp_last_step: step, updated_at: now.toISOString() });
     });
     return { token, expiresAt, user: toUser(signedIn) };
   }
@@ -128,7 +146,11 @@ export function createAuthService(deps: ServiceDeps) {
   /** Resolves a bearer token to its actor, or throws unauthenticated. */
   async function authenticate(token: string): Promise<Actor> {
     const session = await findActiveSession(db.read, hashToken(token), clock.now().toISOString());
-    if (!session) throw new AppError('unauthenticated', 'Your session has expired or was ended; sign in again.');
+    if (!session)
+      throw new AppError(
+        'unauthenticated',
+        'Your session has expired or was ended; sign in again.',
+      );
     return { ...session };
   }
 
@@ -141,20 +163,29 @@ export function createAuthService(deps: ServiceDeps) {
     });
   }
 
-  async function startTotpEnrolment(ctx: RequestContext): Promise<{ secret: string; otpauthUrl: string }> {
+  async function startTotpEnrolment(
+    ctx: RequestContext,
+  ): Promise<{ secret: string; otpauthUrl: string }> {
     return audited(deps, ctx, { action: 'U', type: 'mfa.enrol' }, async (tx, record) => {
       const actor = requireActor(ctx);
       record.entity = { type: 'User', id: actor.userId, version: null };
       const user = await findUserInOrganization(tx, actor.organizationId, actor.userId);
       if (!user) throw new AppError('unauthenticated', 'Sign in again.');
-      if (user.totp_enabled === 1) throw new AppError('conflict', 'Two-factor sign-in is already on for this account.');
+      if (user.totp_enabled === 1)
+        throw new AppError('conflict', 'Two-factor sign-in is already on for this account.');
       const secret = new Secret({ size: 20 }).base32;
-      await updateUser(tx, actor.userId, { totp_pending_secret: secret, updated_at: clock.now().toISOString() });
+      await updateUser(tx, actor.userId, {
+        totp_pending_secret: secret,
+        updated_at: clock.now().toISOString(),
+      });
       return { secret, otpauthUrl: totpFor(secret, actor.email).toString() };
     });
   }
 
-  async function verifyTotpEnrolment(ctx: RequestContext, code: string): Promise<{ enabled: true }> {
+  async function verifyTotpEnrolment(
+    ctx: RequestContext,
+    code: string,
+  ): Promise<{ enabled: true }> {
     return audited(deps, ctx, { action: 'U', type: 'mfa.verify' }, async (tx, record) => {
       const actor = requireActor(ctx);
       record.entity = { type: 'User', id: actor.userId, version: null };
@@ -164,7 +195,11 @@ export function createAuthService(deps: ServiceDeps) {
       }
       const now = clock.now();
       const step = matchTotp(user.totp_pending_secret, code, now);
-      if (step === null) throw new AppError('invalid', 'That code does not match; check the time on your device and try again.');
+      if (step === null)
+        throw new AppError(
+          'invalid',
+          'That code does not match; check the time on your device and try again.',
+        );
       await updateUser(tx, actor.userId, {
         totp_secret: user.totp_pending_secret,
         totp_pending_secret: null,

@@ -6,7 +6,11 @@ import type { Database } from '../store/database.js';
 
 export type ServiceSettings = Pick<
   Config,
-  'sessionTtlMinutes' | 'loginMaxFailures' | 'loginIpMaxFailures' | 'loginLockoutMinutes' | 'publicUrl'
+  | 'sessionTtlMinutes'
+  | 'loginMaxFailures'
+  | 'loginIpMaxFailures'
+  | 'loginLockoutMinutes'
+  | 'publicUrl'
 >;
 
 export interface ServiceDeps {

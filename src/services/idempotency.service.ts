@@ -17,12 +17,27 @@ export type IdempotencyDecision =
 export function createIdempotencyService(deps: ServiceDeps) {
   const { db, clock } = deps;
 
-  async function begin(input: { scope: string; key: string; method: string; route: string; params: unknown; body: unknown; statusCode: number }): Promise<IdempotencyDecision> {
+  async function begin(input: {
+    scope: string;
+    key: string;
+    method: string;
+    route: string;
+    params: unknown;
+    body: unknown;
+    statusCode: number;
+  }): Promise<IdempotencyDecision> {
     if (!/^[\x21-\x7e]{1,255}$/.test(input.key)) {
       throw new AppError('invalid', 'Idempotency-Key must be 1 to 255 visible ASCII characters.');
     }
     const requestHash = createHash('sha256')
-      .update(canonicalJson({ method: input.method, route: input.route, params: input.params ?? null, body: input.body ?? null }))
+      .update(
+        canonicalJson({
+          method: input.method,
+          route: input.route,
+          params: input.params ?? null,
+          body: input.body ?? null,
+        }),
+      )
       .digest('hex');
     const now = clock.now();
     let result: ClaimResult;
@@ -43,13 +58,23 @@ export function createIdempotencyService(deps: ServiceDeps) {
     }
     switch (result.kind) {
       case 'claimed':
-        return { kind: 'proceed', claim: { scope: input.scope, key: input.key, statusCode: input.statusCode } };
+        return {
+          kind: 'proceed',
+          claim: { scope: input.scope, key: input.key, statusCode: input.statusCode },
+        };
       case 'replay':
         return { kind: 'replay', statusCode: result.statusCode, body: result.body };
       case 'mismatch':
-        throw new AppError('idempotency_mismatch', 'This Idempotency-Key was already used with a different request body.');
+        throw new AppError(
+          'idempotency_mismatch',
+          'This Idempotency-Key was already used with a different request body.',
+        );
       case 'in_progress':
-        throw new AppError('conflict', 'A request with this Idempotency-Key is still running; retry in a moment.', { retryAfterSeconds: 1 });
+        throw new AppError(
+          'conflict',
+          'A request with this Idempotency-Key is still running; retry in a moment.',
+          { retryAfterSeconds: 1 },
+        );
     }
   }
 

@@ -1,8 +1,24 @@
 // Clinical, behaviour and other notes: drafts, finalization (lock), addenda and full history.
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
-import { assertCanAmend, assertEditable, type NoteChange, type NoteKind, type NoteStatus, type NoteVisibility } from '../domain/note.js';
-import { addendaOf, findNote, insertAddendum, insertNote, insertRevision, listNotes, revisionsOf, updateNoteIfVersion } from '../store/note.store.js';
+import {
+  assertCanAmend,
+  assertEditable,
+  type NoteChange,
+  type NoteKind,
+  type NoteStatus,
+  type NoteVisibility,
+} from '../domain/note.js';
+import {
+  addendaOf,
+  findNote,
+  insertAddendum,
+  insertNote,
+  insertRevision,
+  listNotes,
+  revisionsOf,
+  updateNoteIfVersion,
+} from '../store/note.store.js';
 import { findPatient } from '../store/patient.store.js';
 import type { NoteRow, Tx } from '../store/tables.js';
 import { audited, type AuditRecord } from './audit.service.js';
@@ -82,11 +98,16 @@ export function createNoteService(deps: ServiceDeps) {
   const { clock } = deps;
 
   async function withAddenda(tx: Tx, rows: NoteRow[]): Promise<Note[]> {
-    const addenda = await addendaOf(tx, rows.map((r) => r.id));
+    const addenda = await addendaOf(
+      tx,
+      rows.map((r) => r.id),
+    );
     return rows.map((row) =>
       toNote(
         row,
-        addenda.filter((a) => a.note_id === row.id).map((a) => ({ id: a.id, body: a.body, authorId: a.author_id, createdAt: a.created_at })),
+        addenda
+          .filter((a) => a.note_id === row.id)
+          .map((a) => ({ id: a.id, body: a.body, authorId: a.author_id, createdAt: a.created_at })),
       ),
     );
   }
@@ -97,7 +118,14 @@ export function createNoteService(deps: ServiceDeps) {
     return note;
   }
 
-  async function revise(tx: Tx, note: NoteRow, change: NoteChange, actor: Actor, at: string, addendumId: string | null = null): Promise<void> {
+  async function revise(
+    tx: Tx,
+    note: NoteRow,
+    change: NoteChange,
+    actor: Actor,
+    at: string,
+    addendumId: string | null = null,
+  ): Promise<void> {
     await insertRevision(tx, {
       id: uuidv7(),
       note_id: note.id,
@@ -163,23 +191,50 @@ export function createNoteService(deps: ServiceDeps) {
     );
   }
 
-  async function list(ctx: RequestContext, patientId: string, page: { limit: number; cursor?: string }): Promise<Page<Note>> {
+  async function list(
+    ctx: RequestContext,
+    patientId: string,
+    page: { limit: number; cursor?: string },
+  ): Promise<Page<Note>> {
     const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
-    return audited(deps, ctx, { action: 'R', type: 'note.list', permission: 'notes.read', patientId }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      if (!(await findPatient(tx, actor.organizationId, patientId))) throw notFound('Patient');
-      const rows = await listNotes(tx, actor.organizationId, patientId, { beforeId, limit: page.limit + 1 });
-      const result = toPage(rows, page.limit, (r) => [r.id], (r) => r);
-      record.detail = { count: result.items.length, noteIds: result.items.map((r) => r.id) };
-      return { items: await withAddenda(tx, result.items), nextCursor: result.nextCursor };
-    });
+    return audited(
+      deps,
+      ctx,
+      { action: 'R', type: 'note.list', permission: 'notes.read', patientId },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        if (!(await findPatient(tx, actor.organizationId, patientId))) throw notFound('Patient');
+        const rows = await listNotes(tx, actor.organizationId, patientId, {
+          beforeId,
+          limit: page.limit + 1,
+        });
+        const result = toPage(
+          rows,
+          page.limit,
+          (r) => [r.id],
+          (r) => r,
+        );
+        record.detail = { count: result.items.length, noteIds: result.items.map((r) => r.id) };
+        return { items: await withAddenda(tx, result.items), nextCursor: result.nextCursor };
+      },
+    );
   }
 
   async function get(ctx: RequestContext, id: string): Promise<Note> {
-    return audited(deps, ctx, { action: 'R', type: 'note.read', permission: 'notes.read', entity: { type: 'Note', id, version: null } }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      return noteAsDto(tx, await loadNote(tx, actor, id, record));
-    });
+    return audited(
+      deps,
+      ctx,
+      {
+        action: 'R',
+        type: 'note.read',
+        permission: 'notes.read',
+        entity: { type: 'Note', id, version: null },
+      },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        return noteAsDto(tx, await loadNote(tx, actor, id, record));
+      },
+    );
   }
 
   async function update(
@@ -189,95 +244,176 @@ export function createNoteService(deps: ServiceDeps) {
     changes: { kind?: NoteKind; title?: string | null; body?: string; visibility?: NoteVisibility },
   ): Promise<Note> {
     if (changes.body !== undefined) checkBody(changes.body);
-    return audited(deps, ctx, { action: 'U', type: 'note.update', permission: 'notes.write', entity: { type: 'Note', id, version: null } }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      const row = await loadNote(tx, actor, id, record);
-      assertEditable(row.status as NoteStatus);
-      if (row.author_id !== actor.userId) throw new AppError('forbidden', 'Only the author may edit a draft note.');
-      if (row.version !== expectedVersion) {
-        throw new AppError('precondition_failed', `This note was changed by someone else (now version ${row.version}); reload and try again.`);
-      }
-      const now = clock.now().toISOString();
-      const ok = await updateNoteIfVersion(tx, id, expectedVersion, {
-        ...(changes.kind !== undefined ? { kind: changes.kind } : {}),
-        ...(changes.title !== undefined ? { title: changes.title?.trim() || null } : {}),
-        ...(changes.body !== undefined ? { body: changes.body } : {}),
-        ...(changes.visibility !== undefined ? { visibility: changes.visibility } : {}),
-        updated_at: now,
-      });
-      if (!ok) throw new AppError('precondition_failed', 'This note was changed by someone else; reload and try again.');
-      const updated = await reload(tx, actor, id);
-      await revise(tx, updated, 'edited', actor, now);
-      record.entity = { type: 'Note', id, version: updated.version };
-      record.detail = { fields: Object.keys(changes).sort() };
-      return noteAsDto(tx, updated);
-    });
+    return audited(
+      deps,
+      ctx,
+      {
+        action: 'U',
+        type: 'note.update',
+        permission: 'notes.write',
+        entity: { type: 'Note', id, version: null },
+      },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const row = await loadNote(tx, actor, id, record);
+        assertEditable(row.status as NoteStatus);
+        if (row.author_id !== actor.userId)
+          throw new AppError('forbidden', 'Only the author may edit a draft note.');
+        if (row.version !== expectedVersion) {
+          throw new AppError(
+            'precondition_failed',
+            `This note was changed by someone else (now version ${row.version}); reload and try again.`,
+          );
+        }
+        const now = clock.now().toISOString();
+        const ok = await updateNoteIfVersion(tx, id, expectedVersion, {
+          ...(changes.kind !== undefined ? { kind: changes.kind } : {}),
+          ...(changes.title !== undefined ? { title: changes.title?.trim() || null } : {}),
+          ...(changes.body !== undefined ? { body: changes.body } : {}),
+          ...(changes.visibility !== undefined ? { visibility: changes.visibility } : {}),
+          updated_at: now,
+        });
+        if (!ok)
+          throw new AppError(
+            'precondition_failed',
+            'This note was changed by someone else; reload and try again.',
+          );
+        const updated = await reload(tx, actor, id);
+        await revise(tx, updated, 'edited', actor, now);
+        record.entity = { type: 'Note', id, version: updated.version };
+        record.detail = { fields: Object.keys(changes).sort() };
+        return noteAsDto(tx, updated);
+      },
+    );
   }
 
-  async function finalize(ctx: RequestContext, id: string, expectedVersion: number | undefined): Promise<Note> {
-    return audited(deps, ctx, { action: 'U', type: 'note.finalize', permission: 'notes.finalize', entity: { type: 'Note', id, version: null } }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      const row = await loadNote(tx, actor, id, record);
-      assertEditable(row.status as NoteStatus);
-      // The author signs their own note; a clinician may also sign off a colleague's draft.
-      if (row.author_id !== actor.userId && actor.role !== 'clinician') {
-        throw new AppError('forbidden', 'Only the author or a clinician may finalize this note.');
-      }
-      if (expectedVersion !== undefined && row.version !== expectedVersion) {
-        throw new AppError('precondition_failed', `This note was changed by someone else (now version ${row.version}); reload and try again.`);
-      }
-      const now = clock.now().toISOString();
-      if (!(await updateNoteIfVersion(tx, id, row.version, { status: 'final', finalized_at: now, finalized_by: actor.userId, updated_at: now }))) {
-        throw new AppError('precondition_failed', 'This note was changed by someone else; reload and try again.');
-      }
-      const updated = await reload(tx, actor, id);
-      await revise(tx, updated, 'finalized', actor, now);
-      record.entity = { type: 'Note', id, version: updated.version };
-      return noteAsDto(tx, updated);
-    });
+  async function finalize(
+    ctx: RequestContext,
+    id: string,
+    expectedVersion: number | undefined,
+  ): Promise<Note> {
+    return audited(
+      deps,
+      ctx,
+      {
+        action: 'U',
+        type: 'note.finalize',
+        permission: 'notes.finalize',
+        entity: { type: 'Note', id, version: null },
+      },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const row = await loadNote(tx, actor, id, record);
+        assertEditable(row.status as NoteStatus);
+        // The author signs their own note; a clinician may also sign off a colleague's draft.
+        if (row.author_id !== actor.userId && actor.role !== 'clinician') {
+          throw new AppError('forbidden', 'Only the author or a clinician may finalize this note.');
+        }
+        if (expectedVersion !== undefined && row.version !== expectedVersion) {
+          throw new AppError(
+            'precondition_failed',
+            `This note was changed by someone else (now version ${row.version}); reload and try again.`,
+          );
+        }
+        const now = clock.now().toISOString();
+        if (
+          !(await updateNoteIfVersion(tx, id, row.version, {
+            status: 'final',
+            finalized_at: now,
+            finalized_by: actor.userId,
+            updated_at: now,
+          }))
+        ) {
+          throw new AppError(
+            'precondition_failed',
+            'This note was changed by someone else; reload and try again.',
+          );
+        }
+        const updated = await reload(tx, actor, id);
+        await revise(tx, updated, 'finalized', actor, now);
+        record.entity = { type: 'Note', id, version: updated.version };
+        return noteAsDto(tx, updated);
+      },
+    );
   }
 
-  async function addAddendum(ctx: RequestContext, id: string, input: { body: string }): Promise<Note> {
+  async function addAddendum(
+    ctx: RequestContext,
+    id: string,
+    input: { body: string },
+  ): Promise<Note> {
     const body = checkBody(input.body);
-    return audited(deps, ctx, { action: 'U', type: 'note.addendum', permission: 'notes.amend', entity: { type: 'Note', id, version: null } }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      const row = await loadNote(tx, actor, id, record);
-      assertCanAmend(row.status as NoteStatus);
-      const now = clock.now().toISOString();
-      const addendumId = uuidv7();
-      await insertAddendum(tx, { id: addendumId, note_id: id, body, author_id: actor.userId, created_at: now });
-      if (!(await updateNoteIfVersion(tx, id, row.version, { updated_at: now }))) {
-        throw new AppError('conflict', 'This note changed while the addendum was being added; try again.');
-      }
-      const updated = await reload(tx, actor, id);
-      await revise(tx, updated, 'addendum', actor, now, addendumId);
-      record.entity = { type: 'Note', id, version: updated.version };
-      record.detail = { addendumId };
-      return noteAsDto(tx, updated);
-    });
+    return audited(
+      deps,
+      ctx,
+      {
+        action: 'U',
+        type: 'note.addendum',
+        permission: 'notes.amend',
+        entity: { type: 'Note', id, version: null },
+      },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const row = await loadNote(tx, actor, id, record);
+        assertCanAmend(row.status as NoteStatus);
+        const now = clock.now().toISOString();
+        const addendumId = uuidv7();
+        await insertAddendum(tx, {
+          id: addendumId,
+          note_id: id,
+          body,
+          author_id: actor.userId,
+          created_at: now,
+        });
+        if (!(await updateNoteIfVersion(tx, id, row.version, { updated_at: now }))) {
+          throw new AppError(
+            'conflict',
+            'This note changed while the addendum was being added; try again.',
+          );
+        }
+        const updated = await reload(tx, actor, id);
+        await revise(tx, updated, 'addendum', actor, now, addendumId);
+        record.entity = { type: 'Note', id, version: updated.version };
+        record.detail = { addendumId };
+        return noteAsDto(tx, updated);
+      },
+    );
   }
 
-  async function history(ctx: RequestContext, id: string): Promise<{ items: NoteRevision[]; addenda: Addendum[] }> {
-    return audited(deps, ctx, { action: 'R', type: 'note.history', permission: 'notes.read', entity: { type: 'Note', id, version: null } }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      const row = await loadNote(tx, actor, id, record);
-      const [revisions, note] = [await revisionsOf(tx, id), await noteAsDto(tx, row)];
-      return {
-        items: revisions.map((r) => ({
-          version: r.version,
-          change: r.change as NoteChange,
-          kind: r.kind as NoteKind,
-          title: r.title,
-          body: r.body,
-          visibility: r.visibility as NoteVisibility,
-          status: r.status as NoteStatus,
-          addendumId: r.addendum_id,
-          actorId: r.actor_id,
-          at: r.at,
-        })),
-        addenda: note.addenda,
-      };
-    });
+  async function history(
+    ctx: RequestContext,
+    id: string,
+  ): Promise<{ items: NoteRevision[]; addenda: Addendum[] }> {
+    return audited(
+      deps,
+      ctx,
+      {
+        action: 'R',
+        type: 'note.history',
+        permission: 'notes.read',
+        entity: { type: 'Note', id, version: null },
+      },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const row = await loadNote(tx, actor, id, record);
+        const [revisions, note] = [await revisionsOf(tx, id), await noteAsDto(tx, row)];
+        return {
+          items: revisions.map((r) => ({
+            version: r.version,
+            change: r.change as NoteChange,
+            kind: r.kind as NoteKind,
+            title: r.title,
+            body: r.body,
+            visibility: r.visibility as NoteVisibility,
+            status: r.status as NoteStatus,
+            addendumId: r.addendum_id,
+            actorId: r.actor_id,
+            at: r.at,
+          })),
+          addenda: note.addenda,
+        };
+      },
+    );
   }
 
   return { create, list, get, update, finalize, addAddendum, history };

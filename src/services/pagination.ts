@@ -17,8 +17,12 @@ export function encodeCursor(parts: readonly string[]): string {
 export function decodeCursor(cursor: string, size: number): string[] {
   try {
     const parts: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(parts) && parts.length === size && parts.every((p) => typeof p === 'string')) {
-      return parts as string[];
+    if (
+      Array.isArray(parts) &&
+      parts.length === size &&
+      parts.every((p) => typeof p === 'string')
+    ) {
+      return parts;
     }
   } catch {
     // reported below
@@ -27,9 +31,17 @@ export function decodeCursor(cursor: string, size: number): string[] {
 }
 
 /** Trims a page fetched with limit + 1 rows and derives the next cursor from its last row. */
-export function toPage<R, T>(rows: R[], limit: number, cursorOf: (row: R) => readonly string[], map: (row: R) => T): Page<T> {
+export function toPage<R, T>(
+  rows: R[],
+  limit: number,
+  cursorOf: (row: R) => readonly string[],
+  map: (row: R) => T,
+): Page<T> {
   const hasMore = rows.length > limit;
   const pageRows = hasMore ? rows.slice(0, limit) : rows;
   const last = pageRows[pageRows.length - 1];
-  return { items: pageRows.map(map), nextCursor: hasMore && last !== undefined ? encodeCursor(cursorOf(last)) : null };
+  return {
+    items: pageRows.map(map),
+    nextCursor: hasMore && last !== undefined ? encodeCursor(cursorOf(last)) : null,
+  };
 }

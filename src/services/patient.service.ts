@@ -75,11 +75,14 @@ function checkBirthDate(value: string | null | undefined, today: Date): string |
   if (Number.isNaN(date.getTime()) || date.toISOString().slice(0, 10) !== value) {
     throw new AppError('invalid', 'birthDate must be a real calendar date (YYYY-MM-DD).');
   }
-  if (date.getTime() > today.getTime()) throw new AppError('invalid', 'birthDate cannot be in the future.');
+  if (date.getTime() > today.getTime())
+    throw new AppError('invalid', 'birthDate cannot be in the future.');
   return value;
 }
 
-function normalizeIdentifiers(list: { system: IdentifierSystem; value: string }[]): { system: IdentifierSystem; value: string }[] {
+function normalizeIdentifiers(
+  list: { system: IdentifierSystem; value: string }[],
+): { system: IdentifierSystem; value: string }[] {
   const seen = new Set<string>();
   return list.map((i) => {
     const value = normalizeIdentifier(i.system, i.value);
@@ -136,11 +139,20 @@ export function createPatientService(deps: ServiceDeps) {
   ): Promise<void> {
     const taken = await findIdentifierHolders(tx, organizationId, identifiers, patientId);
     const first = taken[0];
-    if (first) throw new AppError('conflict', `Another patient already has this ${first.system} identifier.`);
+    if (first)
+      throw new AppError(
+        'conflict',
+        `Another patient already has this ${first.system} identifier.`,
+      );
   }
 
   /** Resolves owner inputs to owner ids: existing ones by id (same organization), new ones created. */
-  async function resolveOwners(tx: Tx, organizationId: string, inputs: OwnerInput[], now: string): Promise<string[]> {
+  async function resolveOwners(
+    tx: Tx,
+    organizationId: string,
+    inputs: OwnerInput[],
+    now: string,
+  ): Promise<string[]> {
     const existingIds = inputs.flatMap((o) => (o.id !== undefined ? [o.id] : []));
     const found = await findOwners(tx, organizationId, existingIds);
     if (found.length !== new Set(existingIds).size) throw notFound('Owner');
@@ -173,45 +185,65 @@ export function createPatientService(deps: ServiceDeps) {
     const birthDate = checkBirthDate(input.birthDate, clock.now());
     const identifiers = normalizeIdentifiers(input.identifiers ?? []);
     (input.owners ?? []).forEach(checkOwnerInput);
-    return audited(deps, ctx, { action: 'C', type: 'patient.create', permission: 'patients.write' }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      const now = clock.now().toISOString();
-      const id = uuidv7();
-      record.patientId = id;
-      record.entity = { type: 'Patient', id, version: 1 };
-      await checkIdentifiersFree(tx, actor.organizationId, identifiers, null);
-      await insertPatient(tx, {
-        id,
-        organization_id: actor.organizationId,
-        name,
-        name_search: searchKey(name),
-        species: input.species,
-        breed: input.breed?.trim() || null,
-        sex: input.sex ?? null,
-        birth_date: birthDate,
-        version: 1,
-        created_by: actor.userId,
-        created_at: now,
-        updated_at: now,
-      });
-      try {
-        await replaceIdentifiers(tx, { id, organization_id: actor.organizationId }, identifiers.map((i) => ({ ...i, id: uuidv7() })));
-      } catch (err) {
-        if (isUniqueViolation(err)) throw new AppError('conflict', 'Another patient already has one of these identifiers.');
-        throw err;
-      }
-      await replacePatientOwners(tx, id, await resolveOwners(tx, actor.organizationId, input.owners ?? [], now));
-      const row = await findPatient(tx, actor.organizationId, id);
-      if (!row) throw notFound('Patient');
-      return assembleOne(tx, row);
-    });
+    return audited(
+      deps,
+      ctx,
+      { action: 'C', type: 'patient.create', permission: 'patients.write' },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const now = clock.now().toISOString();
+        const id = uuidv7();
+        record.patientId = id;
+        record.entity = { type: 'Patient', id, version: 1 };
+        await checkIdentifiersFree(tx, actor.organizationId, identifiers, null);
+        await insertPatient(tx, {
+          id,
+          organization_id: actor.organizationId,
+          name,
+          name_search: searchKey(name),
+          species: input.species,
+          breed: input.breed?.trim() || null,
+          sex: input.sex ?? null,
+          birth_date: birthDate,
+          version: 1,
+          created_by: actor.userId,
+          created_at: now,
+          updated_at: now,
+        });
+        try {
+          await replaceIdentifiers(
+            tx,
+            { id, organization_id: actor.organizationId },
+            identifiers.map((i) => ({ ...i, id: uuidv7() })),
+          );
+        } catch (err) {
+          if (isUniqueViolation(err))
+            throw new AppError('conflict', 'Another patient already has one of these identifiers.');
+          throw err;
+        }
+        await replacePatientOwners(
+          tx,
+          id,
+          await resolveOwners(tx, actor.organizationId, input.owners ?? [], now),
+        );
+        const row = await findPatient(tx, actor.organizationId, id);
+        if (!row) throw notFound('Patient');
+        return assembleOne(tx, row);
+      },
+    );
   }
 
   async function get(ctx: RequestContext, id: string): Promise<Patient> {
     return audited(
       deps,
       ctx,
-      { action: 'R', type: 'patient.read', permission: 'patients.read', patientId: id, entity: { type: 'Patient', id, version: null } },
+      {
+        action: 'R',
+        type: 'patient.read',
+        permission: 'patients.read',
+        patientId: id,
+        entity: { type: 'Patient', id, version: null },
+      },
       async (tx, record) => {
         const actor = requireActor(ctx);
         const row = await findPatient(tx, actor.organizationId, id);
@@ -231,47 +263,83 @@ export function createPatientService(deps: ServiceDeps) {
     if (query.identifier !== undefined) {
       const bar = query.identifier.indexOf('|');
       const system = query.identifier.slice(0, bar);
-      if (bar <= 0) throw new AppError('invalid', 'identifier must look like system|value, e.g. microchip|985112345678901.');
+      if (bar <= 0)
+        throw new AppError(
+          'invalid',
+          'identifier must look like system|value, e.g. microchip|985112345678901.',
+        );
       if (!isIdentifierSystem(system)) {
-        throw new AppError('invalid', `Unknown identifier system; use one of: ${IDENTIFIER_SYSTEMS.join(', ')}.`);
+        throw new AppError(
+          'invalid',
+          `Unknown identifier system; use one of: ${IDENTIFIER_SYSTEMS.join(', ')}.`,
+        );
       }
       identifier = { system, value: normalizeIdentifier(system, query.identifier.slice(bar + 1)) };
     }
     const text = query.q === undefined ? undefined : searchKey(query.q);
     const raw = query.q?.trim() ?? '';
-    const identifierValues = raw === '' ? [] : [...new Set([raw, raw.replace(/[\s-]/g, '').toUpperCase()])];
-    return audited(deps, ctx, { action: 'E', type: 'patient.search', permission: 'patients.read' }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      const rows = await searchPatients(tx, {
-        organizationId: actor.organizationId,
-        ...(text !== undefined && text !== '' ? { text, identifierValues } : {}),
-        ...(identifier !== undefined ? { identifier } : {}),
-        ...(after !== undefined ? { after: { nameSearch: after[0] ?? '', id: after[1] ?? '' } } : {}),
-        limit: query.limit + 1,
-      });
-      const page = toPage(rows, query.limit, (r) => [r.name_search, r.id], (r) => r);
-      // Which patients were disclosed, never the search terms (they are patient data).
-      record.detail = { count: page.items.length, patientIds: page.items.map((r) => r.id) };
-      return { items: await assemble(tx, page.items), nextCursor: page.nextCursor };
-    });
+    const identifierValues =
+      raw === '' ? [] : [...new Set([raw, raw.replace(/[\s-]/g, '').toUpperCase()])];
+    return audited(
+      deps,
+      ctx,
+      { action: 'E', type: 'patient.search', permission: 'patients.read' },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const rows = await searchPatients(tx, {
+          organizationId: actor.organizationId,
+          ...(text !== undefined && text !== '' ? { text, identifierValues } : {}),
+          ...(identifier !== undefined ? { identifier } : {}),
+          ...(after !== undefined
+            ? { after: { nameSearch: after[0] ?? '', id: after[1] ?? '' } }
+            : {}),
+          limit: query.limit + 1,
+        });
+        const page = toPage(
+          rows,
+          query.limit,
+          (r) => [r.name_search, r.id],
+          (r) => r,
+        );
+        // Which patients were disclosed, never the search terms (they are patient data).
+        record.detail = { count: page.items.length, patientIds: page.items.map((r) => r.id) };
+        return { items: await assemble(tx, page.items), nextCursor: page.nextCursor };
+      },
+    );
   }
 
-  async function update(ctx: RequestContext, id: string, expectedVersion: number, changes: Partial<PatientInput>): Promise<Patient> {
+  async function update(
+    ctx: RequestContext,
+    id: string,
+    expectedVersion: number,
+    changes: Partial<PatientInput>,
+  ): Promise<Patient> {
     const name = changes.name?.trim();
     if (name === '') throw new AppError('invalid', 'The patient needs a name.');
-    const birthDate = changes.birthDate === undefined ? undefined : checkBirthDate(changes.birthDate, clock.now());
-    const identifiers = changes.identifiers === undefined ? undefined : normalizeIdentifiers(changes.identifiers);
+    const birthDate =
+      changes.birthDate === undefined ? undefined : checkBirthDate(changes.birthDate, clock.now());
+    const identifiers =
+      changes.identifiers === undefined ? undefined : normalizeIdentifiers(changes.identifiers);
     changes.owners?.forEach(checkOwnerInput);
     return audited(
       deps,
       ctx,
-      { action: 'U', type: 'patient.update', permission: 'patients.write', patientId: id, entity: { type: 'Patient', id, version: null } },
+      {
+        action: 'U',
+        type: 'patient.update',
+        permission: 'patients.write',
+        patientId: id,
+        entity: { type: 'Patient', id, version: null },
+      },
       async (tx, record) => {
         const actor = requireActor(ctx);
         const row = await findPatient(tx, actor.organizationId, id);
         if (!row) throw notFound('Patient');
         if (row.version !== expectedVersion) {
-          throw new AppError('precondition_failed', `This patient was changed by someone else (now version ${row.version}); reload and try again.`);
+          throw new AppError(
+            'precondition_failed',
+            `This patient was changed by someone else (now version ${row.version}); reload and try again.`,
+          );
         }
         const now = clock.now().toISOString();
         const updated = await updatePatientIfVersion(tx, id, expectedVersion, {
@@ -282,13 +350,25 @@ export function createPatientService(deps: ServiceDeps) {
           ...(birthDate !== undefined ? { birth_date: birthDate } : {}),
           updated_at: now,
         });
-        if (!updated) throw new AppError('precondition_failed', 'This patient was changed by someone else; reload and try again.');
+        if (!updated)
+          throw new AppError(
+            'precondition_failed',
+            'This patient was changed by someone else; reload and try again.',
+          );
         if (identifiers !== undefined) {
           await checkIdentifiersFree(tx, actor.organizationId, identifiers, id);
-          await replaceIdentifiers(tx, row, identifiers.map((i) => ({ ...i, id: uuidv7() })));
+          await replaceIdentifiers(
+            tx,
+            row,
+            identifiers.map((i) => ({ ...i, id: uuidv7() })),
+          );
         }
         if (changes.owners !== undefined) {
-          await replacePatientOwners(tx, id, await resolveOwners(tx, actor.organizationId, changes.owners, now));
+          await replacePatientOwners(
+            tx,
+            id,
+            await resolveOwners(tx, actor.organizationId, changes.owners, now),
+          );
         }
         record.entity = { type: 'Patient', id, version: expectedVersion + 1 };
         record.detail = { fields: Object.keys(changes).sort() };

@@ -33,7 +33,11 @@ export function createSetupService(deps: ServiceDeps) {
     return issued ? `${settings.publicUrl}/setup#token=${token}` : null;
   }
 
-  async function organizationFor(tx: Tx, name: string, now: string): Promise<{ id: string; created: boolean }> {
+  async function organizationFor(
+    tx: Tx,
+    name: string,
+    now: string,
+  ): Promise<{ id: string; created: boolean }> {
     const existing = await findOrganizationByName(tx, name);
     if (existing) return { id: existing.id, created: false };
     const id = uuidv7();
@@ -43,7 +47,13 @@ export function createSetupService(deps: ServiceDeps) {
 
   async function createAdmin(
     ctx: RequestContext,
-    input: { organizationName: string; email: string; name: string; password: string; setupToken?: string },
+    input: {
+      organizationName: string;
+      email: string;
+      name: string;
+      password: string;
+      setupToken?: string;
+    },
   ): Promise<User> {
     const organizationName = input.organizationName.trim();
     if (organizationName === '') throw new AppError('invalid', 'The organization needs a name.');
@@ -54,7 +64,10 @@ export function createSetupService(deps: ServiceDeps) {
     return audited(deps, ctx, { action: 'C', type }, async (tx, record) => {
       const now = clock.now().toISOString();
       if (input.setupToken !== undefined) {
-        if ((await countUsers(tx)) > 0 || !(await consumeSetupToken(tx, hashToken(input.setupToken), now))) {
+        if (
+          (await countUsers(tx)) > 0 ||
+          !(await consumeSetupToken(tx, hashToken(input.setupToken), now))
+        ) {
           throw new AppError('not_found', 'This setup link is invalid, expired or already used.');
         }
       }

@@ -5,7 +5,14 @@ import type { Role } from '../domain/roles.js';
 import { isUniqueViolation } from '../store/dialect.js';
 import { revokeUserSessions } from '../store/session.store.js';
 import type { Tx, UserRow } from '../store/tables.js';
-import { countActiveAdmins, findUserByEmail, findUserInOrganization, insertUser, listUsers, updateUser } from '../store/user.store.js';
+import {
+  countActiveAdmins,
+  findUserByEmail,
+  findUserInOrganization,
+  insertUser,
+  listUsers,
+  updateUser,
+} from '../store/user.store.js';
 import { audited } from './audit.service.js';
 import { requireActor, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
@@ -41,9 +48,17 @@ export function toUser(row: UserRow): User {
 /** Inserts a user after the caller checked rights; a taken email is a 409. */
 export async function insertNewUser(
   tx: Tx,
-  input: { organizationId: string; email: string; name: string; role: Role; passwordHash: string; now: string },
+  input: {
+    organizationId: string;
+    email: string;
+    name: string;
+    role: Role;
+    passwordHash: string;
+    now: string;
+  },
 ): Promise<UserRow> {
-  if (await findUserByEmail(tx, input.email)) throw new AppError('conflict', 'A user with this email already exists.');
+  if (await findUserByEmail(tx, input.email))
+    throw new AppError('conflict', 'A user with this email already exists.');
   const row: UserRow = {
     id: uuidv7(),
     organization_id: input.organizationId,
@@ -63,7 +78,8 @@ export async function insertNewUser(
   try {
     await insertUser(tx, row);
   } catch (err) {
-    if (isUniqueViolation(err)) throw new AppError('conflict', 'A user with this email already exists.');
+    if (isUniqueViolation(err))
+      throw new AppError('conflict', 'A user with this email already exists.');
     throw err;
   }
   return row;
@@ -72,34 +88,50 @@ export async function insertNewUser(
 export function createUserService(deps: ServiceDeps) {
   const { clock } = deps;
 
-  async function create(ctx: RequestContext, input: { email: string; name: string; role: Role; password: string }): Promise<User> {
+  async function create(
+    ctx: RequestContext,
+    input: { email: string; name: string; role: Role; password: string },
+  ): Promise<User> {
     const email = normalizeEmail(input.email);
     checkPasswordRule(input.password);
     const passwordHash = await hashPassword(input.password);
-    return audited(deps, ctx, { action: 'C', type: 'user.create', permission: 'users.manage' }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      const row = await insertNewUser(tx, {
-        organizationId: actor.organizationId,
-        email,
-        name: input.name.trim(),
-        role: input.role,
-        passwordHash,
-        now: clock.now().toISOString(),
-      });
-      record.entity = { type: 'User', id: row.id, version: row.version };
-      record.detail = { role: row.role };
-      return toUser(row);
-    });
+    return audited(
+      deps,
+      ctx,
+      { action: 'C', type: 'user.create', permission: 'users.manage' },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const row = await insertNewUser(tx, {
+          organizationId: actor.organizationId,
+          email,
+          name: input.name.trim(),
+          role: input.role,
+          passwordHash,
+          now: clock.now().toISOString(),
+        });
+        record.entity = { type: 'User', id: row.id, version: row.version };
+        record.detail = { role: row.role };
+        return toUser(row);
+      },
+    );
   }
 
-  async function list(ctx: RequestContext, page: { limit: number; cursor?: string }): Promise<Page<User>> {
+  async function list(
+    ctx: RequestContext,
+    page: { limit: number; cursor?: string },
+  ): Promise<Page<User>> {
     const afterId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
-    return audited(deps, ctx, { action: 'R', type: 'user.list', permission: 'users.manage' }, async (tx, record) => {
-      const actor = requireActor(ctx);
-      const rows = await listUsers(tx, actor.organizationId, { afterId, limit: page.limit + 1 });
-      record.detail = { count: Math.min(rows.length, page.limit) };
-      return toPage(rows, page.limit, (r) => [r.id], toUser);
-    });
+    return audited(
+      deps,
+      ctx,
+      { action: 'R', type: 'user.list', permission: 'users.manage' },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        const rows = await listUsers(tx, actor.organizationId, { afterId, limit: page.limit + 1 });
+        record.detail = { count: Math.min(rows.length, page.limit) };
+        return toPage(rows, page.limit, (r) => [r.id], toUser);
+      },
+    );
   }
 
   async function update(
@@ -110,15 +142,25 @@ export function createUserService(deps: ServiceDeps) {
     return audited(
       deps,
       ctx,
-      { action: 'U', type: 'user.update', permission: 'users.manage', entity: { type: 'User', id, version: null } },
+      {
+        action: 'U',
+        type: 'user.update',
+        permission: 'users.manage',
+        entity: { type: 'User', id, version: null },
+      },
       async (tx, record) => {
         const actor = requireActor(ctx);
         const user = await findUserInOrganization(tx, actor.organizationId, id);
         if (!user) throw notFound('User');
         const losesAdmin =
-          user.role === 'admin' && user.disabled === 0 && ((changes.role !== undefined && changes.role !== 'admin') || changes.disabled === true);
+          user.role === 'admin' &&
+          user.disabled === 0 &&
+          ((changes.role !== undefined && changes.role !== 'admin') || changes.disabled === true);
         if (losesAdmin && (await countActiveAdmins(tx, actor.organizationId)) <= 1) {
-          throw new AppError('conflict', 'This is the last active admin of the organization; appoint another admin first.');
+          throw new AppError(
+            'conflict',
+            'This is the last active admin of the organization; appoint another admin first.',
+          );
         }
         const now = clock.now().toISOString();
         await updateUser(tx, id, {
@@ -128,13 +170,20 @@ export function createUserService(deps: ServiceDeps) {
           updated_at: now,
         });
         // A disabled user or a changed role starts over: existing sessions end now.
-        if (changes.disabled === true || (changes.role !== undefined && changes.role !== user.role)) {
+        if (
+          changes.disabled === true ||
+          (changes.role !== undefined && changes.role !== user.role)
+        ) {
           await revokeUserSessions(tx, id, now);
         }
         const updated = await findUserInOrganization(tx, actor.organizationId, id);
         if (!updated) throw notFound('User');
         record.entity = { type: 'User', id, version: updated.version };
-        record.detail = { fromRole: user.role, toRole: updated.role, disabled: updated.disabled === 1 };
+        record.detail = {
+          fromRole: user.role,
+          toRole: updated.role,
+          disabled: updated.disabled === 1,
+        };
         return toUser(updated);
       },
     );

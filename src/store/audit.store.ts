@@ -55,7 +55,11 @@ export async function appendAuditEvent(tx: Tx, input: NewAuditEvent): Promise<Ch
       .values(disclosed.map((patient_id) => ({ patient_id, seq: event.seq })))
       .execute();
   }
-  await tx.updateTable('audit_head').set({ seq: event.seq, chain_hash: chain }).where('id', '=', 1).execute();
+  await tx
+    .updateTable('audit_head')
+    .set({ seq: event.seq, chain_hash: chain })
+    .where('id', '=', 1)
+    .execute();
   return { event, hash, chain };
 }
 
@@ -63,13 +67,15 @@ export async function appendAuditEvent(tx: Tx, input: NewAuditEvent): Promise<Ch
 function patientIdsIn(event: AuditEvent): string[] {
   const ids = event.detail?.patientIds;
   if (!Array.isArray(ids)) return [];
-  return [...new Set(ids.filter((id): id is string => typeof id === 'string' && id !== event.patientId))];
+  return [
+    ...new Set(ids.filter((id): id is string => typeof id === 'string' && id !== event.patientId)),
+  ];
 }
 
 /** Rebuilds the hashed event from its stored row. */
 export function auditEventFromRow(row: AuditEventRow): ChainedEvent {
   const event: AuditEvent = {
-    seq: Number(row.seq),
+    seq: row.seq,
     id: row.id,
     occurredAt: row.occurred_at,
     action: row.action as AuditAction,
@@ -104,7 +110,11 @@ export async function listAuditEvents(
     q = q.where((eb) =>
       eb.or([
         eb('patient_id', '=', patientId),
-        eb('seq', 'in', eb.selectFrom('audit_event_patients').select('seq').where('patient_id', '=', patientId)),
+        eb(
+          'seq',
+          'in',
+          eb.selectFrom('audit_event_patients').select('seq').where('patient_id', '=', patientId),
+        ),
       ]),
     );
   }
@@ -116,6 +126,10 @@ export async function listAuditEvents(
 }
 
 export async function auditHead(db: Tx): Promise<{ seq: number; chain: string }> {
-  const head = await db.selectFrom('audit_head').select(['seq', 'chain_hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+  const head = await db
+    .selectFrom('audit_head')
+    .select(['seq', 'chain_hash'])
+    .where('id', '=', 1)
+    .executeTakeFirstOrThrow();
   return { seq: head.seq, chain: head.chain_hash };
 }

@@ -103,8 +103,12 @@ function openSqlite(file: string, options: OpenOptions): Database {
   const readerRaw = new BetterSqlite3(file);
   configureSqlite(readerRaw);
 
-  const writer = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachedStatements(writerRaw) }) });
-  const reader = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachedStatements(readerRaw) }) });
+  const writer = new Kysely<DB>({
+    dialect: new SqliteDialect({ database: cachedStatements(writerRaw) }),
+  });
+  const reader = new Kysely<DB>({
+    dialect: new SqliteDialect({ database: cachedStatements(readerRaw) }),
+  });
   const maxBatch = options.maxBatch ?? 1000;
 
   let queue: PendingUnit[] = [];
@@ -167,7 +171,10 @@ function openSqlite(file: string, options: OpenOptions): Database {
       });
     } catch (err) {
       const error = failure
-        ? new AppError('unavailable', 'The database cannot take writes; an operator must check the server.')
+        ? new AppError(
+            'unavailable',
+            'The database cannot take writes; an operator must check the server.',
+          )
         : err;
       for (const unit of batch) unit.reject(error);
       return;
@@ -189,7 +196,10 @@ function openSqlite(file: string, options: OpenOptions): Database {
     write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
       if (failure || closed) {
         return Promise.reject(
-          new AppError('unavailable', 'The database cannot take writes right now; try again later.'),
+          new AppError(
+            'unavailable',
+            'The database cannot take writes right now; try again later.',
+          ),
         );
       }
       return new Promise<T>((resolve, reject) => {
@@ -213,13 +223,31 @@ function openSqlite(file: string, options: OpenOptions): Database {
   };
 }
 
-const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '53300']);
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  '57P01',
+  '57P03',
+  '53300',
+]);
 
 function isConnectionError(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
   const code = (err as { code?: unknown }).code;
-  return (typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08'))) ||
-    (err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(err.message));
+  return (
+    (typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08'))) ||
+    (err instanceof Error &&
+      /Connection terminated|timeout exceeded when trying to connect/i.test(err.message))
+  );
+}
+
+/** bigint (int8) columns as JS numbers: audit sequences and counts stay far below 2^53. */
+function int8AsNumber(): pg.TypeOverrides {
+  const types = new pg.TypeOverrides();
+  types.setTypeParser(20, (value: string) => Number(value));
+  return types;
 }
 
 function openPostgres(url: string, options: OpenOptions): Database {
@@ -227,11 +255,7 @@ function openPostgres(url: string, options: OpenOptions): Database {
     connectionString: url,
     max: options.pgPoolSize ?? 10,
     connectionTimeoutMillis: 5000,
-    types: {
-      // bigint (int8) as a JS number: audit sequences stay far below 2^53.
-      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-        oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-    },
+    types: int8AsNumber(),
   });
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
@@ -266,7 +290,12 @@ function openPostgres(url: string, options: OpenOptions): Database {
 }
 
 async function runMigrations(db: Kysely<DB>): Promise<string[]> {
-  const migrator = new Migrator({ db, provider: migrationProvider, migrationTableName: 'schema_migrations', migrationLockTableName: 'schema_migrations_lock' });
+  const migrator = new Migrator({
+    db,
+    provider: migrationProvider,
+    migrationTableName: 'schema_migrations',
+    migrationLockTableName: 'schema_migrations_lock',
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error('Migration failed');
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);

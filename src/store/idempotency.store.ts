@@ -43,7 +43,8 @@ export async function claimIdempotencyKey(
     return {
       kind: 'replay',
       statusCode: existing.status_code ?? 200,
-      body: existing.response_body === null ? null : (JSON.parse(existing.response_body) as unknown),
+      body:
+        existing.response_body === null ? null : (JSON.parse(existing.response_body) as unknown),
     };
   }
   if (existing.locked_until > claim.now) return { kind: 'in_progress' };
@@ -56,10 +57,18 @@ export async function claimIdempotencyKey(
   return { kind: 'claimed' };
 }
 
-export async function completeIdempotencyKey(tx: Tx, claim: IdempotencyClaim, response: unknown): Promise<void> {
+export async function completeIdempotencyKey(
+  tx: Tx,
+  claim: IdempotencyClaim,
+  response: unknown,
+): Promise<void> {
   await tx
     .updateTable('idempotency_keys')
-    .set({ state: 'done', status_code: claim.statusCode, response_body: JSON.stringify(response ?? null) })
+    .set({
+      state: 'done',
+      status_code: claim.statusCode,
+      response_body: JSON.stringify(response ?? null),
+    })
     .where('scope', '=', claim.scope)
     .where('key', '=', claim.key)
     .execute();

@@ -5,8 +5,17 @@ export async function insertNote(tx: Tx, row: NewNoteRow): Promise<void> {
   await tx.insertInto('notes').values(row).execute();
 }
 
-export async function findNote(tx: Tx, organizationId: string, id: string): Promise<NoteRow | undefined> {
-  return tx.selectFrom('notes').selectAll().where('id', '=', id).where('organization_id', '=', organizationId).executeTakeFirst();
+export async function findNote(
+  tx: Tx,
+  organizationId: string,
+  id: string,
+): Promise<NoteRow | undefined> {
+  return tx
+    .selectFrom('notes')
+    .selectAll()
+    .where('id', '=', id)
+    .where('organization_id', '=', organizationId)
+    .executeTakeFirst();
 }
 
 /** Applies `changes` only if the note is still at `expectedVersion`; false otherwise. */
@@ -14,7 +23,12 @@ export async function updateNoteIfVersion(
   tx: Tx,
   id: string,
   expectedVersion: number,
-  changes: Partial<Pick<NoteRow, 'kind' | 'title' | 'body' | 'visibility' | 'status' | 'finalized_at' | 'finalized_by'>> & { updated_at: string },
+  changes: Partial<
+    Pick<
+      NoteRow,
+      'kind' | 'title' | 'body' | 'visibility' | 'status' | 'finalized_at' | 'finalized_by'
+    >
+  > & { updated_at: string },
 ): Promise<boolean> {
   const result = await tx
     .updateTable('notes')
@@ -49,7 +63,12 @@ export async function insertAddendum(tx: Tx, row: NoteAddendumRow): Promise<void
 
 export async function addendaOf(tx: Tx, noteIds: string[]): Promise<NoteAddendumRow[]> {
   if (noteIds.length === 0) return [];
-  return tx.selectFrom('note_addenda').selectAll().where('note_id', 'in', noteIds).orderBy('id').execute();
+  return tx
+    .selectFrom('note_addenda')
+    .selectAll()
+    .where('note_id', 'in', noteIds)
+    .orderBy('id')
+    .execute();
 }
 
 export async function insertRevision(tx: Tx, row: NoteRevisionRow): Promise<void> {
@@ -57,5 +76,10 @@ export async function insertRevision(tx: Tx, row: NoteRevisionRow): Promise<void
 }
 
 export async function revisionsOf(tx: Tx, noteId: string): Promise<NoteRevisionRow[]> {
-  return tx.selectFrom('note_revisions').selectAll().where('note_id', '=', noteId).orderBy('version').execute();
+  return tx
+    .selectFrom('note_revisions')
+    .selectAll()
+    .where('note_id', '=', noteId)
+    .orderBy('version')
+    .execute();
 }

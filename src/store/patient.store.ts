@@ -7,7 +7,11 @@ export async function insertPatient(tx: Tx, row: NewPatientRow): Promise<void> {
   await tx.insertInto('patients').values(row).execute();
 }
 
-export async function findPatient(tx: Tx, organizationId: string, id: string): Promise<PatientRow | undefined> {
+export async function findPatient(
+  tx: Tx,
+  organizationId: string,
+  id: string,
+): Promise<PatientRow | undefined> {
   return tx
     .selectFrom('patients')
     .selectAll()
@@ -21,7 +25,9 @@ export async function updatePatientIfVersion(
   tx: Tx,
   id: string,
   expectedVersion: number,
-  changes: Partial<Pick<PatientRow, 'name' | 'name_search' | 'species' | 'breed' | 'sex' | 'birth_date'>> & { updated_at: string },
+  changes: Partial<
+    Pick<PatientRow, 'name' | 'name_search' | 'species' | 'breed' | 'sex' | 'birth_date'>
+  > & { updated_at: string },
 ): Promise<boolean> {
   const result = await tx
     .updateTable('patients')
@@ -47,7 +53,15 @@ export async function replaceIdentifiers(
   if (identifiers.length === 0) return;
   await tx
     .insertInto('patient_identifiers')
-    .values(identifiers.map((i) => ({ id: i.id, organization_id: patient.organization_id, patient_id: patient.id, system: i.system, value: i.value })))
+    .values(
+      identifiers.map((i) => ({
+        id: i.id,
+        organization_id: patient.organization_id,
+        patient_id: patient.id,
+        system: i.system,
+        value: i.value,
+      })),
+    )
     .execute();
 }
 
@@ -63,7 +77,11 @@ export async function findIdentifierHolders(
     .selectFrom('patient_identifiers')
     .select(['patient_id', 'system', 'value'])
     .where('organization_id', '=', organizationId)
-    .where((eb) => eb.or(identifiers.map((i) => eb.and([eb('system', '=', i.system), eb('value', '=', i.value)]))));
+    .where((eb) =>
+      eb.or(
+        identifiers.map((i) => eb.and([eb('system', '=', i.system), eb('value', '=', i.value)])),
+      ),
+    );
   if (exceptPatientId !== null) q = q.where('patient_id', '!=', exceptPatientId);
   return q.execute();
 }
@@ -79,7 +97,10 @@ export async function identifiersOf(tx: Tx, patientIds: string[]): Promise<Ident
     .execute();
 }
 
-export async function ownersOf(tx: Tx, patientIds: string[]): Promise<(OwnerRow & { patient_id: string })[]> {
+export async function ownersOf(
+  tx: Tx,
+  patientIds: string[],
+): Promise<(OwnerRow & { patient_id: string })[]> {
   if (patientIds.length === 0) return [];
   return tx
     .selectFrom('patient_owners')
@@ -95,12 +116,25 @@ export async function insertOwner(tx: Tx, row: OwnerRow): Promise<void> {
   await tx.insertInto('owners').values(row).execute();
 }
 
-export async function findOwners(tx: Tx, organizationId: string, ids: string[]): Promise<OwnerRow[]> {
+export async function findOwners(
+  tx: Tx,
+  organizationId: string,
+  ids: string[],
+): Promise<OwnerRow[]> {
   if (ids.length === 0) return [];
-  return tx.selectFrom('owners').selectAll().where('organization_id', '=', organizationId).where('id', 'in', ids).execute();
+  return tx
+    .selectFrom('owners')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+    .where('id', 'in', ids)
+    .execute();
 }
 
-export async function replacePatientOwners(tx: Tx, patientId: string, ownerIds: string[]): Promise<void> {
+export async function replacePatientOwners(
+  tx: Tx,
+  patientId: string,
+  ownerIds: string[],
+): Promise<void> {
   await tx.deleteFrom('patient_owners').where('patient_id', '=', patientId).execute();
   if (ownerIds.length === 0) return;
   await tx
@@ -122,7 +156,10 @@ export interface PatientSearch {
 
 /** Patients ordered by name, then id; keyset pagination on (name_search, id). */
 export async function searchPatients(tx: Tx, search: PatientSearch): Promise<PatientRow[]> {
-  let q = tx.selectFrom('patients').selectAll().where('organization_id', '=', search.organizationId);
+  let q = tx
+    .selectFrom('patients')
+    .selectAll()
+    .where('organization_id', '=', search.organizationId);
   const { text, identifierValues, identifier, after } = search;
   if (text !== undefined) {
     const prefix = `${escapeLike(text)}%`;
@@ -175,7 +212,10 @@ export async function searchPatients(tx: Tx, search: PatientSearch): Promise<Pat
     q = q.where((eb) =>
       eb.or([
         eb('patients.name_search', '>', after.nameSearch),
-        eb.and([eb('patients.name_search', '=', after.nameSearch), eb('patients.id', '>', after.id)]),
+        eb.and([
+          eb('patients.name_search', '=', after.nameSearch),
+          eb('patients.id', '>', after.id),
+        ]),
       ]),
     );
   }

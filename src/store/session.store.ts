@@ -4,9 +4,20 @@ import type { Tx } from './tables.js';
 
 export async function insertSession(
   tx: Tx,
-  row: { id: string; token_hash: string; user_id: string; created_at: string; expires_at: string; ip: string | null; user_agent: string | null },
+  row: {
+    id: string;
+    token_hash: string;
+    user_id: string;
+    created_at: string;
+    expires_at: string;
+    ip: string | null;
+    user_agent: string | null;
+  },
 ): Promise<void> {
-  await tx.insertInto('sessions').values({ ...row, revoked_at: null }).execute();
+  await tx
+    .insertInto('sessions')
+    .values({ ...row, revoked_at: null })
+    .execute();
 }
 
 export interface ActiveSession {
@@ -19,7 +30,11 @@ export interface ActiveSession {
 }
 
 /** The live session for a token: not revoked, not expired, user not disabled. */
-export async function findActiveSession(tx: Tx, tokenHash: string, now: string): Promise<ActiveSession | undefined> {
+export async function findActiveSession(
+  tx: Tx,
+  tokenHash: string,
+  now: string,
+): Promise<ActiveSession | undefined> {
   const row = await tx
     .selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
@@ -40,9 +55,19 @@ export async function findActiveSession(tx: Tx, tokenHash: string, now: string):
 }
 
 export async function revokeSession(tx: Tx, sessionId: string, now: string): Promise<void> {
-  await tx.updateTable('sessions').set({ revoked_at: now }).where('id', '=', sessionId).where('revoked_at', 'is', null).execute();
+  await tx
+    .updateTable('sessions')
+    .set({ revoked_at: now })
+    .where('id', '=', sessionId)
+    .where('revoked_at', 'is', null)
+    .execute();
 }
 
 export async function revokeUserSessions(tx: Tx, userId: string, now: string): Promise<void> {
-  await tx.updateTable('sessions').set({ revoked_at: now }).where('user_id', '=', userId).where('revoked_at', 'is', null).execute();
+  await tx
+    .updateTable('sessions')
+    .set({ revoked_at: now })
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .execute();
 }

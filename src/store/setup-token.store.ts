@@ -1,8 +1,14 @@
 // One-time first-run setup tokens (stored hashed).
 import type { Tx } from './tables.js';
 
-export async function insertSetupToken(tx: Tx, row: { token_hash: string; created_at: string; expires_at: string }): Promise<void> {
-  await tx.insertInto('setup_tokens').values({ ...row, used_at: null }).execute();
+export async function insertSetupToken(
+  tx: Tx,
+  row: { token_hash: string; created_at: string; expires_at: string },
+): Promise<void> {
+  await tx
+    .insertInto('setup_tokens')
+    .values({ ...row, used_at: null })
+    .execute();
 }
 
 /** Marks a valid, unused token as used; false when it is unknown, used or expired. */

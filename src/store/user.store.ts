@@ -5,7 +5,11 @@ export async function findUserByEmail(tx: Tx, email: string): Promise<UserRow | 
   return tx.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst();
 }
 
-export async function findUserInOrganization(tx: Tx, organizationId: string, id: string): Promise<UserRow | undefined> {
+export async function findUserInOrganization(
+  tx: Tx,
+  organizationId: string,
+  id: string,
+): Promise<UserRow | undefined> {
   return tx
     .selectFrom('users')
     .selectAll()
@@ -19,8 +23,11 @@ export async function insertUser(tx: Tx, row: NewUserRow): Promise<void> {
 }
 
 export async function countUsers(tx: Tx): Promise<number> {
-  const row = await tx.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-  return Number(row.n);
+  const row = await tx
+    .selectFrom('users')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  return row.n;
 }
 
 export async function countActiveAdmins(tx: Tx, organizationId: string): Promise<number> {
@@ -31,7 +38,7 @@ export async function countActiveAdmins(tx: Tx, organizationId: string): Promise
     .where('role', '=', 'admin')
     .where('disabled', '=', 0)
     .executeTakeFirstOrThrow();
-  return Number(row.n);
+  return row.n;
 }
 
 export async function listUsers(
@@ -39,7 +46,12 @@ export async function listUsers(
   organizationId: string,
   page: { afterId: string | null; limit: number },
 ): Promise<UserRow[]> {
-  let q = tx.selectFrom('users').selectAll().where('organization_id', '=', organizationId).orderBy('id').limit(page.limit);
+  let q = tx
+    .selectFrom('users')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+    .orderBy('id')
+    .limit(page.limit);
   if (page.afterId !== null) q = q.where('id', '>', page.afterId);
   return q.execute();
 }
@@ -47,7 +59,18 @@ export async function listUsers(
 export async function updateUser(
   tx: Tx,
   id: string,
-  changes: Partial<Pick<UserRow, 'role' | 'disabled' | 'name' | 'totp_secret' | 'totp_pending_secret' | 'totp_enabled' | 'totp_last_step'>> & {
+  changes: Partial<
+    Pick<
+      UserRow,
+      | 'role'
+      | 'disabled'
+      | 'name'
+      | 'totp_secret'
+      | 'totp_pending_secret'
+      | 'totp_enabled'
+      | 'totp_last_step'
+    >
+  > & {
     updated_at: string;
   },
 ): Promise<void> {

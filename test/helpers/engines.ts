@@ -10,7 +10,8 @@ import pg from 'pg';
 
 export type EngineName = 'sqlite' | 'postgres';
 
-export const PG_ADMIN_URL = process.env.CARETRAIL_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const PG_ADMIN_URL =
+  process.env.CARETRAIL_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 async function probePostgres(): Promise<string | null> {
   const client = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 3000 });
@@ -27,7 +28,9 @@ async function probePostgres(): Promise<string | null> {
 
 const pgProblem = await probePostgres();
 if (pgProblem !== null && process.env.CI === 'true') {
-  throw new Error(`PostgreSQL is required under CI=true but is not reachable at ${PG_ADMIN_URL}: ${pgProblem}`);
+  throw new Error(
+    `PostgreSQL is required under CI=true but is not reachable at ${PG_ADMIN_URL}: ${pgProblem}`,
+  );
 }
 
 export function tempDir(prefix = 'caretrail-test-'): string {
@@ -35,7 +38,9 @@ export function tempDir(prefix = 'caretrail-test-'): string {
 }
 
 /** Creates a fresh, empty database for one engine and returns its URL and a disposer. */
-export async function createTestDatabase(engine: EngineName): Promise<{ url: string; drop: () => Promise<void> }> {
+export async function createTestDatabase(
+  engine: EngineName,
+): Promise<{ url: string; drop: () => Promise<void> }> {
   if (engine === 'sqlite') {
     const dir = tempDir();
     return {
@@ -68,9 +73,15 @@ export async function createTestDatabase(engine: EngineName): Promise<{ url: str
  * Declares `suite` once per engine. `url()` gives the database URL inside tests; the database
  * is created before the suite and dropped after it.
  */
-export function describeEachEngine(name: string, suite: (ctx: { engine: EngineName; url: () => string }) => void): void {
+export function describeEachEngine(
+  name: string,
+  suite: (ctx: { engine: EngineName; url: () => string }) => void,
+): void {
   for (const engine of ['sqlite', 'postgres'] as const) {
-    const skip = engine === 'postgres' && pgProblem !== null ? `PostgreSQL not reachable at ${PG_ADMIN_URL}: ${pgProblem}` : false;
+    const skip =
+      engine === 'postgres' && pgProblem !== null
+        ? `PostgreSQL not reachable at ${PG_ADMIN_URL}: ${pgProblem}`
+        : false;
     describe(`${name} [${engine}]`, { skip }, () => {
       let database: { url: string; drop: () => Promise<void> } | undefined;
       before(async () => {

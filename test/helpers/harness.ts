@@ -52,10 +52,18 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export const uniqueEmail = (label: string): string => `${label}-${randomBytes(5).toString('hex')}@example.test`;
+export const uniqueEmail = (label: string): string =>
+  `${label}-${randomBytes(5).toString('hex')}@example.test`;
 
-export async function startHarness(databaseUrl: string, env: Record<string, string> = {}): Promise<Harness> {
-  const config = loadConfig({ CARETRAIL_DATABASE_URL: databaseUrl, CARETRAIL_LOG_LEVEL: 'info', ...env });
+export async function startHarness(
+  databaseUrl: string,
+  env: Record<string, string> = {},
+): Promise<Harness> {
+  const config = loadConfig({
+    CARETRAIL_DATABASE_URL: databaseUrl,
+    CARETRAIL_LOG_LEVEL: 'info',
+    ...env,
+  });
   const clock = new TestClock();
   const logs: string[] = [];
   const sink = new Writable({
@@ -66,24 +74,48 @@ export async function startHarness(databaseUrl: string, env: Record<string, stri
   });
   const runtime = await createRuntime(config, createLogger(config.logLevel, sink), { clock });
 
-  const request: Harness['request'] = async ({ method, url, token, body, headers = {}, remoteAddress }) =>
+  const request: Harness['request'] = async ({
+    method,
+    url,
+    token,
+    body,
+    headers = {},
+    remoteAddress,
+  }) =>
     runtime.app.inject({
       method,
       url,
       headers: {
         ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(body !== undefined && typeof body !== 'string' ? { 'content-type': 'application/json' } : {}),
+        ...(body !== undefined && typeof body !== 'string'
+          ? { 'content-type': 'application/json' }
+          : {}),
         ...headers,
       },
-      ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+      ...(body !== undefined
+        ? { payload: typeof body === 'string' ? body : JSON.stringify(body) }
+        : {}),
       ...(remoteAddress ? { remoteAddress } : {}),
     });
 
   async function login(email: string, password = PASSWORD): Promise<SignedIn> {
-    const res = await request({ method: 'POST', url: '/api/v1/auth/login', body: { email, password } });
+    const res = await request({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      body: { email, password },
+    });
     if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`);
-    const json = res.json<{ token: string; user: { id: string; organizationId: string; role: Role } }>();
-    return { token: json.token, userId: json.user.id, organizationId: json.user.organizationId, email, role: json.user.role };
+    const json = res.json<{
+      token: string;
+      user: { id: string; organizationId: string; role: Role };
+    }>();
+    return {
+      token: json.token,
+      userId: json.user.id,
+      organizationId: json.user.organizationId,
+      email,
+      role: json.user.role,
+    };
   }
 
   return {
@@ -96,7 +128,12 @@ export async function startHarness(databaseUrl: string, env: Record<string, stri
       const email = uniqueEmail('admin');
       await runtime.services.setup.createAdmin(
         { requestId: 'test', ip: null, userAgent: null, actor: null },
-        { organizationName: `Clinic ${randomBytes(4).toString('hex')}`, email, name: 'Ada Admin', password: PASSWORD },
+        {
+          organizationName: `Clinic ${randomBytes(4).toString('hex')}`,
+          email,
+          name: 'Ada Admin',
+          password: PASSWORD,
+        },
       );
       return login(email);
     },
@@ -108,7 +145,8 @@ export async function startHarness(databaseUrl: string, env: Record<string, stri
         token: admin.token,
         body: { email, name: `${role} user`, role, password: PASSWORD },
       });
-      if (res.statusCode !== 201) throw new Error(`user creation failed: ${res.statusCode} ${res.body}`);
+      if (res.statusCode !== 201)
+        throw new Error(`user creation failed: ${res.statusCode} ${res.body}`);
       return login(email);
     },
     close: () => runtime.close(),

@@ -4,7 +4,10 @@ import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
 import { Email, errorResponses, Password, User } from '../schemas.js';
 
-export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (app, { services }) => {
+export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
+  app,
+  { services },
+) => {
   app.post(
     '/api/v1/auth/login',
     {
@@ -14,22 +17,40 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = asy
           { email: Email, password: Password, totp: Type.Optional(Type.String({ maxLength: 10 })) },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ token: Type.String(), expiresAt: Type.String(), user: User }), ...errorResponses },
+        response: {
+          200: Type.Object({ token: Type.String(), expiresAt: Type.String(), user: User }),
+          ...errorResponses,
+        },
       },
     },
     async (request) => services.auth.login(request.ctx, request.body),
   );
 
-  app.post('/api/v1/auth/logout', { schema: { response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
-    await services.auth.logout(request.ctx);
-    return reply.code(204).send(null);
-  });
+  app.post(
+    '/api/v1/auth/logout',
+    { schema: { response: { 204: Type.Null(), ...errorResponses } } },
+    async (request, reply) => {
+      await services.auth.logout(request.ctx);
+      return reply.code(204).send(null);
+    },
+  );
 
-  app.get('/api/v1/me', { schema: { response: { 200: User, ...errorResponses } } }, async (request) => services.users.me(request.ctx));
+  app.get(
+    '/api/v1/me',
+    { schema: { response: { 200: User, ...errorResponses } } },
+    async (request) => services.users.me(request.ctx),
+  );
 
   app.post(
     '/api/v1/me/mfa/totp',
-    { schema: { response: { 200: Type.Object({ secret: Type.String(), otpauthUrl: Type.String() }), ...errorResponses } } },
+    {
+      schema: {
+        response: {
+          200: Type.Object({ secret: Type.String(), otpauthUrl: Type.String() }),
+          ...errorResponses,
+        },
+      },
+    },
     async (request) => services.auth.startTotpEnrolment(request.ctx),
   );
 
@@ -37,7 +58,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = asy
     '/api/v1/me/mfa/totp/verify',
     {
       schema: {
-        body: Type.Object({ code: Type.String({ pattern: '^\\d{6}$' }) }, { additionalProperties: false }),
+        body: Type.Object(
+          { code: Type.String({ pattern: '^\\d{6}$' }) },
+          { additionalProperties: false },
+        ),
         response: { 200: Type.Object({ enabled: Type.Boolean() }), ...errorResponses },
       },
     },

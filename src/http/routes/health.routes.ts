@@ -3,10 +3,16 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
 
-export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (app, { services }) => {
+export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
+  app,
+  { services },
+) => {
   app.get(
     '/healthz',
-    { config: { public: true }, schema: { response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+    {
+      config: { public: true },
+      schema: { response: { 200: Type.Object({ status: Type.Literal('ok') }) } },
+    },
     () => ({ status: 'ok' as const }),
   );
 
@@ -14,7 +20,12 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
     '/readyz',
     {
       config: { public: true },
-      schema: { response: { 200: Type.Object({ status: Type.String(), database: Type.String() }), 503: Type.Object({ status: Type.String(), database: Type.String() }) } },
+      schema: {
+        response: {
+          200: Type.Object({ status: Type.String(), database: Type.String() }),
+          503: Type.Object({ status: Type.String(), database: Type.String() }),
+        },
+      },
     },
     async (request, reply) => {
       try {

@@ -3,14 +3,30 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
 import { createOnce, optionalVersion, requiredVersion } from '../request-helpers.js';
-import { Addendum, errorResponses, IdParams, Note, NoteBody, NoteCreate, NotePatch, NoteRevision, pageOf, PageQuery } from '../schemas.js';
+import {
+  Addendum,
+  errorResponses,
+  IdParams,
+  Note,
+  NoteBody,
+  NoteCreate,
+  NotePatch,
+  NoteRevision,
+  pageOf,
+  PageQuery,
+} from '../schemas.js';
 
-export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (app, { services }) => {
+export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
+  app,
+  { services },
+) => {
   app.post(
     '/api/v1/patients/:id/notes',
     { schema: { params: IdParams, body: NoteCreate, response: { 201: Note, ...errorResponses } } },
     async (request, reply) => {
-      const note = await createOnce(services, request, reply, (ctx) => services.notes.create(ctx, request.params.id, request.body));
+      const note = await createOnce(services, request, reply, (ctx) =>
+        services.notes.create(ctx, request.params.id, request.body),
+      );
       reply.header('etag', `"${note.version}"`);
       return note;
     },
@@ -27,21 +43,33 @@ export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
     },
     async (request) => {
       const { limit = 50, cursor } = request.query;
-      return services.notes.list(request.ctx, request.params.id, { limit, ...(cursor !== undefined ? { cursor } : {}) });
+      return services.notes.list(request.ctx, request.params.id, {
+        limit,
+        ...(cursor !== undefined ? { cursor } : {}),
+      });
     },
   );
 
-  app.get('/api/v1/notes/:id', { schema: { params: IdParams, response: { 200: Note, ...errorResponses } } }, async (request, reply) => {
-    const note = await services.notes.get(request.ctx, request.params.id);
-    reply.header('etag', `"${note.version}"`);
-    return note;
-  });
+  app.get(
+    '/api/v1/notes/:id',
+    { schema: { params: IdParams, response: { 200: Note, ...errorResponses } } },
+    async (request, reply) => {
+      const note = await services.notes.get(request.ctx, request.params.id);
+      reply.header('etag', `"${note.version}"`);
+      return note;
+    },
+  );
 
   app.patch(
     '/api/v1/notes/:id',
     { schema: { params: IdParams, body: NotePatch, response: { 200: Note, ...errorResponses } } },
     async (request, reply) => {
-      const note = await services.notes.update(request.ctx, request.params.id, requiredVersion(request), request.body);
+      const note = await services.notes.update(
+        request.ctx,
+        request.params.id,
+        requiredVersion(request),
+        request.body,
+      );
       reply.header('etag', `"${note.version}"`);
       return note;
     },
@@ -51,7 +79,11 @@ export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
     '/api/v1/notes/:id/finalize',
     { schema: { params: IdParams, response: { 200: Note, ...errorResponses } } },
     async (request, reply) => {
-      const note = await services.notes.finalize(request.ctx, request.params.id, optionalVersion(request));
+      const note = await services.notes.finalize(
+        request.ctx,
+        request.params.id,
+        optionalVersion(request),
+      );
       reply.header('etag', `"${note.version}"`);
       return note;
     },
@@ -66,7 +98,10 @@ export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
         response: { 201: Note, ...errorResponses },
       },
     },
-    async (request, reply) => createOnce(services, request, reply, (ctx) => services.notes.addAddendum(ctx, request.params.id, request.body)),
+    async (request, reply) =>
+      createOnce(services, request, reply, (ctx) =>
+        services.notes.addAddendum(ctx, request.params.id, request.body),
+      ),
   );
 
   app.get(
@@ -74,7 +109,10 @@ export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
     {
       schema: {
         params: IdParams,
-        response: { 200: Type.Object({ items: Type.Array(NoteRevision), addenda: Type.Array(Addendum) }), ...errorResponses },
+        response: {
+          200: Type.Object({ items: Type.Array(NoteRevision), addenda: Type.Array(Addendum) }),
+          ...errorResponses,
+        },
       },
     },
     async (request) => services.notes.history(request.ctx, request.params.id),

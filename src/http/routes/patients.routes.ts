@@ -3,14 +3,27 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
 import { createOnce, requiredVersion } from '../request-helpers.js';
-import { errorResponses, IdParams, pageOf, PageQuery, Patient, PatientCreate, PatientPatch } from '../schemas.js';
+import {
+  errorResponses,
+  IdParams,
+  pageOf,
+  PageQuery,
+  Patient,
+  PatientCreate,
+  PatientPatch,
+} from '../schemas.js';
 
-export const patientsRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (app, { services }) => {
+export const patientsRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
+  app,
+  { services },
+) => {
   app.post(
     '/api/v1/patients',
     { schema: { body: PatientCreate, response: { 201: Patient, ...errorResponses } } },
     async (request, reply) => {
-      const result = await createOnce(services, request, reply, (ctx) => services.patients.create(ctx, request.body));
+      const result = await createOnce(services, request, reply, (ctx) =>
+        services.patients.create(ctx, request.body),
+      );
       reply.header('etag', `"${result.version}"`);
       return result;
     },
@@ -42,17 +55,32 @@ export const patientsRoutes: FastifyPluginAsyncTypebox<{ services: Services }> =
     },
   );
 
-  app.get('/api/v1/patients/:id', { schema: { params: IdParams, response: { 200: Patient, ...errorResponses } } }, async (request, reply) => {
-    const patient = await services.patients.get(request.ctx, request.params.id);
-    reply.header('etag', `"${patient.version}"`);
-    return patient;
-  });
+  app.get(
+    '/api/v1/patients/:id',
+    { schema: { params: IdParams, response: { 200: Patient, ...errorResponses } } },
+    async (request, reply) => {
+      const patient = await services.patients.get(request.ctx, request.params.id);
+      reply.header('etag', `"${patient.version}"`);
+      return patient;
+    },
+  );
 
   app.patch(
     '/api/v1/patients/:id',
-    { schema: { params: IdParams, body: PatientPatch, response: { 200: Patient, ...errorResponses } } },
+    {
+      schema: {
+        params: IdParams,
+        body: PatientPatch,
+        response: { 200: Patient, ...errorResponses },
+      },
+    },
     async (request, reply) => {
-      const patient = await services.patients.update(request.ctx, request.params.id, requiredVersion(request), request.body);
+      const patient = await services.patients.update(
+        request.ctx,
+        request.params.id,
+        requiredVersion(request),
+        request.body,
+      );
       reply.header('etag', `"${patient.version}"`);
       return patient;
     },

@@ -32,14 +32,22 @@ const SCRIPT = `document.getElementById('setup').addEventListener('submit', asyn
   out.textContent = res.ok ? 'Done. Sign in as ' + json.email + '.' : json.error.message;
 });`;
 
-export const setupRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (app, { services }) => {
+export const setupRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
+  app,
+  { services },
+) => {
   app.get('/setup', { config: { public: true } }, (_request, reply) =>
     reply
-      .header('content-security-policy', "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'")
+      .header(
+        'content-security-policy',
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'",
+      )
       .type('text/html; charset=utf-8')
       .send(PAGE),
   );
-  app.get('/setup.js', { config: { public: true } }, (_request, reply) => reply.type('text/javascript; charset=utf-8').send(SCRIPT));
+  app.get('/setup.js', { config: { public: true } }, (_request, reply) =>
+    reply.type('text/javascript; charset=utf-8').send(SCRIPT),
+  );
 
   app.post(
     '/api/v1/setup',
@@ -47,7 +55,13 @@ export const setupRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
       config: { public: true },
       schema: {
         body: Type.Object(
-          { token: Type.String({ minLength: 10, maxLength: 200 }), organizationName: Name, name: Name, email: Email, password: Password },
+          {
+            token: Type.String({ minLength: 10, maxLength: 200 }),
+            organizationName: Name,
+            name: Name,
+            email: Email,
+            password: Password,
+          },
           { additionalProperties: false },
         ),
         response: { 201: User, ...errorResponses },

@@ -3,26 +3,51 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
 import { createOnce } from '../request-helpers.js';
-import { Email, errorResponses, IdParams, Name, pageOf, PageQuery, Password, Role, User } from '../schemas.js';
+import {
+  Email,
+  errorResponses,
+  IdParams,
+  Name,
+  pageOf,
+  PageQuery,
+  Password,
+  Role,
+  User,
+} from '../schemas.js';
 
-export const usersRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (app, { services }) => {
+export const usersRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
+  app,
+  { services },
+) => {
   app.post(
     '/api/v1/users',
     {
       schema: {
-        body: Type.Object({ email: Email, name: Name, role: Role, password: Password }, { additionalProperties: false }),
+        body: Type.Object(
+          { email: Email, name: Name, role: Role, password: Password },
+          { additionalProperties: false },
+        ),
         response: { 201: User, ...errorResponses },
       },
     },
-    async (request, reply) => createOnce(services, request, reply, (ctx) => services.users.create(ctx, request.body)),
+    async (request, reply) =>
+      createOnce(services, request, reply, (ctx) => services.users.create(ctx, request.body)),
   );
 
   app.get(
     '/api/v1/users',
-    { schema: { querystring: Type.Object(PageQuery, { additionalProperties: false }), response: { 200: pageOf(User), ...errorResponses } } },
+    {
+      schema: {
+        querystring: Type.Object(PageQuery, { additionalProperties: false }),
+        response: { 200: pageOf(User), ...errorResponses },
+      },
+    },
     async (request) => {
       const { limit = 50, cursor } = request.query;
-      return services.users.list(request.ctx, { limit, ...(cursor !== undefined ? { cursor } : {}) });
+      return services.users.list(request.ctx, {
+        limit,
+        ...(cursor !== undefined ? { cursor } : {}),
+      });
     },
   );
 
@@ -32,7 +57,11 @@ export const usersRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
       schema: {
         params: IdParams,
         body: Type.Object(
-          { role: Type.Optional(Role), disabled: Type.Optional(Type.Boolean()), name: Type.Optional(Name) },
+          {
+            role: Type.Optional(Role),
+            disabled: Type.Optional(Type.Boolean()),
+            name: Type.Optional(Name),
+          },
           { additionalProperties: false, minProperties: 1 },
         ),
         response: { 200: User, ...errorResponses },

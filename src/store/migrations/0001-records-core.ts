@@ -27,7 +27,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('updated_at', 'text', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('users_org').on('users').columns(['organization_id', 'email']).execute();
+  await db.schema
+    .createIndex('users_org')
+    .on('users')
+    .columns(['organization_id', 'email'])
+    .execute();
 
   await db.schema
     .createTable('sessions')
@@ -113,16 +117,32 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('position', 'integer', (c) => c.notNull())
     .addPrimaryKeyConstraint('patient_owners_pk', ['patient_id', 'owner_id'])
     .execute();
-  await db.schema.createIndex('patient_owners_owner').on('patient_owners').column('owner_id').execute();
+  await db.schema
+    .createIndex('patient_owners_owner')
+    .on('patient_owners')
+    .column('owner_id')
+    .execute();
 
   // Prefix search on lower-cased names. PostgreSQL needs text_pattern_ops for LIKE 'x%' to use
   // a btree index under a non-C collation; SQLite uses a plain index with range bounds.
   if (engineOf(db) === 'postgres') {
-    await sql`create index patients_name_search on patients (organization_id, name_search text_pattern_ops, id)`.execute(db);
-    await sql`create index owners_name_search on owners (organization_id, name_search text_pattern_ops)`.execute(db);
+    await sql`create index patients_name_search on patients (organization_id, name_search text_pattern_ops, id)`.execute(
+      db,
+    );
+    await sql`create index owners_name_search on owners (organization_id, name_search text_pattern_ops)`.execute(
+      db,
+    );
   } else {
-    await db.schema.createIndex('patients_name_search').on('patients').columns(['organization_id', 'name_search', 'id']).execute();
-    await db.schema.createIndex('owners_name_search').on('owners').columns(['organization_id', 'name_search']).execute();
+    await db.schema
+      .createIndex('patients_name_search')
+      .on('patients')
+      .columns(['organization_id', 'name_search', 'id'])
+      .execute();
+    await db.schema
+      .createIndex('owners_name_search')
+      .on('owners')
+      .columns(['organization_id', 'name_search'])
+      .execute();
   }
 
   await db.schema
@@ -152,7 +172,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('author_id', 'text', (c) => c.notNull().references('users.id'))
     .addColumn('created_at', 'text', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('note_addenda_note').on('note_addenda').columns(['note_id', 'id']).execute();
+  await db.schema
+    .createIndex('note_addenda_note')
+    .on('note_addenda')
+    .columns(['note_id', 'id'])
+    .execute();
 
   await db.schema
     .createTable('note_revisions')
@@ -194,8 +218,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('event_hash', 'text', (c) => c.notNull())
     .addColumn('chain_hash', 'text', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('audit_events_patient').on('audit_events').columns(['patient_id', 'seq']).execute();
-  await db.schema.createIndex('audit_events_actor').on('audit_events').columns(['actor_user_id', 'seq']).execute();
+  await db.schema
+    .createIndex('audit_events_patient')
+    .on('audit_events')
+    .columns(['patient_id', 'seq'])
+    .execute();
+  await db.schema
+    .createIndex('audit_events_actor')
+    .on('audit_events')
+    .columns(['actor_user_id', 'seq'])
+    .execute();
 
   // Events that disclosed several patients (a search result list) name them in detail.patientIds;
   // this index finds those events by patient. It is derived from the hashed detail.
@@ -213,7 +245,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('seq', 'bigint', (c) => c.notNull())
     .addColumn('chain_hash', 'text', (c) => c.notNull())
     .execute();
-  await sql`insert into audit_head (id, seq, chain_hash) values (1, 0, ${'0'.repeat(64)})`.execute(db);
+  await sql`insert into audit_head (id, seq, chain_hash) values (1, 0, ${'0'.repeat(64)})`.execute(
+    db,
+  );
 
   await db.schema
     .createTable('idempotency_keys')
