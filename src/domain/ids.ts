@@ -1,14 +1,30 @@
 // UUIDv7 ids: random (not guessable) and time-ordered (index friendly, usable as cursors).
-import { randomBytes } from 'node:crypto';
+// Within one millisecond a 12-bit counter keeps ids from this process strictly increasing
+// (RFC 9562, section 6.2, method 1), so "newest first" lists never reorder same-ms writes.
+import { randomBytes, randomInt } from 'node:crypto';
+
+let lastMs = -1;
+let counter = 0;
 
 export function uuidv7(nowMs: number = Date.now()): string {
+  let ms = nowMs;
+  if (ms <= lastMs) {
+    ms = lastMs;
+    counter += 1;
+    if (counter > 0xfff) {
+      ms = lastMs + 1; // borrow the next millisecond rather than repeat or go back
+      counter = randomInt(0x800);
+    }
+  } else {
+    counter = randomInt(0x800); // random start, leaving room to count up
+  }
+  lastMs = ms;
   const bytes = randomBytes(16);
-  const ts = BigInt(nowMs);
+  const ts = BigInt(ms);
   for (let i = 0; i < 6; i++) bytes[i] = Number((ts >> BigInt(8 * (5 - i))) & 0xffn);
-  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x70;
+  bytes[6] = 0x70 | (counter >> 8);
+  bytes[7] = counter & 0xff;
   bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80;
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
-
-export const UUID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';

@@ -24,14 +24,23 @@ export function optionalVersion(request: FastifyRequest): number | undefined {
   return Number(match[1]);
 }
 
+/** What a replayed response discloses, for its audit event. */
+export interface ReplayAudit<T> {
+  type: string;
+  entityType: string;
+  patientIdOf: (body: T) => string | null;
+}
+
 /**
- * Runs a creating request once per Idempotency-Key: a replay answers with the stored response,
- * a first attempt runs `create` with a context that stores the response in the same transaction.
+ * Runs a creating request once per Idempotency-Key: a replay answers with the stored response
+ * (and is audited as a read), a first attempt runs `create` with a context that stores the
+ * response in the same transaction; a failed attempt frees the key for a corrected retry.
  */
-export async function createOnce<T>(
+export async function createOnce<T extends { id: string; version: number }>(
   services: Services,
   request: FastifyRequest,
   reply: FastifyReply,
+  replayAudit: ReplayAudit<T>,
   create: (ctx: RequestContext) => Promise<T>,
 ): Promise<T> {
   const key = request.headers['idempotency-key'];
@@ -48,8 +57,19 @@ export async function createOnce<T>(
     statusCode: 201,
   });
   if (decision.kind === 'replay') {
+    const body = decision.body as T;
+    await services.idempotency.recordReplay(request.ctx, {
+      type: replayAudit.type,
+      patientId: replayAudit.patientIdOf(body),
+      entity: { type: replayAudit.entityType, id: body.id, version: body.version },
+    });
     reply.code(decision.statusCode).header('idempotent-replayed', 'true');
-    return decision.body as T;
+    return body;
   }
-  return create({ ...request.ctx, idempotency: decision.claim });
+  try {
+    return await create({ ...request.ctx, idempotency: decision.claim });
+  } catch (err) {
+    await services.idempotency.release(decision.claim);
+    throw err;
+  }
 }

@@ -5,7 +5,7 @@ import { isAppError } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import type { Permission } from '../domain/roles.js';
 import { appendAuditEvent } from '../store/audit.store.js';
-import { completeIdempotencyKey, releaseIdempotencyKey } from '../store/idempotency.store.js';
+import { completeIdempotencyKey } from '../store/idempotency.store.js';
 import type { Tx } from '../store/tables.js';
 import { requirePermission, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
@@ -116,10 +116,7 @@ export async function audited<T>(
     const code = isAppError(err) ? err.code : 'internal';
     record.detail = { ...(record.detail ?? {}), error: code };
     try {
-      await deps.db.write(async (tx) => {
-        await writeAuditEvent(tx, deps, ctx, spec, record, outcomeOf(err));
-        if (ctx.idempotency) await releaseIdempotencyKey(tx, ctx.idempotency);
-      });
+      await deps.db.write((tx) => writeAuditEvent(tx, deps, ctx, spec, record, outcomeOf(err)));
     } catch (auditErr) {
       deps.log.error(
         { err: auditErr, requestId: ctx.requestId },

@@ -3,8 +3,14 @@ import { createHash } from 'node:crypto';
 import { canonicalJson } from '../domain/audit.js';
 import { AppError } from '../domain/errors.js';
 import { isUniqueViolation } from '../store/dialect.js';
-import { claimIdempotencyKey, type ClaimResult } from '../store/idempotency.store.js';
-import type { IdempotencyClaim } from './context.js';
+import {
+  claimIdempotencyKey,
+  releaseIdempotencyKey,
+  type ClaimResult,
+} from '../store/idempotency.store.js';
+import type { AuditEntity } from '../domain/audit.js';
+import { audited } from './audit.service.js';
+import type { IdempotencyClaim, RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 
 /** How long a running request holds its key before another may take over (process died). */
@@ -78,5 +84,28 @@ export function createIdempotencyService(deps: ServiceDeps) {
     }
   }
 
-  return { begin };
+  /** Frees a key whose request failed, so that a corrected retry can use it. */
+  async function release(claim: IdempotencyClaim): Promise<void> {
+    await db.write((tx) => releaseIdempotencyKey(tx, claim));
+  }
+
+  /** A replay discloses the stored record again: audited like a read. */
+  async function recordReplay(
+    ctx: RequestContext,
+    replay: { type: string; patientId: string | null; entity: AuditEntity | null },
+  ): Promise<void> {
+    await audited(
+      deps,
+      ctx,
+      {
+        action: 'R',
+        type: `${replay.type}.replay`,
+        patientId: replay.patientId,
+        entity: replay.entity,
+      },
+      async () => {},
+    );
+  }
+
+  return { begin, release, recordReplay };
 }

@@ -38,6 +38,17 @@ export async function claimIdempotencyKey(
       .execute();
     return { kind: 'claimed' };
   }
+  if (existing.state === 'running' && existing.locked_until <= claim.now) {
+    // The first attempt's process died before finishing (its work would have marked the key
+    // done in the same transaction), so nothing was created: this request takes the key over.
+    await tx
+      .updateTable('idempotency_keys')
+      .set({ locked_until: claim.leaseUntil, request_hash: claim.requestHash })
+      .where('scope', '=', claim.scope)
+      .where('key', '=', claim.key)
+      .execute();
+    return { kind: 'claimed' };
+  }
   if (existing.request_hash !== claim.requestHash) return { kind: 'mismatch' };
   if (existing.state === 'done') {
     return {
@@ -47,14 +58,7 @@ export async function claimIdempotencyKey(
         existing.response_body === null ? null : (JSON.parse(existing.response_body) as unknown),
     };
   }
-  if (existing.locked_until > claim.now) return { kind: 'in_progress' };
-  await tx
-    .updateTable('idempotency_keys')
-    .set({ locked_until: claim.leaseUntil })
-    .where('scope', '=', claim.scope)
-    .where('key', '=', claim.key)
-    .execute();
-  return { kind: 'claimed' };
+  return { kind: 'in_progress' };
 }
 
 export async function completeIdempotencyKey(

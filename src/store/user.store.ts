@@ -1,4 +1,5 @@
 // Users (staff accounts) of an organization.
+import { engineOf } from './dialect.js';
 import type { NewUserRow, Tx, UserRow } from './tables.js';
 
 export async function findUserByEmail(tx: Tx, email: string): Promise<UserRow | undefined> {
@@ -30,15 +31,19 @@ export async function countUsers(tx: Tx): Promise<number> {
   return row.n;
 }
 
+/**
+ * Active admins of the organization. On PostgreSQL their rows are locked until the transaction
+ * ends, so two admins demoting each other at once cannot both succeed.
+ */
 export async function countActiveAdmins(tx: Tx, organizationId: string): Promise<number> {
-  const row = await tx
+  let q = tx
     .selectFrom('users')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .select('id')
     .where('organization_id', '=', organizationId)
     .where('role', '=', 'admin')
-    .where('disabled', '=', 0)
-    .executeTakeFirstOrThrow();
-  return row.n;
+    .where('disabled', '=', 0);
+  if (engineOf(tx) === 'postgres') q = q.forUpdate();
+  return (await q.execute()).length;
 }
 
 export async function listUsers(

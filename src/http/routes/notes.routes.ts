@@ -2,7 +2,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
-import { createOnce, optionalVersion, requiredVersion } from '../request-helpers.js';
+import type { Note as NoteDto } from '../../services/note.service.js';
+import {
+  createOnce,
+  optionalVersion,
+  requiredVersion,
+  type ReplayAudit,
+} from '../request-helpers.js';
 import {
   Addendum,
   errorResponses,
@@ -16,6 +22,17 @@ import {
   PageQuery,
 } from '../schemas.js';
 
+const NOTE_CREATE_REPLAY: ReplayAudit<NoteDto> = {
+  type: 'note.create',
+  entityType: 'Note',
+  patientIdOf: (n) => n.patientId,
+};
+const ADDENDUM_REPLAY: ReplayAudit<NoteDto> = {
+  type: 'note.addendum',
+  entityType: 'Note',
+  patientIdOf: (n) => n.patientId,
+};
+
 export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
   app,
   { services },
@@ -24,7 +41,7 @@ export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
     '/api/v1/patients/:id/notes',
     { schema: { params: IdParams, body: NoteCreate, response: { 201: Note, ...errorResponses } } },
     async (request, reply) => {
-      const note = await createOnce(services, request, reply, (ctx) =>
+      const note = await createOnce(services, request, reply, NOTE_CREATE_REPLAY, (ctx) =>
         services.notes.create(ctx, request.params.id, request.body),
       );
       reply.header('etag', `"${note.version}"`);
@@ -99,7 +116,7 @@ export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
       },
     },
     async (request, reply) =>
-      createOnce(services, request, reply, (ctx) =>
+      createOnce(services, request, reply, ADDENDUM_REPLAY, (ctx) =>
         services.notes.addAddendum(ctx, request.params.id, request.body),
       ),
   );

@@ -2,7 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
-import { createOnce, requiredVersion } from '../request-helpers.js';
+import type { Patient as PatientDto } from '../../services/patient.service.js';
+import { createOnce, requiredVersion, type ReplayAudit } from '../request-helpers.js';
 import {
   errorResponses,
   IdParams,
@@ -13,6 +14,12 @@ import {
   PatientPatch,
 } from '../schemas.js';
 
+const PATIENT_REPLAY: ReplayAudit<PatientDto> = {
+  type: 'patient.create',
+  entityType: 'Patient',
+  patientIdOf: (p) => p.id,
+};
+
 export const patientsRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
   app,
   { services },
@@ -21,7 +28,7 @@ export const patientsRoutes: FastifyPluginAsyncTypebox<{ services: Services }> =
     '/api/v1/patients',
     { schema: { body: PatientCreate, response: { 201: Patient, ...errorResponses } } },
     async (request, reply) => {
-      const result = await createOnce(services, request, reply, (ctx) =>
+      const result = await createOnce(services, request, reply, PATIENT_REPLAY, (ctx) =>
         services.patients.create(ctx, request.body),
       );
       reply.header('etag', `"${result.version}"`);

@@ -2,7 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
-import { createOnce } from '../request-helpers.js';
+import type { User as UserDto } from '../../services/user.service.js';
+import { createOnce, type ReplayAudit } from '../request-helpers.js';
 import {
   Email,
   errorResponses,
@@ -14,6 +15,12 @@ import {
   Role,
   User,
 } from '../schemas.js';
+
+const USER_REPLAY: ReplayAudit<UserDto> = {
+  type: 'user.create',
+  entityType: 'User',
+  patientIdOf: () => null,
+};
 
 export const usersRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
   app,
@@ -31,7 +38,9 @@ export const usersRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
       },
     },
     async (request, reply) =>
-      createOnce(services, request, reply, (ctx) => services.users.create(ctx, request.body)),
+      createOnce(services, request, reply, USER_REPLAY, (ctx) =>
+        services.users.create(ctx, request.body),
+      ),
   );
 
   app.get(
