@@ -109,6 +109,16 @@ export async function buildApp(options: AppOptions) {
     request.ctx.actor = actor;
   });
 
+  // While shutting down, answers of in-flight requests close their keep-alive connection, so the
+  // server can stop as soon as the last one is sent.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
       {
