@@ -31,6 +31,13 @@ export class AppError extends Error {
 export const notFound = (what = 'Resource'): AppError =>
   new AppError('not_found', `${what} not found.`);
 
+/** Optimistic concurrency: the record moved on since the caller read it. */
+export const staleVersion = (what: string, current?: number): AppError =>
+  new AppError(
+    'precondition_failed',
+    `This ${what} was changed by someone else${current === undefined ? '' : ` (now version ${current})`}; reload and try again.`,
+  );
+
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }

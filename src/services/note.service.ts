@@ -1,5 +1,5 @@
 // Clinical, behaviour and other notes: drafts, finalization (lock), addenda and full history.
-import { AppError, notFound } from '../domain/errors.js';
+import { AppError, notFound, staleVersion } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
   assertCanAmend,
@@ -157,6 +157,26 @@ export function createNoteService(deps: ServiceDeps) {
     return row;
   }
 
+  /**
+   * Applies one change to a note still at `row.version`, keeps the new snapshot in its history
+   * and returns the updated note; 412 when someone else changed it first.
+   */
+  async function applyChange(
+    tx: Tx,
+    actor: Actor,
+    record: AuditRecord,
+    row: NoteRow,
+    change: NoteChange,
+    changes: Parameters<typeof updateNoteIfVersion>[3],
+    addendumId: string | null = null,
+  ): Promise<Note> {
+    if (!(await updateNoteIfVersion(tx, row.id, row.version, changes))) throw staleVersion('note');
+    const updated = await reload(tx, actor, row.id);
+    await revise(tx, updated, change, actor, changes.updated_at, addendumId);
+    record.entity = { type: 'Note', id: row.id, version: updated.version };
+    return noteAsDto(tx, updated);
+  }
+
   async function create(ctx: RequestContext, patientId: string, input: NoteInput): Promise<Note> {
     const body = checkBody(input.body);
     return audited(
@@ -259,30 +279,16 @@ export function createNoteService(deps: ServiceDeps) {
         assertEditable(row.status as NoteStatus);
         if (row.author_id !== actor.userId)
           throw new AppError('forbidden', 'Only the author may edit a draft note.');
-        if (row.version !== expectedVersion) {
-          throw new AppError(
-            'precondition_failed',
-            `This note was changed by someone else (now version ${row.version}); reload and try again.`,
-          );
-        }
+        if (row.version !== expectedVersion) throw staleVersion('note', row.version);
         const now = clock.now().toISOString();
-        const ok = await updateNoteIfVersion(tx, id, expectedVersion, {
+        record.detail = { fields: Object.keys(changes).sort() };
+        return applyChange(tx, actor, record, row, 'edited', {
           ...(changes.kind !== undefined ? { kind: changes.kind } : {}),
           ...(changes.title !== undefined ? { title: changes.title?.trim() || null } : {}),
           ...(changes.body !== undefined ? { body: changes.body } : {}),
           ...(changes.visibility !== undefined ? { visibility: changes.visibility } : {}),
           updated_at: now,
         });
-        if (!ok)
-          throw new AppError(
-            'precondition_failed',
-            'This note was changed by someone else; reload and try again.',
-          );
-        const updated = await reload(tx, actor, id);
-        await revise(tx, updated, 'edited', actor, now);
-        record.entity = { type: 'Note', id, version: updated.version };
-        record.detail = { fields: Object.keys(changes).sort() };
-        return noteAsDto(tx, updated);
       },
     );
   }
@@ -310,29 +316,15 @@ export function createNoteService(deps: ServiceDeps) {
           throw new AppError('forbidden', 'Only the author or a clinician may finalize this note.');
         }
         if (expectedVersion !== undefined && row.version !== expectedVersion) {
-          throw new AppError(
-            'precondition_failed',
-            `This note was changed by someone else (now version ${row.version}); reload and try again.`,
-          );
+          throw staleVersion('note', row.version);
         }
         const now = clock.now().toISOString();
-        if (
-          !(await updateNoteIfVersion(tx, id, row.version, {
-            status: 'final',
-            finalized_at: now,
-            finalized_by: actor.userId,
-            updated_at: now,
-          }))
-        ) {
-          throw new AppError(
-            'precondition_failed',
-            'This note was changed by someone else; reload and try again.',
-          );
-        }
-        const updated = await reload(tx, actor, id);
-        await revise(tx, updated, 'finalized', actor, now);
-        record.entity = { type: 'Note', id, version: updated.version };
-        return noteAsDto(tx, updated);
+        return applyChange(tx, actor, record, row, 'finalized', {
+          status: 'final',
+          finalized_at: now,
+          finalized_by: actor.userId,
+          updated_at: now,
+        });
       },
     );
   }
@@ -365,17 +357,8 @@ export function createNoteService(deps: ServiceDeps) {
           author_id: actor.userId,
           created_at: now,
         });
-        if (!(await updateNoteIfVersion(tx, id, row.version, { updated_at: now }))) {
-          throw new AppError(
-            'conflict',
-            'This note changed while the addendum was being added; try again.',
-          );
-        }
-        const updated = await reload(tx, actor, id);
-        await revise(tx, updated, 'addendum', actor, now, addendumId);
-        record.entity = { type: 'Note', id, version: updated.version };
         record.detail = { addendumId };
-        return noteAsDto(tx, updated);
+        return applyChange(tx, actor, record, row, 'addendum', { updated_at: now }, addendumId);
       },
     );
   }

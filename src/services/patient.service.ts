@@ -1,5 +1,5 @@
 // Patients and owners: register, read, search, update with optimistic concurrency.
-import { AppError, notFound } from '../domain/errors.js';
+import { AppError, notFound, staleVersion } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
   IDENTIFIER_SYSTEMS,
@@ -336,10 +336,7 @@ export function createPatientService(deps: ServiceDeps) {
         const row = await findPatient(tx, actor.organizationId, id);
         if (!row) throw notFound('Patient');
         if (row.version !== expectedVersion) {
-          throw new AppError(
-            'precondition_failed',
-            `This patient was changed by someone else (now version ${row.version}); reload and try again.`,
-          );
+          throw staleVersion('patient', row.version);
         }
         const now = clock.now().toISOString();
         const updated = await updatePatientIfVersion(tx, id, expectedVersion, {
@@ -350,11 +347,7 @@ export function createPatientService(deps: ServiceDeps) {
           ...(birthDate !== undefined ? { birth_date: birthDate } : {}),
           updated_at: now,
         });
-        if (!updated)
-          throw new AppError(
-            'precondition_failed',
-            'This patient was changed by someone else; reload and try again.',
-          );
+        if (!updated) throw staleVersion('patient');
         if (identifiers !== undefined) {
           await checkIdentifiersFree(tx, actor.organizationId, identifiers, id);
           await replaceIdentifiers(
