@@ -30,12 +30,27 @@ export function runCli(
   });
 }
 
-/** Starts `caretrail serve` on a free port and resolves once it listens. */
+/**
+ * Starts `caretrail serve` on a free port and resolves once it listens. SERVER_NODE_OPTIONS
+ * (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is passed to the server's node, for profiling.
+ */
 export function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--port', '0'], {
-    env: { ...process.env, CARETRAIL_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      ...(process.env.SERVER_NODE_OPTIONS ? process.env.SERVER_NODE_OPTIONS.split(' ') : []),
+      '--import',
+      'tsx',
+      MAIN,
+      'serve',
+      '--port',
+      '0',
+    ],
+    {
+      env: { ...process.env, CARETRAIL_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on('exit', (code, signal) => {
