@@ -19,6 +19,11 @@ export interface Config {
   readonly pgPoolSize: number;
   readonly sqliteMaxBatch: number;
   readonly shutdownTimeoutMs: number;
+  readonly auditSigningKey: string;
+  readonly auditCheckpointEvents: number;
+  readonly auditCheckpointSeconds: number;
+  readonly alertDistinctPatients: number;
+  readonly alertWindowMinutes: number;
 }
 
 export class ConfigError extends Error {}
@@ -219,6 +224,47 @@ const SETTINGS = [
     parse: integer(0, 600000, 'an integer number of milliseconds'),
     fallback: () => 10000,
   },
+  {
+    key: 'auditSigningKey',
+    env: 'CARETRAIL_AUDIT_SIGNING_KEY',
+    flag: 'audit-signing-key',
+    description:
+      'Ed25519 private key (PKCS#8 PEM or base64 DER) that signs audit checkpoints; default: audit-signing-key.pem in the data folder, created with mode 0600.',
+    parse: (raw: string) => raw,
+    fallback: () => '',
+  },
+  {
+    key: 'auditCheckpointEvents',
+    env: 'CARETRAIL_AUDIT_CHECKPOINT_EVENTS',
+    flag: 'audit-checkpoint-events',
+    description: 'Sign a checkpoint at least every this many audit events.',
+    parse: integer(1, 10000, 'an integer'),
+    fallback: () => 10000,
+  },
+  {
+    key: 'auditCheckpointSeconds',
+    env: 'CARETRAIL_AUDIT_CHECKPOINT_SECONDS',
+    flag: 'audit-checkpoint-seconds',
+    description: 'Sign a checkpoint at least this often while events arrive.',
+    parse: integer(1, 60, 'an integer number of seconds'),
+    fallback: () => 60,
+  },
+  {
+    key: 'alertDistinctPatients',
+    env: 'CARETRAIL_ALERT_DISTINCT_PATIENTS',
+    flag: 'alert-distinct-patients',
+    description: 'Unusual access: alert when one user reads more than this many distinct patients…',
+    parse: integer(1, 100000, 'an integer'),
+    fallback: () => 50,
+  },
+  {
+    key: 'alertWindowMinutes',
+    env: 'CARETRAIL_ALERT_WINDOW_MINUTES',
+    flag: 'alert-window-minutes',
+    description: '…within this many minutes.',
+    parse: integer(1, 1440, 'an integer number of minutes'),
+    fallback: () => 10,
+  },
 ] as const satisfies readonly Setting<keyof Config>[];
 
 export const CONFIG_SETTINGS: readonly Pick<
@@ -227,7 +273,7 @@ export const CONFIG_SETTINGS: readonly Pick<
 >[] = SETTINGS;
 
 /** Values never echoed back in an error (they may hold credentials). */
-const SECRET_ENVS = new Set(['CARETRAIL_DATABASE_URL']);
+const SECRET_ENVS = new Set(['CARETRAIL_DATABASE_URL', 'CARETRAIL_AUDIT_SIGNING_KEY']);
 
 /**
  * Builds the configuration from the environment and `--flag value` / `--flag=value` pairs

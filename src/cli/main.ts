@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // `caretrail <command>`: serve, migrate, admin create.
 import fs from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
+import type { AuditAction, AuditOutcome } from '../domain/audit.js';
+import { formatAuditRows } from '../services/audit-format.js';
 import { CONFIG_SETTINGS, ConfigError, loadConfig, type Config } from '../config.js';
-import { systemClock } from '../domain/clock.js';
 import { isAppError } from '../domain/errors.js';
 import { createLogger } from '../log.js';
-import { createRuntime } from '../server.js';
+import { createRuntime, servicesFor } from '../server.js';
 import { openDatabase } from '../store/database.js';
-import { createServices } from '../services/services.js';
+import { systemContext } from '../services/context.js';
 
 const USAGE = `Usage: caretrail <command> [options]
 
@@ -17,10 +19,27 @@ Commands:
   migrate                    bring the database schema up to date
   admin create --org NAME --email EMAIL --password-file FILE [--name NAME]
                              create an organization (if missing) and an admin in it
+  audit verify               recompute the audit chain and its signed checkpoints;
+                             exit 0 when intact, 1 when tampered (names the first bad event)
+  audit export --format csv|fhir [--from T] [--to T] [--patient ID] [--actor ID]
+               [--action C|R|U|D|E] [--outcome success|failure|denied|error]
+                             stream audit events to stdout (CSV, or FHIR AuditEvent NDJSON)
 
 Every setting can be given as CARETRAIL_* variable or --flag (see README.md).`;
 
-const COMMAND_FLAGS = new Set(['org', 'email', 'password-file', 'name']);
+const COMMAND_FLAGS = new Set([
+  'org',
+  'email',
+  'password-file',
+  'name',
+  'format',
+  'from',
+  'to',
+  'patient',
+  'actor',
+  'action',
+  'outcome',
+]);
 
 function splitFlags(args: string[]): {
   positionals: string[];
@@ -82,6 +101,30 @@ async function serve(config: Config): Promise<void> {
   });
   const address = await runtime.app.listen({ host: config.host, port: config.port });
   log.info({ address, engine: runtime.db.engine }, 'Caretrail is listening');
+  runtime.startJobs();
+  // Verify the audit trail in the background: a broken chain is reported loudly, but the server
+  // keeps serving (and /readyz stays up) so the clinic is not locked out of its records.
+  runtime.services.auditTrail.verifyChain().then(
+    (result) => {
+      if (result.ok)
+        log.info(
+          { checked: result.checked, lastGoodCheckpoint: result.lastGoodCheckpoint },
+          'audit trail verified',
+        );
+      else
+        log.fatal(
+          {
+            firstBadSequence: result.firstBadSequence,
+            reason: result.reason,
+            checked: result.checked,
+          },
+          'AUDIT TRAIL BROKEN: it was tampered with or damaged; run "caretrail audit verify" and investigate',
+        );
+    },
+    (err: unknown) => {
+      log.error({ err }, 'could not verify the audit trail at start-up');
+    },
+  );
   const link = await runtime.services.setup.issueSetupLinkIfNeeded();
   if (link) {
     const url = new URL(link);
@@ -122,9 +165,9 @@ async function adminCreate(config: Config, flags: Record<string, string>): Promi
   const db = await openDatabase(config.databaseUrl, { pgPoolSize: 2 });
   try {
     await db.migrate();
-    const services = createServices({ db, clock: systemClock, log, settings: config });
+    const services = servicesFor(config, db, log);
     const user = await services.setup.createAdmin(
-      { requestId: `cli-${process.pid}`, ip: null, userAgent: 'caretrail-cli', actor: null },
+      systemContext(`cli-${process.pid}`, 'caretrail-cli'),
       { organizationName: org, email, name: flags.name ?? email, password },
     );
     process.stdout.write(
@@ -133,6 +176,64 @@ async function adminCreate(config: Config, flags: Record<string, string>): Promi
   } finally {
     await db.close();
   }
+}
+
+async function withServices<T>(
+  config: Config,
+  run: (services: ReturnType<typeof servicesFor>) => Promise<T>,
+): Promise<T> {
+  const db = await openDatabase(config.databaseUrl, { pgPoolSize: 2 });
+  try {
+    await db.migrate();
+    return await run(servicesFor(config, db, createLogger('warn')));
+  } finally {
+    await db.close();
+  }
+}
+
+async function auditVerify(config: Config): Promise<number> {
+  return withServices(config, async (services) => {
+    const result = await services.auditTrail.verifyChain();
+    if (result.ok) {
+      process.stdout.write(
+        `Audit trail intact: ${result.checked} events checked; last signed checkpoint at ${result.lastGoodCheckpoint ?? 'none yet'}.\n`,
+      );
+      return 0;
+    }
+    process.stdout.write(
+      `Audit trail BROKEN: first bad event ${result.firstBadSequence ?? '?'}: ${result.reason ?? ''} (${result.checked} events checked).\n`,
+    );
+    return 1;
+  });
+}
+
+const FORMATS = ['csv', 'fhir'] as const;
+
+async function auditExport(config: Config, flags: Record<string, string>): Promise<void> {
+  const format = flags.format ?? 'csv';
+  if (!(FORMATS as readonly string[]).includes(format))
+    throw new ConfigError('--format must be csv or fhir.');
+  const action = flags.action;
+  if (action !== undefined && !['C', 'R', 'U', 'D', 'E'].includes(action))
+    throw new ConfigError('--action must be C, R, U, D or E.');
+  const outcome = flags.outcome;
+  if (outcome !== undefined && !['success', 'failure', 'denied', 'error'].includes(outcome)) {
+    throw new ConfigError('--outcome must be success, failure, denied or error.');
+  }
+  await withServices(config, async (services) => {
+    const rows = await services.auditTrail.exportEvents(
+      systemContext(`cli-${process.pid}`, 'caretrail-cli'),
+      {
+        ...(flags.from !== undefined ? { from: flags.from } : {}),
+        ...(flags.to !== undefined ? { to: flags.to } : {}),
+        ...(flags.patient !== undefined ? { patientId: flags.patient } : {}),
+        ...(flags.actor !== undefined ? { actorId: flags.actor } : {}),
+        ...(action !== undefined ? { action: action as AuditAction } : {}),
+        ...(outcome !== undefined ? { outcome: outcome as AuditOutcome } : {}),
+      },
+    );
+    await pipeline(formatAuditRows(rows, format === 'csv' ? 'csv' : 'fhir'), process.stdout);
+  });
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -157,6 +258,15 @@ async function main(argv: string[]): Promise<number> {
         );
       await adminCreate(config, command);
       return 0;
+    case 'audit':
+      if (sub === 'verify') return auditVerify(config);
+      if (sub === 'export') {
+        await auditExport(config, command);
+        return 0;
+      }
+      throw new ConfigError(
+        'Unknown audit command; try: caretrail audit verify | caretrail audit export --format csv',
+      );
     default:
       throw new ConfigError(`Unknown command "${name}". Try: caretrail help`);
   }

@@ -8,6 +8,7 @@ import { AppError } from '../domain/errors.js';
 import type { RequestContext } from '../services/context.js';
 import type { Services } from '../services/services.js';
 import { errorHandler, sendError } from './error-handler.js';
+import { auditRoutes } from './routes/audit.routes.js';
 import { authRoutes } from './routes/auth.routes.js';
 import { healthRoutes } from './routes/health.routes.js';
 import { notesRoutes } from './routes/notes.routes.js';
@@ -84,6 +85,12 @@ export async function buildApp(options: AppOptions) {
   );
 
   app.decorateRequest('ctx', null as unknown as RequestContext);
+  const routes: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat())
+      if (method !== 'HEAD') routes.push({ method, url: route.url });
+  });
+
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     reply.header('x-request-id', request.id);
     reply.header('cache-control', 'no-store');
@@ -96,6 +103,7 @@ export async function buildApp(options: AppOptions) {
       ip: request.ip,
       userAgent: typeof userAgent === 'string' ? userAgent.slice(0, 256) : null,
       actor: null,
+      auditCount: { n: 0 },
     };
     if (request.routeOptions.config.public === true || request.routeOptions.url === undefined)
       return;
@@ -115,8 +123,17 @@ export async function buildApp(options: AppOptions) {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', async (request, reply) => {
     if (closing) reply.header('connection', 'close');
+    // Exactly one audit event per API request: a request refused before any use case ran (bad
+    // input, no or expired token, unknown route) gets its event here, before the answer leaves.
+    if (request.url.startsWith('/api/') && request.ctx.auditCount.n === 0) {
+      await services.auditTrail.recordRefusal(request.ctx, {
+        method: request.method,
+        route: request.routeOptions.url ?? 'unknown-route',
+        statusCode: reply.statusCode,
+      });
+    }
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -137,5 +154,6 @@ export async function buildApp(options: AppOptions) {
   await app.register(usersRoutes, { services });
   await app.register(patientsRoutes, { services });
   await app.register(notesRoutes, { services });
-  return app;
+  await app.register(auditRoutes, { services });
+  return Object.assign(app, { routes: routes });
 }

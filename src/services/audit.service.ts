@@ -1,7 +1,7 @@
 // Runs a use case as one audited unit of work: the audit event is written in the same
 // transaction on success, and in its own transaction on failure, so every attempt leaves a trace.
 import { type AuditAction, type AuditEntity, type AuditOutcome } from '../domain/audit.js';
-import { isAppError } from '../domain/errors.js';
+import { AppError, isAppError } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import type { Permission } from '../domain/roles.js';
 import { appendAuditEvent } from '../store/audit.store.js';
@@ -15,6 +15,8 @@ export interface AuditSpec {
   type: string;
   /** Role permission checked before any work; a refusal is audited too. */
   permission?: Permission;
+  /** Answer a missing permission with 404, as if the resource did not exist (audit endpoints). */
+  hideForbidden?: boolean;
   patientId?: string | null;
   entity?: AuditEntity | null;
   purpose?: string | null;
@@ -33,7 +35,12 @@ export interface AuditRecord {
   actorRole?: string | null;
 }
 
-function outcomeOf(err: unknown): AuditOutcome {
+/** Counts the events a request wrote, so the HTTP layer can add one for requests that wrote none. */
+function markAudited(ctx: RequestContext): void {
+  ctx.auditCount.n += 1;
+}
+
+export function outcomeOf(err: unknown): AuditOutcome {
   if (!isAppError(err)) return 'error';
   switch (err.code) {
     case 'not_found':
@@ -89,15 +96,15 @@ export async function writeAuditEvent(
 }
 
 /**
- * The shape of every use case: permission check, the work and its audit event in one durable
- * unit; on failure, an audit event with the outcome in a separate unit, then the error rethrown.
- * When the request carries a claimed Idempotency-Key, its response is stored in the same unit.
+ * The shape of every use case: permission check, then `body`, which commits the work with its
+ * success event; on failure, an audit event with the outcome in a separate unit, then the error
+ * rethrown. So every attempt leaves exactly one event.
  */
-export async function audited<T>(
+async function withAudit<T>(
   deps: ServiceDeps,
   ctx: RequestContext,
   spec: AuditSpec,
-  work: (tx: Tx, record: AuditRecord) => Promise<T>,
+  body: (record: AuditRecord) => Promise<T>,
 ): Promise<T> {
   const record: AuditRecord = {
     patientId: spec.patientId ?? null,
@@ -105,18 +112,27 @@ export async function audited<T>(
     detail: null,
   };
   try {
-    if (spec.permission) requirePermission(ctx, spec.permission);
-    return await deps.db.write(async (tx) => {
-      const result = await work(tx, record);
-      await writeAuditEvent(tx, deps, ctx, spec, record, record.outcome ?? 'success');
-      if (ctx.idempotency) await completeIdempotencyKey(tx, ctx.idempotency, result);
-      return result;
-    });
+    if (spec.permission) {
+      try {
+        requirePermission(ctx, spec.permission);
+      } catch (err) {
+        throw spec.hideForbidden && isAppError(err) && err.code === 'forbidden'
+          ? new AppError('not_found', 'Not found.')
+          : err;
+      }
+    }
+    const result = await body(record);
+    markAudited(ctx);
+    if (spec.action === 'R' && record.patientId !== null && record.outcome === undefined) {
+      deps.onPatientRead?.(ctx, record.patientId);
+    }
+    return result;
   } catch (err) {
     const code = isAppError(err) ? err.code : 'internal';
     record.detail = { ...(record.detail ?? {}), error: code };
     try {
       await deps.db.write((tx) => writeAuditEvent(tx, deps, ctx, spec, record, outcomeOf(err)));
+      markAudited(ctx);
     } catch (auditErr) {
       deps.log.error(
         { err: auditErr, requestId: ctx.requestId },
@@ -124,5 +140,102 @@ export async function audited<T>(
       );
     }
     throw err;
+  }
+}
+
+/**
+ * The work and its audit event in one durable unit of work, so a read is answered only after its
+ * event is committed. When the request carries a claimed Idempotency-Key, its response is stored
+ * in the same unit.
+ */
+export async function audited<T>(
+  deps: ServiceDeps,
+  ctx: RequestContext,
+  spec: AuditSpec,
+  work: (tx: Tx, record: AuditRecord) => Promise<T>,
+): Promise<T> {
+  return withAudit(deps, ctx, spec, (record) =>
+    deps.db.write(async (tx) => {
+      const value = await work(tx, record);
+      await writeAuditEvent(tx, deps, ctx, spec, record, record.outcome ?? 'success');
+      if (ctx.idempotency) await completeIdempotencyKey(tx, ctx.idempotency, value);
+      return value;
+    }),
+  );
+}
+
+/**
+ * For use cases that read much but disclose no patient record (audit verification, search,
+ * export): the work runs on the read connection, outside the write path, and its audit event is
+ * committed before the result is returned.
+ */
+export async function auditedRead<T>(
+  deps: ServiceDeps,
+  ctx: RequestContext,
+  spec: AuditSpec,
+  work: (record: AuditRecord) => Promise<T>,
+): Promise<T> {
+  return withAudit(deps, ctx, spec, async (record) => {
+    const value = await work(record);
+    await deps.db.write((tx) =>
+      writeAuditEvent(tx, deps, ctx, spec, record, record.outcome ?? 'success'),
+    );
+    return value;
+  });
+}
+
+function actionOf(method: string): AuditAction {
+  switch (method) {
+    case 'POST':
+      return 'C';
+    case 'PUT':
+    case 'PATCH':
+      return 'U';
+    case 'DELETE':
+      return 'D';
+    default:
+      return 'R';
+  }
+}
+
+/**
+ * The event for an API request that no use case audited: refused before it ran (invalid input,
+ * missing or expired token, unknown route). Written before the answer is sent.
+ */
+export async function recordRefusal(
+  deps: ServiceDeps,
+  ctx: RequestContext,
+  request: { method: string; route: string; statusCode: number },
+): Promise<void> {
+  const outcome: AuditOutcome =
+    request.statusCode >= 500
+      ? 'error'
+      : [401, 403, 404].includes(request.statusCode)
+        ? 'denied'
+        : request.statusCode >= 400
+          ? 'failure'
+          : 'success';
+  const record: AuditRecord = {
+    patientId: null,
+    entity: null,
+    detail: { route: `${request.method} ${request.route}`, status: request.statusCode },
+  };
+  try {
+    await deps.db.write((tx) =>
+      writeAuditEvent(
+        tx,
+        deps,
+        ctx,
+        { action: actionOf(request.method), type: 'http.request' },
+        record,
+        outcome,
+      ),
+    );
+    markAudited(ctx);
+  } catch (err) {
+    deps.log.error(
+      { err, requestId: ctx.requestId },
+      'could not record the audit event of a refused request',
+    );
   }
 }

@@ -24,6 +24,8 @@ export interface RequestContext {
   userAgent: string | null;
   actor: Actor | null;
   idempotency?: IdempotencyClaim;
+  /** Audit events written for this request so far (shared by copies of the context). */
+  auditCount: { n: number };
 }
 
 export function requireActor(ctx: RequestContext): Actor {
@@ -38,4 +40,9 @@ export function requirePermission(ctx: RequestContext, permission: Permission): 
     throw new AppError('forbidden', `Your role (${actor.role}) does not allow this.`);
   }
   return actor;
+}
+
+/** A context for work that no signed-in user asked for (command line, start-up, jobs). */
+export function systemContext(requestId: string, userAgent: string | null = null): RequestContext {
+  return { requestId, ip: null, userAgent, actor: null, auditCount: { n: 0 } };
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Clock } from '../domain/clock.js';
 import type { Database } from '../store/database.js';
+import type { RequestContext } from './context.js';
 
 export type ServiceSettings = Pick<
   Config,
@@ -18,4 +19,6 @@ export interface ServiceDeps {
   clock: Clock;
   log: Logger;
   settings: ServiceSettings;
+  /** Called after a patient read was committed (unusual-access rules); must not throw. */
+  onPatientRead?: (ctx: RequestContext, patientId: string) => void;
 }

@@ -13,7 +13,7 @@ import {
   listUsers,
   updateUser,
 } from '../store/user.store.js';
-import { audited } from './audit.service.js';
+import { audited, auditedRead } from './audit.service.js';
 import { requireActor, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { decodeCursor, toPage, type Page } from './pagination.js';
@@ -191,9 +191,16 @@ export function createUserService(deps: ServiceDeps) {
 
   async function me(ctx: RequestContext): Promise<User> {
     const actor = requireActor(ctx);
-    const row = await findUserInOrganization(deps.db.read, actor.organizationId, actor.userId);
-    if (!row) throw new AppError('unauthenticated', 'Sign in again.');
-    return toUser(row);
+    return auditedRead(
+      deps,
+      ctx,
+      { action: 'R', type: 'user.me', entity: { type: 'User', id: actor.userId, version: null } },
+      async () => {
+        const row = await findUserInOrganization(deps.db.read, actor.organizationId, actor.userId);
+        if (!row) throw new AppError('unauthenticated', 'Sign in again.');
+        return toUser(row);
+      },
+    );
   }
 
   return { create, list, update, me };

@@ -7,6 +7,7 @@ import {
   type AuditOutcome,
   type ChainedEvent,
 } from '../domain/audit.js';
+import type { Checkpoint } from '../domain/audit-verify.js';
 import { engineOf } from './dialect.js';
 import type { AuditEventRow, Tx } from './tables.js';
 
@@ -104,21 +105,10 @@ export async function listAuditEvents(
   db: Tx,
   filter: { patientId?: string; actorUserId?: string; afterSeq?: number; limit?: number } = {},
 ): Promise<ChainedEvent[]> {
-  let q = db.selectFrom('audit_events').selectAll().orderBy('seq');
-  const patientId = filter.patientId;
-  if (patientId !== undefined) {
-    q = q.where((eb) =>
-      eb.or([
-        eb('patient_id', '=', patientId),
-        eb(
-          'seq',
-          'in',
-          eb.selectFrom('audit_event_patients').select('seq').where('patient_id', '=', patientId),
-        ),
-      ]),
-    );
-  }
-  if (filter.actorUserId !== undefined) q = q.where('actor_user_id', '=', filter.actorUserId);
+  let q = filteredEvents(db, {
+    ...(filter.patientId !== undefined ? { patientId: filter.patientId } : {}),
+    ...(filter.actorUserId !== undefined ? { actorUserId: filter.actorUserId } : {}),
+  }).orderBy('seq');
   if (filter.afterSeq !== undefined) q = q.where('seq', '>', filter.afterSeq);
   if (filter.limit !== undefined) q = q.limit(filter.limit);
   const rows = await q.execute();
@@ -132,4 +122,134 @@ export async function auditHead(db: Tx): Promise<{ seq: number; chain: string }>
     .where('id', '=', 1)
     .executeTakeFirstOrThrow();
   return { seq: head.seq, chain: head.chain_hash };
+}
+
+export async function insertCheckpoint(tx: Tx, c: Checkpoint): Promise<void> {
+  await tx
+    .insertInto('audit_checkpoints')
+    .values({
+      seq: c.seq,
+      chain_hash: c.chain,
+      created_at: c.createdAt,
+      key_id: c.keyId,
+      signature: c.signature,
+    })
+    .onConflict((oc) => oc.column('seq').doNothing())
+    .execute();
+}
+
+export async function listCheckpoints(db: Tx): Promise<Checkpoint[]> {
+  const rows = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
+  return rows.map((r) => ({
+    seq: r.seq,
+    chain: r.chain_hash,
+    createdAt: r.created_at,
+    keyId: r.key_id,
+    signature: r.signature,
+  }));
+}
+
+export async function latestCheckpoint(
+  db: Tx,
+): Promise<{ seq: number; createdAt: string } | undefined> {
+  const row = await db
+    .selectFrom('audit_checkpoints')
+    .select(['seq', 'created_at'])
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row ? { seq: row.seq, createdAt: row.created_at } : undefined;
+}
+
+export async function firstAuditSeq(db: Tx): Promise<number | null> {
+  const row = await db
+    .selectFrom('audit_events')
+    .select('seq')
+    .orderBy('seq')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.seq ?? null;
+}
+
+/**
+ * Reads events in sequence order, one page at a time, so that a million events are walked in
+ * constant memory on either engine.
+ */
+export async function* streamAuditEvents(
+  db: Tx,
+  options: { afterSeq?: number; pageSize?: number; filter?: AuditFilter } = {},
+): AsyncGenerator<AuditEventRow> {
+  const pageSize = options.pageSize ?? 2000;
+  let after = options.afterSeq ?? 0;
+  for (;;) {
+    const rows = await filteredEvents(db, options.filter ?? {})
+      .where('seq', '>', after)
+      .orderBy('seq')
+      .limit(pageSize)
+      .execute();
+    for (const row of rows) yield row;
+    const last = rows[rows.length - 1];
+    if (rows.length < pageSize || !last) return;
+    after = last.seq;
+  }
+}
+
+export interface AuditFilter {
+  /** Events by this organization's users or about this organization's patients. */
+  organizationId?: string;
+  patientId?: string;
+  actorUserId?: string;
+  action?: string;
+  outcome?: string;
+  type?: string;
+  from?: string;
+  to?: string;
+}
+
+function filteredEvents(db: Tx, f: AuditFilter) {
+  let q = db.selectFrom('audit_events').selectAll();
+  const organizationId = f.organizationId;
+  if (organizationId !== undefined) {
+    q = q.where((eb) =>
+      eb.or([
+        eb('actor_org_id', '=', organizationId),
+        eb(
+          'patient_id',
+          'in',
+          eb.selectFrom('patients').select('id').where('organization_id', '=', organizationId),
+        ),
+      ]),
+    );
+  }
+  const patientId = f.patientId;
+  if (patientId !== undefined) {
+    q = q.where((eb) =>
+      eb.or([
+        eb('patient_id', '=', patientId),
+        eb(
+          'seq',
+          'in',
+          eb.selectFrom('audit_event_patients').select('seq').where('patient_id', '=', patientId),
+        ),
+      ]),
+    );
+  }
+  if (f.actorUserId !== undefined) q = q.where('actor_user_id', '=', f.actorUserId);
+  if (f.action !== undefined) q = q.where('action', '=', f.action);
+  if (f.outcome !== undefined) q = q.where('outcome', '=', f.outcome);
+  if (f.type !== undefined) q = q.where('type', '=', f.type);
+  if (f.from !== undefined) q = q.where('occurred_at', '>=', f.from);
+  if (f.to !== undefined) q = q.where('occurred_at', '<', f.to);
+  return q;
+}
+
+/** Newest first, keyset on seq. */
+export async function searchAuditEvents(
+  db: Tx,
+  filter: AuditFilter,
+  page: { beforeSeq: number | null; limit: number },
+): Promise<AuditEventRow[]> {
+  let q = filteredEvents(db, filter).orderBy('seq', 'desc').limit(page.limit);
+  if (page.beforeSeq !== null) q = q.where('seq', '<', page.beforeSeq);
+  return q.execute();
 }

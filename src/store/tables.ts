@@ -158,6 +158,23 @@ export interface AuditEventPatientsTable {
   seq: number;
 }
 
+export interface AuditCheckpointsTable {
+  seq: number;
+  chain_hash: string;
+  created_at: string;
+  key_id: string;
+  signature: string;
+}
+
+export interface AuditAlertsTable {
+  id: string;
+  organization_id: string;
+  user_id: string;
+  rule: string;
+  detail: string;
+  created_at: string;
+}
+
 export interface AuditHeadTable {
   id: number;
   seq: number;
@@ -191,6 +208,8 @@ export interface DB {
   audit_events: AuditEventsTable;
   audit_event_patients: AuditEventPatientsTable;
   audit_head: AuditHeadTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  audit_alerts: AuditAlertsTable;
   idempotency_keys: IdempotencyKeysTable;
 }
 

@@ -8,6 +8,7 @@ import type { Clock } from '../../src/domain/clock.js';
 import type { Role } from '../../src/domain/roles.js';
 import { createLogger } from '../../src/log.js';
 import { createRuntime, type Runtime } from '../../src/server.js';
+import { systemContext } from '../../src/services/context.js';
 
 export class TestClock implements Clock {
   private current: number;
@@ -126,15 +127,12 @@ export async function startHarness(
     request,
     async newOrganization() {
       const email = uniqueEmail('admin');
-      await runtime.services.setup.createAdmin(
-        { requestId: 'test', ip: null, userAgent: null, actor: null },
-        {
-          organizationName: `Clinic ${randomBytes(4).toString('hex')}`,
-          email,
-          name: 'Ada Admin',
-          password: PASSWORD,
-        },
-      );
+      await runtime.services.setup.createAdmin(systemContext('test'), {
+        organizationName: `Clinic ${randomBytes(4).toString('hex')}`,
+        email,
+        name: 'Ada Admin',
+        password: PASSWORD,
+      });
       return login(email);
     },
     async newUser(admin, role) {

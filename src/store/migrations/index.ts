@@ -1,9 +1,11 @@
 // The ordered list of schema migrations. Add new ones at the end; never edit a released one.
 import type { Migration, MigrationProvider } from 'kysely';
 import * as m0001 from './0001-records-core.js';
+import * as m0002 from './0002-audit-checkpoints-alerts.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
+  '0002-audit-checkpoints-alerts': m0002,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,150 @@
+// Streaming verification of the audit chain against signed checkpoints. Pure: the caller feeds
+// events in sequence order and says what it knows about the tail; signatures are checked by a
+// function it passes in.
+import { createHash } from 'node:crypto';
+import { canonicalJson, chainHash, eventHash, GENESIS_CHAIN, type ChainedEvent } from './audit.js';
+
+export interface Checkpoint {
+  seq: number;
+  chain: string;
+  createdAt: string;
+  keyId: string;
+  signature: string;
+}
+
+/** The bytes a checkpoint signature covers. */
+export function checkpointPayload(
+  c: Pick<Checkpoint, 'seq' | 'chain' | 'createdAt' | 'keyId'>,
+): Buffer {
+  return Buffer.from(
+    canonicalJson({
+      type: 'caretrail.audit.checkpoint',
+      seq: c.seq,
+      chain: c.chain,
+      createdAt: c.createdAt,
+      keyId: c.keyId,
+    }),
+  );
+}
+
+export function keyIdOf(rawPublicKey: Buffer): string {
+  return createHash('sha256').update(rawPublicKey).digest('hex').slice(0, 16);
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  /** Events whose hash and chain were recomputed. */
+  checked: number;
+  firstBadSequence: number | null;
+  reason: string | null;
+  /** The newest checkpoint that matched the recomputed chain. */
+  lastGoodCheckpoint: number | null;
+}
+
+/**
+ * Verifies a chain segment. `start` is where the retained events begin: genesis, or a signed
+ * checkpoint just before them (archived segments). Call `push` for each event in seq order, then
+ * `finish` with the highest seq the system claims to have written (its head).
+ */
+export class ChainVerifier {
+  private expectedSeq: number;
+  private previousChain: string;
+  private checked = 0;
+  private failure: { seq: number; reason: string } | null = null;
+  private readonly pending: Checkpoint[];
+  private lastGood: Checkpoint | null;
+
+  constructor(
+    checkpoints: readonly Checkpoint[],
+    verifySignature: (c: Checkpoint) => boolean,
+    start: { seq: number; chain: string } = { seq: 0, chain: GENESIS_CHAIN },
+  ) {
+    this.expectedSeq = start.seq + 1;
+    this.previousChain = start.chain;
+    const sorted = [...checkpoints].sort((a, b) => a.seq - b.seq);
+    const forged = sorted.find((c) => !verifySignature(c));
+    if (forged)
+      this.fail(Math.max(1, forged.seq), `checkpoint at ${forged.seq} has no valid signature`);
+    this.pending = sorted.filter((c) => c.seq > start.seq);
+    this.lastGood =
+      start.seq > 0
+        ? { seq: start.seq, chain: start.chain, createdAt: '', keyId: '', signature: '' }
+        : null;
+  }
+
+  private fail(seq: number, reason: string): void {
+    if (this.failure === null || seq < this.failure.seq) this.failure = { seq, reason };
+  }
+
+  /** False once a failure is known (the caller may stop reading). */
+  push({ event, hash, chain }: ChainedEvent): boolean {
+    if (this.failure) return false;
+    if (event.seq !== this.expectedSeq) {
+      this.fail(
+        Math.min(event.seq, this.expectedSeq),
+        event.seq > this.expectedSeq
+          ? `event ${this.expectedSeq} is missing`
+          : `event ${event.seq} is out of order or duplicated`,
+      );
+      return false;
+    }
+    this.checked += 1;
+    if (eventHash(event) !== hash) {
+      this.fail(event.seq, `event ${event.seq} was altered (its hash does not match its content)`);
+      return false;
+    }
+    const expectedChain = chainHash(this.previousChain, hash);
+    if (expectedChain !== chain) {
+      this.fail(event.seq, `event ${event.seq} does not chain to the event before it`);
+      return false;
+    }
+    while (this.pending[0] && this.pending[0].seq <= event.seq) {
+      const checkpoint = this.pending.shift() as Checkpoint;
+      if (checkpoint.seq === event.seq && checkpoint.chain !== chain) {
+        // The chain is internally consistent but not the one that was signed: events after the
+        // last good checkpoint were rewritten.
+        const from = (this.lastGood?.seq ?? 0) + 1;
+        this.fail(
+          from,
+          `events ${from}–${event.seq} differ from the signed checkpoint at ${event.seq}`,
+        );
+        return false;
+      }
+      if (checkpoint.seq === event.seq) this.lastGood = checkpoint;
+    }
+    this.previousChain = chain;
+    this.expectedSeq += 1;
+    return true;
+  }
+
+  /** `claimedHead`: the last seq the system recorded as written (audit head row). */
+  finish(claimedHead: number): VerifyResult {
+    const lastSeq = this.expectedSeq - 1;
+    if (!this.failure) {
+      const signedEnd = this.pending.at(-1)?.seq;
+      if (signedEnd !== undefined && signedEnd > lastSeq) {
+        // A signature covers events that are not there: the tail was cut off, or rewritten and
+        // renumbered. Only what the last matching checkpoint covers can still be trusted.
+        const trusted = this.lastGood?.seq ?? 0;
+        this.fail(
+          trusted + 1,
+          `the log ends at ${lastSeq} but a signed checkpoint covers ${signedEnd}: events after ${trusted} were cut off or rewritten`,
+        );
+      } else if (claimedHead > lastSeq) {
+        this.fail(
+          lastSeq + 1,
+          `events ${lastSeq + 1}–${claimedHead} are missing (the log was cut off)`,
+        );
+      } else if (claimedHead < lastSeq) {
+        this.fail(claimedHead + 1, `events after ${claimedHead} were added behind the log's back`);
+      }
+    }
+    return {
+      ok: this.failure === null,
+      checked: this.checked,
+      firstBadSequence: this.failure?.seq ?? null,
+      reason: this.failure?.reason ?? null,
+      lastGoodCheckpoint: this.lastGood?.seq ?? null,
+    };
+  }
+}

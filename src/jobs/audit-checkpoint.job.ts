@@ -1,0 +1,39 @@
+// Signs the audit chain head regularly (at least every N events or S seconds while events
+// arrive), and once more when the server stops, so a cut-off tail is detectable.
+import type { Logger } from 'pino';
+import type { AuditTrailService } from '../services/audit-trail.service.js';
+
+export interface CheckpointJob {
+  stop(): Promise<void>;
+}
+
+export function startCheckpointJob(
+  auditTrail: AuditTrailService,
+  log: Logger,
+  pollMs = 500,
+): CheckpointJob {
+  let running: Promise<unknown> = Promise.resolve();
+  const tick = () => {
+    running = auditTrail
+      .checkpointIfDue()
+      .then((seq) => {
+        if (seq !== null) log.debug({ seq }, 'audit checkpoint signed');
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'could not sign an audit checkpoint');
+      });
+  };
+  const timer = setInterval(tick, pollMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+      try {
+        await auditTrail.checkpointIfDue(true);
+      } catch (err) {
+        log.error({ err }, 'could not sign the final audit checkpoint');
+      }
+    },
+  };
+}

@@ -1,0 +1,431 @@
+// The audit trail as a product: signed checkpoints, verification, search, export, the patient's
+// access report and the unusual-access rule.
+import type { AuditSigner } from '../audit-signing-key.js';
+import type { AuditAction, AuditOutcome } from '../domain/audit.js';
+import { ChainVerifier, type VerifyResult } from '../domain/audit-verify.js';
+import { AppError, notFound } from '../domain/errors.js';
+import { uuidv7 } from '../domain/ids.js';
+import {
+  auditEventFromRow,
+  auditHead,
+  firstAuditSeq,
+  insertCheckpoint,
+  latestCheckpoint,
+  listCheckpoints,
+  searchAuditEvents,
+  streamAuditEvents,
+  type AuditFilter,
+} from '../store/audit.store.js';
+import { findPatient } from '../store/patient.store.js';
+import type { AuditEventRow, Tx } from '../store/tables.js';
+import { audited, auditedRead, recordRefusal } from './audit.service.js';
+import { requireActor, type RequestContext } from './context.js';
+import type { ServiceDeps } from './deps.js';
+import { decodeCursor, toPage, type Page } from './pagination.js';
+
+export interface AuditTrailSettings {
+  checkpointEveryEvents: number;
+  checkpointEveryMs: number;
+  alertDistinctPatients: number;
+  alertWindowMinutes: number;
+}
+
+export interface AuditSearch {
+  patientId?: string;
+  actorId?: string;
+  action?: AuditAction;
+  outcome?: AuditOutcome;
+  type?: string;
+  from?: string;
+  to?: string;
+}
+
+export interface AuditEventView {
+  seq: number;
+  id: string;
+  occurredAt: string;
+  action: string;
+  type: string;
+  outcome: string;
+  actor: {
+    userId: string | null;
+    role: string | null;
+    organizationId: string | null;
+    ip: string | null;
+    userAgent: string | null;
+  };
+  patientId: string | null;
+  entity: { type: string; id: string | null; version: number | null } | null;
+  purpose: string | null;
+  requestId: string | null;
+  detail: Record<string, unknown> | null;
+  hash: string;
+  chain: string;
+}
+
+export interface AccessReportEntry {
+  at: string;
+  action: string;
+  type: string;
+  outcome: string;
+  actor: { name: string | null; role: string | null; organization: string | null };
+}
+
+export function toAuditEventView(row: AuditEventRow): AuditEventView {
+  const { event, hash, chain } = auditEventFromRow(row);
+  return { ...event, hash, chain };
+}
+
+function checkRange(search: AuditSearch): void {
+  for (const [name, value] of [
+    ['from', search.from],
+    ['to', search.to],
+  ] as const) {
+    if (value !== undefined && Number.isNaN(Date.parse(value))) {
+      throw new AppError(
+        'invalid',
+        `${name} must be an ISO 8601 date or time, e.g. 2026-01-31T00:00:00Z.`,
+      );
+    }
+  }
+  if (
+    search.from !== undefined &&
+    search.to !== undefined &&
+    Date.parse(search.from) >= Date.parse(search.to)
+  ) {
+    throw new AppError('invalid', '"from" must be earlier than "to".');
+  }
+}
+
+/** ISO strings in the stored form, so comparisons against occurred_at are exact. */
+function normalizedRange(search: AuditSearch): Pick<AuditFilter, 'from' | 'to'> {
+  return {
+    ...(search.from !== undefined ? { from: new Date(search.from).toISOString() } : {}),
+    ...(search.to !== undefined ? { to: new Date(search.to).toISOString() } : {}),
+  };
+}
+
+export function createAuditTrailService(
+  deps: ServiceDeps,
+  signer: AuditSigner,
+  settings: AuditTrailSettings,
+) {
+  const { db, clock, log } = deps;
+
+  /** Signs the chain head when enough events or time have passed since the last checkpoint. */
+  async function checkpointIfDue(force = false): Promise<number | null> {
+    return db.write(async (tx) => {
+      const head = await auditHead(tx);
+      const last = await latestCheckpoint(tx);
+      if (head.seq === 0 || (last && last.seq >= head.seq)) return null;
+      const now = clock.now();
+      const due =
+        force ||
+        !last ||
+        head.seq - last.seq >= settings.checkpointEveryEvents ||
+        now.getTime() - Date.parse(last.createdAt) >= settings.checkpointEveryMs;
+      if (!due) return null;
+      await insertCheckpoint(
+        tx,
+        signer.sign({ seq: head.seq, chain: head.chain, createdAt: now.toISOString() }),
+      );
+      return head.seq;
+    });
+  }
+
+  /**
+   * Recomputes every retained event's hash and chain, from genesis or from the signed checkpoint
+   * just before the first retained event (archived segments), and checks every checkpoint.
+   */
+  async function verifyChain(): Promise<VerifyResult> {
+    const reader: Tx = db.read;
+    const checkpoints = await listCheckpoints(reader);
+    const first = await firstAuditSeq(reader);
+    const head = await auditHead(reader);
+    let start = { seq: 0, chain: '0'.repeat(64) };
+    if (first !== null && first > 1) {
+      const anchor = checkpoints.find((c) => c.seq === first - 1);
+      if (!anchor || !signer.verify(anchor)) {
+        return {
+          ok: false,
+          checked: 0,
+          firstBadSequence: 1,
+          reason: `events 1–${first - 1} are missing and no signed checkpoint covers their end`,
+          lastGoodCheckpoint: null,
+        };
+      }
+      start = { seq: anchor.seq, chain: anchor.chain };
+    }
+    const verifier = new ChainVerifier(checkpoints, (c) => signer.verify(c), start);
+    for await (const row of streamAuditEvents(reader, { afterSeq: start.seq, pageSize: 5000 })) {
+      if (!verifier.push(auditEventFromRow(row))) break;
+    }
+    return verifier.finish(head.seq);
+  }
+
+  async function verify(ctx: RequestContext): Promise<VerifyResult> {
+    return auditedRead(
+      deps,
+      ctx,
+      { action: 'E', type: 'audit.verify', permission: 'audit.read', hideForbidden: true },
+      async (record) => {
+        const result = await verifyChain();
+        record.detail = {
+          ok: result.ok,
+          checked: result.checked,
+          firstBadSequence: result.firstBadSequence,
+        };
+        return result;
+      },
+    );
+  }
+
+  async function search(
+    ctx: RequestContext,
+    query: AuditSearch,
+    page: { limit: number; cursor?: string },
+  ): Promise<Page<AuditEventView>> {
+    checkRange(query);
+    const beforeSeq = page.cursor === undefined ? null : Number(decodeCursor(page.cursor, 1)[0]);
+    if (beforeSeq !== null && (!Number.isSafeInteger(beforeSeq) || beforeSeq < 1)) {
+      throw new AppError('invalid', 'The cursor is not valid; start again from the first page.');
+    }
+    return auditedRead(
+      deps,
+      ctx,
+      { action: 'E', type: 'audit.search', permission: 'audit.read', hideForbidden: true },
+      async (record) => {
+        const actor = requireActor(ctx);
+        const rows = await searchAuditEvents(db.read, filterFor(actor.organizationId, query), {
+          beforeSeq,
+          limit: page.limit + 1,
+        });
+        const result = toPage(rows, page.limit, (r) => [String(r.seq)], toAuditEventView);
+        record.detail = { count: result.items.length, filters: Object.keys(query).sort() };
+        return result;
+      },
+    );
+  }
+
+  function filterFor(organizationId: string, query: AuditSearch): AuditFilter {
+    return {
+      organizationId,
+      ...(query.patientId !== undefined ? { patientId: query.patientId } : {}),
+      ...(query.actorId !== undefined ? { actorUserId: query.actorId } : {}),
+      ...(query.action !== undefined ? { action: query.action } : {}),
+      ...(query.outcome !== undefined ? { outcome: query.outcome } : {}),
+      ...(query.type !== undefined ? { type: query.type } : {}),
+      ...normalizedRange(query),
+    };
+  }
+
+  /**
+   * Starts an export: the export itself is audited (committed) before the first row leaves, then
+   * rows stream page by page in constant memory.
+   */
+  async function exportEvents(
+    ctx: RequestContext | null,
+    query: AuditSearch,
+  ): Promise<AsyncGenerator<AuditEventRow>> {
+    checkRange(query);
+    const filter: AuditFilter = ctx?.actor
+      ? filterFor(ctx.actor.organizationId, query)
+      : {
+          ...(query.patientId !== undefined ? { patientId: query.patientId } : {}),
+          ...(query.actorId !== undefined ? { actorUserId: query.actorId } : {}),
+          ...(query.action !== undefined ? { action: query.action } : {}),
+          ...(query.outcome !== undefined ? { outcome: query.outcome } : {}),
+          ...normalizedRange(query),
+        };
+    if (ctx) {
+      await auditedRead(
+        deps,
+        ctx,
+        {
+          action: 'E',
+          type: 'audit.export',
+          permission: ctx.actor ? 'audit.read' : undefined,
+          hideForbidden: true,
+        },
+        async (record) => {
+          record.detail = { filters: Object.keys(query).sort() };
+          return Promise.resolve();
+        },
+      );
+    }
+    return streamAuditEvents(db.read, { filter, pageSize: 2000 });
+  }
+
+  async function accessReport(
+    ctx: RequestContext,
+    patientId: string,
+    page: { limit: number; cursor?: string },
+  ): Promise<Page<AccessReportEntry>> {
+    const beforeSeq = page.cursor === undefined ? null : Number(decodeCursor(page.cursor, 1)[0]);
+    if (beforeSeq !== null && !Number.isSafeInteger(beforeSeq))
+      throw new AppError('invalid', 'The cursor is not valid; start again from the first page.');
+    return audited(
+      deps,
+      ctx,
+      {
+        action: 'R',
+        type: 'patient.access-report',
+        permission: 'patients.read',
+        patientId,
+        entity: { type: 'Patient', id: patientId, version: null },
+      },
+      async (tx, record) => {
+        const actor = requireActor(ctx);
+        if (!(await findPatient(tx, actor.organizationId, patientId))) throw notFound('Patient');
+        let q = tx
+          .selectFrom('audit_events')
+          .leftJoin('users', 'users.id', 'audit_events.actor_user_id')
+          .leftJoin('organizations', 'organizations.id', 'audit_events.actor_org_id')
+          .select([
+            'audit_events.seq as seq',
+            'audit_events.occurred_at as at',
+            'audit_events.action as action',
+            'audit_events.type as type',
+            'audit_events.outcome as outcome',
+            'users.name as actorName',
+            'audit_events.actor_role as actorRole',
+            'organizations.name as organization',
+          ])
+          .where((eb) =>
+            eb.or([
+              eb('audit_events.patient_id', '=', patientId),
+              eb(
+                'audit_events.seq',
+                'in',
+                eb
+                  .selectFrom('audit_event_patients')
+                  .select('seq')
+                  .where('patient_id', '=', patientId),
+              ),
+            ]),
+          )
+          .orderBy('audit_events.seq', 'desc')
+          .limit(page.limit + 1);
+        if (beforeSeq !== null) q = q.where('audit_events.seq', '<', beforeSeq);
+        const rows = await q.execute();
+        const result = toPage(
+          rows,
+          page.limit,
+          (r) => [String(r.seq)],
+          (r) => ({
+            at: r.at,
+            action: r.action,
+            type: r.type,
+            outcome: r.outcome,
+            actor: { name: r.actorName, role: r.actorRole, organization: r.organization },
+          }),
+        );
+        record.detail = { count: result.items.length };
+        return result;
+      },
+    );
+  }
+
+  /**
+   * The unusual-access rule: a user who read more than N distinct patients within M minutes
+   * raises one alert per window. Runs after the read was answered; failures are logged only.
+   */
+  async function checkUnusualAccess(userId: string, organizationId: string): Promise<boolean> {
+    const now = clock.now();
+    const since = new Date(now.getTime() - settings.alertWindowMinutes * 60_000).toISOString();
+    const row = await db.read
+      .selectFrom('audit_events')
+      .select((eb) => eb.fn.count<number>('patient_id').distinct().as('n'))
+      .where('actor_user_id', '=', userId)
+      .where('action', '=', 'R')
+      .where('outcome', '=', 'success')
+      .where('occurred_at', '>=', since)
+      .executeTakeFirstOrThrow();
+    const distinct = row.n;
+    if (distinct <= settings.alertDistinctPatients) return false;
+    return db.write(async (tx) => {
+      const recent = await tx
+        .selectFrom('audit_alerts')
+        .select('id')
+        .where('user_id', '=', userId)
+        .where('rule', '=', 'many_patients')
+        .where('created_at', '>=', since)
+        .executeTakeFirst();
+      if (recent) return false;
+      const id = uuidv7(now.getTime());
+      const detail = {
+        distinctPatients: distinct,
+        windowMinutes: settings.alertWindowMinutes,
+        threshold: settings.alertDistinctPatients,
+      };
+      await tx
+        .insertInto('audit_alerts')
+        .values({
+          id,
+          organization_id: organizationId,
+          user_id: userId,
+          rule: 'many_patients',
+          detail: JSON.stringify(detail),
+          created_at: now.toISOString(),
+        })
+        .execute();
+      // Until the notifications work lands, the admins' channel is this log line.
+      log.warn(
+        { alertId: id, organizationId, userId, rule: 'many_patients', ...detail },
+        'unusual access: notify the organization admins',
+      );
+      return true;
+    });
+  }
+
+  async function listAlerts(ctx: RequestContext, page: { limit: number; cursor?: string }) {
+    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    return auditedRead(
+      deps,
+      ctx,
+      { action: 'R', type: 'audit.alerts', permission: 'audit.read', hideForbidden: true },
+      async (record) => {
+        const actor = requireActor(ctx);
+        let q = db.read
+          .selectFrom('audit_alerts')
+          .selectAll()
+          .where('organization_id', '=', actor.organizationId)
+          .orderBy('id', 'desc')
+          .limit(page.limit + 1);
+        if (beforeId !== null) q = q.where('id', '<', beforeId);
+        const rows = await q.execute();
+        const result = toPage(
+          rows,
+          page.limit,
+          (r) => [r.id],
+          (r) => ({
+            id: r.id,
+            userId: r.user_id,
+            rule: r.rule,
+            detail: JSON.parse(r.detail) as Record<string, unknown>,
+            createdAt: r.created_at,
+          }),
+        );
+        record.detail = { count: result.items.length };
+        return result;
+      },
+    );
+  }
+
+  return {
+    checkpointIfDue,
+    verifyChain,
+    verify,
+    search,
+    exportEvents,
+    accessReport,
+    checkUnusualAccess,
+    listAlerts,
+    recordRefusal: (
+      ctx: RequestContext,
+      request: { method: string; route: string; statusCode: number },
+    ) => recordRefusal(deps, ctx, request),
+  };
+}
+
+export type AuditTrailService = ReturnType<typeof createAuditTrailService>;
