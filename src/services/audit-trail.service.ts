@@ -2,6 +2,7 @@
 // access report and the unusual-access rule.
 import type { AuditSigner } from '../audit-signing-key.js';
 import type { AuditAction, AuditOutcome } from '../domain/audit.js';
+import { GENESIS_CHAIN } from '../domain/audit.js';
 import { ChainVerifier, type VerifyResult } from '../domain/audit-verify.js';
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
@@ -10,7 +11,6 @@ import {
   auditHead,
   firstAuditSeq,
   insertCheckpoint,
-  latestCheckpoint,
   listCheckpoints,
   searchAuditEvents,
   streamAuditEvents,
@@ -112,25 +112,60 @@ export function createAuditTrailService(
 ) {
   const { db, clock, log } = deps;
 
-  /** Signs the chain head when enough events or time have passed since the last checkpoint. */
+  /**
+   * Signs the chain head when enough events or time have passed since the last checkpoint, but
+   * only after recomputing every event since that checkpoint: a signature vouches for the events
+   * it covers, so rows rewritten in between are never signed over.
+   */
   async function checkpointIfDue(force = false): Promise<number | null> {
-    return db.write(async (tx) => {
-      const head = await auditHead(tx);
-      const last = await latestCheckpoint(tx);
-      if (head.seq === 0 || (last && last.seq >= head.seq)) return null;
-      const now = clock.now();
-      const due =
-        force ||
-        !last ||
-        head.seq - last.seq >= settings.checkpointEveryEvents ||
-        now.getTime() - Date.parse(last.createdAt) >= settings.checkpointEveryMs;
-      if (!due) return null;
-      await insertCheckpoint(
+    const reader: Tx = db.read;
+    const head = await auditHead(reader);
+    const checkpoints = await listCheckpoints(reader);
+    const last = checkpoints.at(-1);
+    if (head.seq === 0 || (last && last.seq >= head.seq)) return null;
+    const now = clock.now();
+    const due =
+      force ||
+      !last ||
+      head.seq - last.seq >= settings.checkpointEveryEvents ||
+      now.getTime() - Date.parse(last.createdAt) >= settings.checkpointEveryMs;
+    if (!due) return null;
+    if (last && !signer.verify(last)) {
+      log.fatal(
+        { seq: last.seq },
+        'AUDIT TRAIL BROKEN: the latest checkpoint is not signed by this key; not signing further',
+      );
+      return null;
+    }
+    const verifier = new ChainVerifier(
+      [],
+      () => true,
+      last ? { seq: last.seq, chain: last.chain } : { seq: 0, chain: GENESIS_CHAIN },
+    );
+    let chain: string | null = null;
+    for await (const row of streamAuditEvents(reader, {
+      afterSeq: last?.seq ?? 0,
+      pageSize: 5000,
+    })) {
+      if (row.seq > head.seq) break;
+      if (!verifier.push(auditEventFromRow(row))) break;
+      chain = row.chain_hash;
+    }
+    const result = verifier.finish(head.seq);
+    if (!result.ok || chain === null || chain !== head.chain) {
+      log.fatal(
+        { firstBadSequence: result.firstBadSequence, reason: result.reason },
+        'AUDIT TRAIL BROKEN: not signing a checkpoint over events that do not verify',
+      );
+      return null;
+    }
+    await db.write((tx) =>
+      insertCheckpoint(
         tx,
         signer.sign({ seq: head.seq, chain: head.chain, createdAt: now.toISOString() }),
-      );
-      return head.seq;
-    });
+      ),
+    );
+    return head.seq;
   }
 
   /**
@@ -142,7 +177,7 @@ export function createAuditTrailService(
     const checkpoints = await listCheckpoints(reader);
     const first = await firstAuditSeq(reader);
     const head = await auditHead(reader);
-    let start = { seq: 0, chain: '0'.repeat(64) };
+    let start = { seq: 0, chain: GENESIS_CHAIN };
     if (first !== null && first > 1) {
       const anchor = checkpoints.find((c) => c.seq === first - 1);
       if (!anchor || !signer.verify(anchor)) {

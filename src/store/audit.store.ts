@@ -149,18 +149,6 @@ export async function listCheckpoints(db: Tx): Promise<Checkpoint[]> {
   }));
 }
 
-export async function latestCheckpoint(
-  db: Tx,
-): Promise<{ seq: number; createdAt: string } | undefined> {
-  const row = await db
-    .selectFrom('audit_checkpoints')
-    .select(['seq', 'created_at'])
-    .orderBy('seq', 'desc')
-    .limit(1)
-    .executeTakeFirst();
-  return row ? { seq: row.seq, createdAt: row.created_at } : undefined;
-}
-
 export async function firstAuditSeq(db: Tx): Promise<number | null> {
   const row = await db
     .selectFrom('audit_events')
