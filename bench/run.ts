@@ -1,22 +1,41 @@
 // `npm run bench`: runs every benchmark and prints ratios against baselines measured in the same
 // run (absolute numbers depend on the machine; ratios are what we compare over time).
+// BENCH_ONLY=group-commit|audit picks one; BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_AUDIT_EVENTS tune them.
+import { auditedReadBench, verifyAndExportBench } from './audit.bench.js';
 import { groupCommitBench } from './group-commit.bench.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 64);
-
-const r = await groupCommitBench({ seconds, concurrency });
-const single = r.singleCommitPerSecond ?? 0;
-const grouped = r.groupCommitNotesPerSecond ?? 0;
-const ungrouped = r.noGroupCommitNotesPerSecond ?? 0;
+const auditEvents = Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000);
+const only = process.env.BENCH_ONLY;
 const fmt = (n: number) => n.toFixed(0).padStart(8);
-process.stdout.write(
-  [
+const out = (lines: string[]) => process.stdout.write(`${lines.join('\n')}\n\n`);
+
+if (only === undefined || only === 'group-commit') {
+  const r = await groupCommitBench({ seconds, concurrency });
+  const single = r.singleCommitPerSecond ?? 0;
+  const grouped = r.groupCommitNotesPerSecond ?? 0;
+  const ungrouped = r.noGroupCommitNotesPerSecond ?? 0;
+  out([
     `group commit — durable note creates over HTTP (${concurrency} concurrent clients, ${seconds} s, SQLite synchronous=FULL)`,
     `  single-commit (fsync) rate of this disk      ${fmt(single)} /s   (baseline)`,
     `  note creates, group commit                   ${fmt(grouped)} /s   ratio ${(grouped / single).toFixed(2)}x the single-commit rate`,
     `  note creates, one commit per request         ${fmt(ungrouped)} /s   ratio ${(ungrouped / single).toFixed(2)}x`,
     `  group commit vs one commit per request       ${(grouped / ungrouped).toFixed(2)}x`,
-    '',
-  ].join('\n'),
-);
+  ]);
+}
+
+if (only === undefined || only === 'audit') {
+  const reads = await auditedReadBench({ seconds, concurrency });
+  out([
+    `audited chart reads — GET /api/v1/patients/{id} over HTTP (${concurrency} concurrent clients, ${seconds} s, SQLite)`,
+    `  same route, auditing off (baseline)          ${fmt(reads.unaudited)} /s`,
+    `  audited (event committed before the answer)  ${fmt(reads.audited)} /s   ratio ${(reads.audited / reads.unaudited).toFixed(2)} (aim >= 0.7)`,
+  ]);
+  const v = await verifyAndExportBench(auditEvents);
+  out([
+    `audit verification and export — ${auditEvents.toLocaleString('en')} events (SQLite)`,
+    `  verify: ${v.verifySeconds.toFixed(1)} s, ${fmt(v.eventsPerSecond)} events/s   (aim: 1,000,000 in under 10 s)`,
+    `  CSV export: ${v.exported.toLocaleString('en')} rows in ${v.exportSeconds.toFixed(1)} s, RSS growth ${v.exportRssGrowthMb.toFixed(1)} MB   (aim: under 100 MB)`,
+  ]);
+}

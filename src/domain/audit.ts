@@ -66,16 +66,34 @@ export function canonicalJson(value: unknown): string {
   }
 }
 
+const str = (value: string | null): string => (value === null ? 'null' : JSON.stringify(value));
+
+/**
+ * canonicalJson(event), written out by hand in sorted key order: verification hashes millions
+ * of events, and this is several times faster than the generic walk. A property test keeps the
+ * two identical.
+ */
+export function canonicalEventJson(e: AuditEvent): string {
+  const a = e.actor;
+  const entity =
+    e.entity === null
+      ? 'null'
+      : `{"id":${str(e.entity.id)},"type":${str(e.entity.type)},"version":${e.entity.version === null ? 'null' : canonicalJson(e.entity.version)}}`;
+  return (
+    `{"action":${str(e.action)},"actor":{"ip":${str(a.ip)},"organizationId":${str(a.organizationId)},"role":${str(a.role)},` +
+    `"userAgent":${str(a.userAgent)},"userId":${str(a.userId)}},"detail":${e.detail === null ? 'null' : canonicalJson(e.detail)},` +
+    `"entity":${entity},"id":${str(e.id)},"occurredAt":${str(e.occurredAt)},"outcome":${str(e.outcome)},` +
+    `"patientId":${str(e.patientId)},"purpose":${str(e.purpose)},"requestId":${str(e.requestId)},"seq":${canonicalJson(e.seq)},"type":${str(e.type)}}`
+  );
+}
+
 export function eventHash(event: AuditEvent): string {
-  return createHash('sha256').update(canonicalJson(event)).digest('hex');
+  return createHash('sha256').update(canonicalEventJson(event)).digest('hex');
 }
 
 /** chain_n = SHA-256(chain_{n-1} ‖ hash_n), over the raw 32-byte values. */
 export function chainHash(previousChain: string, hash: string): string {
-  return createHash('sha256')
-    .update(Buffer.from(previousChain, 'hex'))
-    .update(Buffer.from(hash, 'hex'))
-    .digest('hex');
+  return createHash('sha256').update(previousChain, 'hex').update(hash, 'hex').digest('hex');
 }
 
 export interface ChainedEvent {

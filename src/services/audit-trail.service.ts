@@ -12,6 +12,7 @@ import {
   firstAuditSeq,
   insertCheckpoint,
   listCheckpoints,
+  scanAuditChain,
   searchAuditEvents,
   streamAuditEvents,
   type AuditFilter,
@@ -192,8 +193,8 @@ export function createAuditTrailService(
       start = { seq: anchor.seq, chain: anchor.chain };
     }
     const verifier = new ChainVerifier(checkpoints, (c) => signer.verify(c), start);
-    for await (const row of streamAuditEvents(reader, { afterSeq: start.seq, pageSize: 5000 })) {
-      if (!verifier.push(auditEventFromRow(row))) break;
+    scan: for await (const batch of scanAuditChain(db, start.seq)) {
+      for (const event of batch) if (!verifier.push(event)) break scan;
     }
     return verifier.finish(head.seq);
   }

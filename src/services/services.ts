@@ -9,18 +9,40 @@ import { createPatientService } from './patient.service.js';
 import { createSetupService } from './setup.service.js';
 import { createUserService } from './user.service.js';
 
+/** How often one user's recent reads are counted for the unusual-access rule. */
+export const ALERT_CHECK_INTERVAL_MS = 2000;
+
 export function createServices(
   deps: ServiceDeps,
   audit: { signer: AuditSigner; settings: AuditTrailSettings },
 ) {
   const auditTrail = createAuditTrailService(deps, audit.signer, audit.settings);
-  // The unusual-access rule runs after each committed patient read, off the request's path.
-  deps.onPatientRead = (ctx, _patientId) => {
-    const actor = ctx.actor;
-    if (!actor) return;
-    auditTrail.checkUnusualAccess(actor.userId, actor.organizationId).catch((err: unknown) => {
+  // The unusual-access rule runs after committed patient reads, off the request's path, at most
+  // once per user every few seconds (it counts from the database, so all instances agree).
+  const lastCheck = new Map<string, number>();
+  const pending = new Set<string>();
+  const check = (userId: string, organizationId: string) => {
+    lastCheck.set(userId, Date.now());
+    auditTrail.checkUnusualAccess(userId, organizationId).catch((err: unknown) => {
       deps.log.error({ err }, 'unusual-access check failed');
     });
+  };
+  deps.onPatientRead = (ctx) => {
+    const actor = ctx.actor;
+    if (!actor) return;
+    const wait = (lastCheck.get(actor.userId) ?? 0) + ALERT_CHECK_INTERVAL_MS - Date.now();
+    if (wait <= 0) {
+      check(actor.userId, actor.organizationId);
+      return;
+    }
+    // Reads in between are counted by one trailing check at the end of the interval.
+    if (pending.has(actor.userId)) return;
+    pending.add(actor.userId);
+    setTimeout(() => {
+      pending.delete(actor.userId);
+      check(actor.userId, actor.organizationId);
+    }, wait).unref();
+    if (lastCheck.size > 10_000) lastCheck.clear();
   };
   return {
     deps,

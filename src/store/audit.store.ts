@@ -7,7 +7,9 @@ import {
   type AuditOutcome,
   type ChainedEvent,
 } from '../domain/audit.js';
+import BetterSqlite3 from 'better-sqlite3';
 import type { Checkpoint } from '../domain/audit-verify.js';
+import type { Database } from './database.js';
 import { engineOf } from './dialect.js';
 import type { AuditEventRow, Tx } from './tables.js';
 
@@ -240,4 +242,93 @@ export async function searchAuditEvents(
   let q = filteredEvents(db, filter).orderBy('seq', 'desc').limit(page.limit);
   if (page.beforeSeq !== null) q = q.where('seq', '<', page.beforeSeq);
   return q.execute();
+}
+
+const CHAIN_COLUMNS = [
+  'seq',
+  'id',
+  'occurred_at',
+  'action',
+  'type',
+  'outcome',
+  'actor_user_id',
+  'actor_role',
+  'actor_org_id',
+  'actor_ip',
+  'actor_user_agent',
+  'patient_id',
+  'entity_type',
+  'entity_id',
+  'entity_version',
+  'purpose',
+  'request_id',
+  'detail',
+  'event_hash',
+  'chain_hash',
+] as const;
+
+/**
+ * Every event after `afterSeq`, in sequence order, as hashed events in batches. On SQLite the scan runs on
+ * a read-only connection of its own and fetches rows as arrays (verification reads millions);
+ * on PostgreSQL it pages through the table.
+ */
+export async function* scanAuditChain(
+  db: Database,
+  afterSeq: number,
+): AsyncGenerator<ChainedEvent[]> {
+  if (db.sqliteFile === null) {
+    let batch: ChainedEvent[] = [];
+    for await (const row of streamAuditEvents(db.read, { afterSeq, pageSize: 5000 })) {
+      batch.push(auditEventFromRow(row));
+      if (batch.length === 5000) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) yield batch;
+    return;
+  }
+  const scanner = new BetterSqlite3(db.sqliteFile, { readonly: true });
+  try {
+    const rows = scanner
+      .prepare(`select ${CHAIN_COLUMNS.join(', ')} from audit_events where seq > ? order by seq`)
+      .raw(true)
+      .iterate(afterSeq) as IterableIterator<unknown[]>;
+    let batch: ChainedEvent[] = [];
+    for (const r of rows) {
+      batch.push(
+        auditEventFromRow({
+          seq: r[0],
+          id: r[1],
+          occurred_at: r[2],
+          action: r[3],
+          type: r[4],
+          outcome: r[5],
+          actor_user_id: r[6],
+          actor_role: r[7],
+          actor_org_id: r[8],
+          actor_ip: r[9],
+          actor_user_agent: r[10],
+          patient_id: r[11],
+          entity_type: r[12],
+          entity_id: r[13],
+          entity_version: r[14],
+          purpose: r[15],
+          request_id: r[16],
+          detail: r[17],
+          event_hash: r[18],
+          chain_hash: r[19],
+        } as AuditEventRow),
+      );
+      if (batch.length === 5000) {
+        yield batch;
+        batch = [];
+        // Let the server breathe during long scans.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    if (batch.length > 0) yield batch;
+  } finally {
+    scanner.close();
+  }
 }

@@ -20,6 +20,8 @@ export interface Database {
   write<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   /** For reads that need no audit event (session lookups, health). Sees every committed write. */
   readonly read: Kysely<DB>;
+  /** SQLite only: the database file, for bulk scans on a connection of their own. */
+  readonly sqliteFile: string | null;
   migrate(): Promise<string[]>;
   ping(): Promise<void>;
   /** Units and transactions committed so far: with group commit, transactions < units. */
@@ -189,6 +191,7 @@ function openSqlite(file: string, options: OpenOptions): Database {
   return {
     engine: 'sqlite',
     read: reader,
+    sqliteFile: path.resolve(file),
     stats: () => ({ ...counters }),
     get failure() {
       return failure;
@@ -264,6 +267,7 @@ function openPostgres(url: string, options: OpenOptions): Database {
   return {
     engine: 'postgres',
     read: db,
+    sqliteFile: null,
     failure: null,
     stats: () => ({ ...counters }),
     async write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {

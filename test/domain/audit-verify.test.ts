@@ -8,6 +8,8 @@ import {
   chainHash,
   eventHash,
   GENESIS_CHAIN,
+  canonicalEventJson,
+  canonicalJson,
   type AuditEvent,
   type ChainedEvent,
 } from '../../src/domain/audit.js';
@@ -300,4 +302,14 @@ test('a checkpoint signed by another key is rejected', () => {
   const result = verify(events, [forged], 5);
   assert.equal(result.ok, false);
   assert.match(result.reason ?? '', /no valid signature/);
+});
+
+test('the fast canonical form of an event is exactly the generic canonical JSON', () => {
+  fc.assert(
+    fc.property(eventArb, fc.nat(1_000_000), (draft, seq) => {
+      const event: AuditEvent = { ...draft, seq: seq + 1 };
+      assert.equal(canonicalEventJson(event), canonicalJson(event));
+    }),
+    { numRuns: 2000 },
+  );
 });

@@ -34,17 +34,17 @@ export function runCli(
  * Starts `caretrail serve` on a free port and resolves once it listens. SERVER_NODE_OPTIONS
  * (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is passed to the server's node, for profiling.
  */
-export function startServer(env: Record<string, string>): Promise<ServerProcess> {
+export function startServer(
+  env: Record<string, string>,
+  entry: string[] = [MAIN, 'serve', '--port', '0'],
+): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
     [
       ...(process.env.SERVER_NODE_OPTIONS ? process.env.SERVER_NODE_OPTIONS.split(' ') : []),
       '--import',
       'tsx',
-      MAIN,
-      'serve',
-      '--port',
-      '0',
+      ...entry,
     ],
     {
       env: { ...process.env, CARETRAIL_LOG_LEVEL: 'info', ...env },

@@ -290,6 +290,48 @@ describeEachEngine('audit verification', ({ url }) => {
     );
   });
 
+  test('an archived segment (events up to a kept checkpoint removed) still verifies; a gap without one does not', async () => {
+    const archived = await h.runtime.db.read
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('seq', '<=', firstCheckpoint)
+      .orderBy('seq')
+      .execute();
+    const links = await h.runtime.db.read
+      .selectFrom('audit_event_patients')
+      .selectAll()
+      .where('seq', '<=', firstCheckpoint)
+      .execute();
+    await h.runtime.db.write(async (tx) => {
+      await tx.deleteFrom('audit_event_patients').where('seq', '<=', firstCheckpoint).execute();
+      await tx.deleteFrom('audit_events').where('seq', '<=', firstCheckpoint).execute();
+    });
+    try {
+      const result = await verify();
+      assert.equal(result.ok, true, result.reason ?? '');
+      assert.equal(result.checked, (await auditHead(h.runtime.db.read)).seq - firstCheckpoint);
+      // Without the checkpoint that ends the archived segment, the gap is tampering.
+      const anchor = await h.runtime.db.read
+        .selectFrom('audit_checkpoints')
+        .selectAll()
+        .where('seq', '=', firstCheckpoint)
+        .executeTakeFirstOrThrow();
+      await h.runtime.db.write((tx) =>
+        tx.deleteFrom('audit_checkpoints').where('seq', '=', firstCheckpoint).execute(),
+      );
+      const broken = await verify();
+      assert.equal(broken.ok, false);
+      assert.equal(broken.firstBadSequence, 1);
+      await h.runtime.db.write((tx) => tx.insertInto('audit_checkpoints').values(anchor).execute());
+    } finally {
+      await h.runtime.db.write(async (tx) => {
+        for (const r of archived) await tx.insertInto('audit_events').values(r).execute();
+        if (links.length > 0) await tx.insertInto('audit_event_patients').values(links).execute();
+      });
+    }
+    assert.equal((await verify()).ok, true);
+  });
+
   test(
     'a tampered database at start-up: the server starts, says so loudly, and stays ready',
     { timeout: 60_000 },

@@ -197,7 +197,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable('audit_events')
-    .addColumn('seq', 'bigint', (c) => c.primaryKey())
+    // On SQLite "integer primary key" makes seq the rowid: events are stored in sequence order
+    // and read back without a separate index (verification walks all of them).
+    .addColumn('seq', engineOf(db) === 'sqlite' ? 'integer' : 'bigint', (c) => c.primaryKey())
     .addColumn('id', 'text', (c) => c.notNull().unique())
     .addColumn('occurred_at', 'text', (c) => c.notNull())
     .addColumn('action', 'text', (c) => c.notNull())
