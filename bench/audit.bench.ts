@@ -162,9 +162,7 @@ async function exportInChildProcess(
   };
 }
 
-export async function verifyAndExportBench(
-  count: number,
-): Promise<{
+export async function verifyAndExportBench(count: number): Promise<{
   eventsPerSecond: number;
   verifySeconds: number;
   exportRssGrowthMb: number;

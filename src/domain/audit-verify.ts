@@ -31,6 +31,24 @@ export function keyIdOf(rawPublicKey: Buffer): string {
   return createHash('sha256').update(rawPublicKey).digest('hex').slice(0, 16);
 }
 
+export const alteredReason = (seq: number): string =>
+  `event ${seq} was altered (its hash does not match its content)`;
+
+/** Merges a content check done apart from the chain walk: the earlier failure wins. */
+export function withContentCheck(result: VerifyResult, firstAltered: number | null): VerifyResult {
+  if (
+    firstAltered === null ||
+    (!result.ok && (result.firstBadSequence ?? Infinity) <= firstAltered)
+  )
+    return result;
+  return {
+    ...result,
+    ok: false,
+    firstBadSequence: firstAltered,
+    reason: alteredReason(firstAltered),
+  };
+}
+
 export interface VerifyResult {
   ok: boolean;
   /** Events whose hash and chain were recomputed. */
@@ -78,39 +96,44 @@ export class ChainVerifier {
 
   /** False once a failure is known (the caller may stop reading). */
   push({ event, hash, chain }: ChainedEvent): boolean {
+    return this.pushLink(event.seq, hash, chain, () => eventHash(event) === hash);
+  }
+
+  /**
+   * Checks one link of the chain (position, chain value, checkpoints) from its stored hashes.
+   * `contentMatches` recomputes the event's own hash; leave it out when another thread checks
+   * event contents against their hashes (see verifyContentHashes).
+   */
+  pushLink(seq: number, hash: string, chain: string, contentMatches?: () => boolean): boolean {
     if (this.failure) return false;
-    if (event.seq !== this.expectedSeq) {
+    if (seq !== this.expectedSeq) {
       this.fail(
-        Math.min(event.seq, this.expectedSeq),
-        event.seq > this.expectedSeq
+        Math.min(seq, this.expectedSeq),
+        seq > this.expectedSeq
           ? `event ${this.expectedSeq} is missing`
-          : `event ${event.seq} is out of order or duplicated`,
+          : `event ${seq} is out of order or duplicated`,
       );
       return false;
     }
     this.checked += 1;
-    if (eventHash(event) !== hash) {
-      this.fail(event.seq, `event ${event.seq} was altered (its hash does not match its content)`);
+    if (contentMatches && !contentMatches()) {
+      this.fail(seq, alteredReason(seq));
       return false;
     }
-    const expectedChain = chainHash(this.previousChain, hash);
-    if (expectedChain !== chain) {
-      this.fail(event.seq, `event ${event.seq} does not chain to the event before it`);
+    if (chainHash(this.previousChain, hash) !== chain) {
+      this.fail(seq, `event ${seq} does not chain to the event before it`);
       return false;
     }
-    while (this.pending[0] && this.pending[0].seq <= event.seq) {
+    while (this.pending[0] && this.pending[0].seq <= seq) {
       const checkpoint = this.pending.shift() as Checkpoint;
-      if (checkpoint.seq === event.seq && checkpoint.chain !== chain) {
+      if (checkpoint.seq === seq && checkpoint.chain !== chain) {
         // The chain is internally consistent but not the one that was signed: events after the
         // last good checkpoint were rewritten.
         const from = (this.lastGood?.seq ?? 0) + 1;
-        this.fail(
-          from,
-          `events ${from}–${event.seq} differ from the signed checkpoint at ${event.seq}`,
-        );
+        this.fail(from, `events ${from}–${seq} differ from the signed checkpoint at ${seq}`);
         return false;
       }
-      if (checkpoint.seq === event.seq) this.lastGood = checkpoint;
+      if (checkpoint.seq === seq) this.lastGood = checkpoint;
     }
     this.previousChain = chain;
     this.expectedSeq += 1;

@@ -3,7 +3,8 @@
 import type { AuditSigner } from '../audit-signing-key.js';
 import type { AuditAction, AuditOutcome } from '../domain/audit.js';
 import { GENESIS_CHAIN } from '../domain/audit.js';
-import { ChainVerifier, type VerifyResult } from '../domain/audit-verify.js';
+import { ChainVerifier, withContentCheck, type VerifyResult } from '../domain/audit-verify.js';
+import { firstAlteredEvent } from '../store/audit-content-check.js';
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
@@ -13,6 +14,7 @@ import {
   insertCheckpoint,
   listCheckpoints,
   scanAuditChain,
+  scanAuditLinks,
   searchAuditEvents,
   streamAuditEvents,
   type AuditFilter,
@@ -23,6 +25,9 @@ import { audited, auditedRead, recordRefusal } from './audit.service.js';
 import { requireActor, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { decodeCursor, toPage, type Page } from './pagination.js';
+
+/** Logs at least this long are verified on several threads (SQLite). */
+const PARALLEL_VERIFY_FROM = 50_000;
 
 export interface AuditTrailSettings {
   checkpointEveryEvents: number;
@@ -173,7 +178,7 @@ export function createAuditTrailService(
    * Recomputes every retained event's hash and chain, from genesis or from the signed checkpoint
    * just before the first retained event (archived segments), and checks every checkpoint.
    */
-  async function verifyChain(): Promise<VerifyResult> {
+  async function verifyChain(options: { parallelFrom?: number } = {}): Promise<VerifyResult> {
     const reader: Tx = db.read;
     const checkpoints = await listCheckpoints(reader);
     const first = await firstAuditSeq(reader);
@@ -193,6 +198,20 @@ export function createAuditTrailService(
       start = { seq: anchor.seq, chain: anchor.chain };
     }
     const verifier = new ChainVerifier(checkpoints, (c) => signer.verify(c), start);
+    const sqliteFile = db.sqliteFile;
+    if (
+      sqliteFile !== null &&
+      head.seq - start.seq >= (options.parallelFrom ?? PARALLEL_VERIFY_FROM)
+    ) {
+      // Large SQLite logs: worker threads recompute event hashes by range while this thread
+      // walks the chain links (seq, hash, chain); the earlier failure of the two wins.
+      const content = firstAlteredEvent(sqliteFile, start.seq + 1, head.seq);
+      scan: for await (const batch of scanAuditLinks(sqliteFile, start.seq)) {
+        for (const [seq, hash, chain] of batch)
+          if (!verifier.pushLink(seq, hash, chain)) break scan;
+      }
+      return withContentCheck(verifier.finish(head.seq), await content);
+    }
     scan: for await (const batch of scanAuditChain(db, start.seq)) {
       for (const event of batch) if (!verifier.push(event)) break scan;
     }

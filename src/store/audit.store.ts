@@ -244,7 +244,7 @@ export async function searchAuditEvents(
   return q.execute();
 }
 
-const CHAIN_COLUMNS = [
+export const CHAIN_COLUMNS = [
   'seq',
   'id',
   'occurred_at',
@@ -266,6 +266,61 @@ const CHAIN_COLUMNS = [
   'event_hash',
   'chain_hash',
 ] as const;
+
+/** A row fetched as an array in CHAIN_COLUMNS order. */
+export function rowFromArray(r: unknown[]): AuditEventRow {
+  return {
+    seq: r[0],
+    id: r[1],
+    occurred_at: r[2],
+    action: r[3],
+    type: r[4],
+    outcome: r[5],
+    actor_user_id: r[6],
+    actor_role: r[7],
+    actor_org_id: r[8],
+    actor_ip: r[9],
+    actor_user_agent: r[10],
+    patient_id: r[11],
+    entity_type: r[12],
+    entity_id: r[13],
+    entity_version: r[14],
+    purpose: r[15],
+    request_id: r[16],
+    detail: r[17],
+    event_hash: r[18],
+    chain_hash: r[19],
+  } as AuditEventRow;
+}
+
+/**
+ * The links of the chain after `afterSeq` (seq, event hash, chain hash) in batches, from a
+ * read-only SQLite connection of its own: the light half of a parallel verification.
+ */
+export async function* scanAuditLinks(
+  sqliteFile: string,
+  afterSeq: number,
+): AsyncGenerator<[number, string, string][]> {
+  const scanner = new BetterSqlite3(sqliteFile, { readonly: true });
+  try {
+    const rows = scanner
+      .prepare('select seq, event_hash, chain_hash from audit_events where seq > ? order by seq')
+      .raw(true)
+      .iterate(afterSeq) as IterableIterator<[number, string, string]>;
+    let batch: [number, string, string][] = [];
+    for (const r of rows) {
+      batch.push(r);
+      if (batch.length === 10_000) {
+        yield batch;
+        batch = [];
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    if (batch.length > 0) yield batch;
+  } finally {
+    scanner.close();
+  }
+}
 
 /**
  * Every event after `afterSeq`, in sequence order, as hashed events in batches. On SQLite the scan runs on
@@ -296,30 +351,7 @@ export async function* scanAuditChain(
       .iterate(afterSeq) as IterableIterator<unknown[]>;
     let batch: ChainedEvent[] = [];
     for (const r of rows) {
-      batch.push(
-        auditEventFromRow({
-          seq: r[0],
-          id: r[1],
-          occurred_at: r[2],
-          action: r[3],
-          type: r[4],
-          outcome: r[5],
-          actor_user_id: r[6],
-          actor_role: r[7],
-          actor_org_id: r[8],
-          actor_ip: r[9],
-          actor_user_agent: r[10],
-          patient_id: r[11],
-          entity_type: r[12],
-          entity_id: r[13],
-          entity_version: r[14],
-          purpose: r[15],
-          request_id: r[16],
-          detail: r[17],
-          event_hash: r[18],
-          chain_hash: r[19],
-        } as AuditEventRow),
-      );
+      batch.push(auditEventFromRow(rowFromArray(r)));
       if (batch.length === 5000) {
         yield batch;
         batch = [];

@@ -31,7 +31,18 @@ describeEachEngine('audit verification', ({ url }) => {
     for (let i = 0; i < n; i++)
       await h.request({ method: 'GET', url: `/api/v1/patients/${id}`, token: vet.token });
   };
-  const verify = () => h.runtime.services.auditTrail.verifyChain();
+  // Verifies both ways (one thread; worker threads checking contents while this one walks the
+  // links, as large SQLite logs are verified) and insists they agree.
+  const verify = async () => {
+    const single = await h.runtime.services.auditTrail.verifyChain();
+    const parallel = await h.runtime.services.auditTrail.verifyChain({ parallelFrom: 0 });
+    assert.deepEqual(
+      { ok: parallel.ok, firstBadSequence: parallel.firstBadSequence },
+      { ok: single.ok, firstBadSequence: single.firstBadSequence },
+      'the parallel verification agrees',
+    );
+    return single;
+  };
   const env = () => ({ CARETRAIL_DATABASE_URL: url(), CARETRAIL_DATA_DIR: dataDir });
   const row = async (seq: number): Promise<AuditEventRow> =>
     h.runtime.db.read
