@@ -162,9 +162,22 @@ async function exportInChildProcess(
   };
 }
 
+/** Wall time of `caretrail audit verify` from the built CLI (dist/), start-up included. */
+async function cliVerifyInChildProcess(env: Record<string, string>): Promise<number> {
+  const started = process.hrtime.bigint();
+  const child = spawn(process.execPath, ['dist/cli/main.js', 'audit', 'verify'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  if (code !== 0) throw new Error(`caretrail audit verify exited with ${code}`);
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
 export async function verifyAndExportBench(count: number): Promise<{
   eventsPerSecond: number;
   verifySeconds: number;
+  cliVerifySeconds: number;
   exportRssGrowthMb: number;
   exportSeconds: number;
   exported: number;
@@ -186,11 +199,15 @@ export async function verifyAndExportBench(count: number): Promise<{
       if (!result.ok || result.checked !== count)
         throw new Error(`verification failed: ${JSON.stringify(result)}`);
 
-      const exported = await exportInChildProcess({
-        CARETRAIL_DATA_DIR: dir,
-        CARETRAIL_DATABASE_URL: `sqlite:${file}`,
-      });
-      return { eventsPerSecond: result.checked / verifySeconds, verifySeconds, ...exported };
+      const env = { CARETRAIL_DATA_DIR: dir, CARETRAIL_DATABASE_URL: `sqlite:${file}` };
+      const cliVerifySeconds = await cliVerifyInChildProcess(env);
+      const exported = await exportInChildProcess(env);
+      return {
+        eventsPerSecond: result.checked / verifySeconds,
+        verifySeconds,
+        cliVerifySeconds,
+        ...exported,
+      };
     } finally {
       await db.close();
     }

@@ -35,7 +35,8 @@ if (only === undefined || only === 'audit') {
   const v = await verifyAndExportBench(auditEvents);
   out([
     `audit verification and export — ${auditEvents.toLocaleString('en')} events (SQLite)`,
-    `  verify: ${v.verifySeconds.toFixed(1)} s, ${fmt(v.eventsPerSecond)} events/s   (aim: 1,000,000 in under 10 s)`,
+    `  verify in-process (tsx): ${v.verifySeconds.toFixed(1)} s, ${fmt(v.eventsPerSecond)} events/s   (aim: 1,000,000 in under 10 s)`,
+    `  caretrail audit verify (built CLI, start-up included): ${v.cliVerifySeconds.toFixed(1)} s`,
     `  CSV export: ${v.exported.toLocaleString('en')} rows in ${v.exportSeconds.toFixed(1)} s, RSS growth ${v.exportRssGrowthMb.toFixed(1)} MB   (aim: under 100 MB)`,
   ]);
 }
