@@ -9,6 +9,7 @@ import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
   auditEventFromRow,
+  accessReportRows,
   auditHead,
   firstAuditSeq,
   insertCheckpoint,
@@ -24,7 +25,7 @@ import type { AuditEventRow, Tx } from '../store/tables.js';
 import { audited, auditedRead, recordRefusal } from './audit.service.js';
 import { requireActor, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
-import { decodeCursor, toPage, type Page } from './pagination.js';
+import { decodeCursor, decodeSeqCursor, toPage, type Page } from './pagination.js';
 
 /** Logs at least this long are verified on several threads (SQLite). */
 const PARALLEL_VERIFY_FROM = 50_000;
@@ -241,10 +242,7 @@ export function createAuditTrailService(
     page: { limit: number; cursor?: string },
   ): Promise<Page<AuditEventView>> {
     checkRange(query);
-    const beforeSeq = page.cursor === undefined ? null : Number(decodeCursor(page.cursor, 1)[0]);
-    if (beforeSeq !== null && (!Number.isSafeInteger(beforeSeq) || beforeSeq < 1)) {
-      throw new AppError('invalid', 'The cursor is not valid; start again from the first page.');
-    }
+    const beforeSeq = decodeSeqCursor(page.cursor);
     return auditedRead(
       deps,
       ctx,
@@ -316,9 +314,7 @@ export function createAuditTrailService(
     patientId: string,
     page: { limit: number; cursor?: string },
   ): Promise<Page<AccessReportEntry>> {
-    const beforeSeq = page.cursor === undefined ? null : Number(decodeCursor(page.cursor, 1)[0]);
-    if (beforeSeq !== null && !Number.isSafeInteger(beforeSeq))
-      throw new AppError('invalid', 'The cursor is not valid; start again from the first page.');
+    const beforeSeq = decodeSeqCursor(page.cursor);
     return audited(
       deps,
       ctx,
@@ -332,37 +328,7 @@ export function createAuditTrailService(
       async (tx, record) => {
         const actor = requireActor(ctx);
         if (!(await findPatient(tx, actor.organizationId, patientId))) throw notFound('Patient');
-        let q = tx
-          .selectFrom('audit_events')
-          .leftJoin('users', 'users.id', 'audit_events.actor_user_id')
-          .leftJoin('organizations', 'organizations.id', 'audit_events.actor_org_id')
-          .select([
-            'audit_events.seq as seq',
-            'audit_events.occurred_at as at',
-            'audit_events.action as action',
-            'audit_events.type as type',
-            'audit_events.outcome as outcome',
-            'users.name as actorName',
-            'audit_events.actor_role as actorRole',
-            'organizations.name as organization',
-          ])
-          .where((eb) =>
-            eb.or([
-              eb('audit_events.patient_id', '=', patientId),
-              eb(
-                'audit_events.seq',
-                'in',
-                eb
-                  .selectFrom('audit_event_patients')
-                  .select('seq')
-                  .where('patient_id', '=', patientId),
-              ),
-            ]),
-          )
-          .orderBy('audit_events.seq', 'desc')
-          .limit(page.limit + 1);
-        if (beforeSeq !== null) q = q.where('audit_events.seq', '<', beforeSeq);
-        const rows = await q.execute();
+        const rows = await accessReportRows(tx, patientId, { beforeSeq, limit: page.limit + 1 });
         const result = toPage(
           rows,
           page.limit,

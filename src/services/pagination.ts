@@ -45,3 +45,13 @@ export function toPage<R, T>(
     nextCursor: hasMore && last !== undefined ? encodeCursor(cursorOf(last)) : null,
   };
 }
+
+/** A cursor holding an audit sequence number (newest-first lists). */
+export function decodeSeqCursor(cursor: string | undefined): number | null {
+  if (cursor === undefined) return null;
+  const seq = Number(decodeCursor(cursor, 1)[0]);
+  if (!Number.isSafeInteger(seq) || seq < 1) {
+    throw new AppError('invalid', 'The cursor is not valid; start again from the first page.');
+  }
+  return seq;
+}

@@ -8,10 +8,11 @@ import {
   type ChainedEvent,
 } from '../domain/audit.js';
 import BetterSqlite3 from 'better-sqlite3';
+import type { ExpressionBuilder } from 'kysely';
 import type { Checkpoint } from '../domain/audit-verify.js';
 import type { Database } from './database.js';
 import { engineOf } from './dialect.js';
-import type { AuditEventRow, Tx } from './tables.js';
+import type { AuditEventRow, DB, Tx } from './tables.js';
 
 export type NewAuditEvent = Omit<AuditEvent, 'seq'>;
 
@@ -196,6 +197,63 @@ export interface AuditFilter {
   to?: string;
 }
 
+/**
+ * Events about a patient: those naming it as their patient, and those that disclosed it among
+ * others (a search result list), found through audit_event_patients.
+ */
+function aboutPatient<TB extends 'audit_events'>(eb: ExpressionBuilder<DB, TB>, patientId: string) {
+  const events = eb as unknown as ExpressionBuilder<DB, 'audit_events'>;
+  return events.or([
+    events('audit_events.patient_id', '=', patientId),
+    events(
+      'audit_events.seq',
+      'in',
+      events
+        .selectFrom('audit_event_patients')
+        .select('audit_event_patients.seq')
+        .where('audit_event_patients.patient_id', '=', patientId),
+    ),
+  ]);
+}
+
+export interface AccessReportRow {
+  seq: number;
+  at: string;
+  action: string;
+  type: string;
+  outcome: string;
+  actorName: string | null;
+  actorRole: string | null;
+  organization: string | null;
+}
+
+/** A patient's events, newest first, with the actor's name and organization. */
+export async function accessReportRows(
+  tx: Tx,
+  patientId: string,
+  page: { beforeSeq: number | null; limit: number },
+): Promise<AccessReportRow[]> {
+  let q = tx
+    .selectFrom('audit_events')
+    .leftJoin('users', 'users.id', 'audit_events.actor_user_id')
+    .leftJoin('organizations', 'organizations.id', 'audit_events.actor_org_id')
+    .select([
+      'audit_events.seq as seq',
+      'audit_events.occurred_at as at',
+      'audit_events.action as action',
+      'audit_events.type as type',
+      'audit_events.outcome as outcome',
+      'users.name as actorName',
+      'audit_events.actor_role as actorRole',
+      'organizations.name as organization',
+    ])
+    .where((eb) => aboutPatient(eb, patientId))
+    .orderBy('audit_events.seq', 'desc')
+    .limit(page.limit);
+  if (page.beforeSeq !== null) q = q.where('audit_events.seq', '<', page.beforeSeq);
+  return q.execute();
+}
+
 function filteredEvents(db: Tx, f: AuditFilter) {
   let q = db.selectFrom('audit_events').selectAll();
   const organizationId = f.organizationId;
@@ -212,18 +270,7 @@ function filteredEvents(db: Tx, f: AuditFilter) {
     );
   }
   const patientId = f.patientId;
-  if (patientId !== undefined) {
-    q = q.where((eb) =>
-      eb.or([
-        eb('patient_id', '=', patientId),
-        eb(
-          'seq',
-          'in',
-          eb.selectFrom('audit_event_patients').select('seq').where('patient_id', '=', patientId),
-        ),
-      ]),
-    );
-  }
+  if (patientId !== undefined) q = q.where((eb) => aboutPatient(eb, patientId));
   if (f.actorUserId !== undefined) q = q.where('actor_user_id', '=', f.actorUserId);
   if (f.action !== undefined) q = q.where('action', '=', f.action);
   if (f.outcome !== undefined) q = q.where('outcome', '=', f.outcome);
