@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import { loadAuditSigner } from '../src/audit-signing-key.js';
 import { loadConfig } from '../src/config.js';
 import { chainHash, eventHash, GENESIS_CHAIN, type AuditEvent } from '../src/domain/audit.js';
 import { createLogger } from '../src/log.js';
@@ -64,6 +65,11 @@ export async function seedEvents(file: string, count: number): Promise<void> {
      values (@seq, @id, @occurredAt, @action, @type, @outcome, @userId, @role, @org, @ip, @ua, @patientId, 'Patient', @patientId, 1, null, @requestId, null, @hash, @chain)`,
   );
   let chain = GENESIS_CHAIN;
+  // Checkpoints every 10,000 events, signed with the data folder's key, as the server would.
+  const signer = loadAuditSigner(path.dirname(file), undefined);
+  const insertCheckpoint = raw.prepare(
+    'insert into audit_checkpoints (seq, chain_hash, created_at, key_id, signature) values (?, ?, ?, ?, ?)',
+  );
   const start = Date.UTC(2026, 0, 1);
   const batch = raw.transaction((from: number, to: number) => {
     for (let seq = from; seq <= to; seq++) {
@@ -90,6 +96,10 @@ export async function seedEvents(file: string, count: number): Promise<void> {
       };
       const hash = eventHash(event);
       chain = chainHash(chain, hash);
+      if (seq % 10_000 === 0) {
+        const c = signer.sign({ seq, chain, createdAt: event.occurredAt });
+        checkpointsToWrite.push([c.seq, c.chain, c.createdAt, c.keyId, c.signature]);
+      }
       insert.run({
         seq,
         id: event.id,
@@ -109,7 +119,9 @@ export async function seedEvents(file: string, count: number): Promise<void> {
       });
     }
   });
+  const checkpointsToWrite: [number, string, string, string, string][] = [];
   for (let from = 1; from <= count; from += 50_000) batch(from, Math.min(count, from + 49_999));
+  for (const c of checkpointsToWrite) insertCheckpoint.run(...c);
   raw.prepare('update audit_head set seq = ?, chain_hash = ? where id = 1').run(count, chain);
   raw.close();
 }

@@ -76,6 +76,11 @@ export class ChainVerifier {
     checkpoints: readonly Checkpoint[],
     verifySignature: (c: Checkpoint) => boolean,
     start: { seq: number; chain: string } = { seq: 0, chain: GENESIS_CHAIN },
+    /**
+     * Most events allowed without a signed checkpoint (checkpoints are signed at least every N
+     * events): a longer stretch means checkpoint rows were deleted to hide a rewrite.
+     */
+    private readonly maxGap: number = Infinity,
   ) {
     this.expectedSeq = start.seq + 1;
     this.previousChain = start.chain;
@@ -84,11 +89,26 @@ export class ChainVerifier {
     if (forged)
       this.fail(Math.max(1, forged.seq), `checkpoint at ${forged.seq} has no valid signature`);
     this.pending = sorted.filter((c) => c.seq > start.seq);
+    let previous = start.seq;
+    for (const c of this.pending) {
+      if (c.seq - previous > maxGap) {
+        this.fail(
+          previous + 1,
+          `no signed checkpoint between ${previous} and ${c.seq}: checkpoints were removed`,
+        );
+        break;
+      }
+      previous = c.seq;
+    }
+    this.lastSigned = previous;
     this.lastGood =
       start.seq > 0
         ? { seq: start.seq, chain: start.chain, createdAt: '', keyId: '', signature: '' }
         : null;
   }
+
+  /** The newest checkpoint (or the start), for the gap rule at the tail. */
+  private lastSigned: number;
 
   private fail(seq: number, reason: string): void {
     if (this.failure === null || seq < this.failure.seq) this.failure = { seq, reason };
@@ -152,6 +172,14 @@ export class ChainVerifier {
         this.fail(
           trusted + 1,
           `the log ends at ${lastSeq} but a signed checkpoint covers ${signedEnd}: events after ${trusted} were cut off or rewritten`,
+        );
+      } else if (
+        claimedHead - this.lastSigned > this.maxGap &&
+        lastSeq - this.lastSigned > this.maxGap
+      ) {
+        this.fail(
+          this.lastSigned + 1,
+          `no signed checkpoint after ${this.lastSigned} for ${lastSeq - this.lastSigned} events: checkpoints were removed`,
         );
       } else if (claimedHead > lastSeq) {
         this.fail(

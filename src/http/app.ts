@@ -57,6 +57,23 @@ function bearerToken(request: FastifyRequest): string | null {
   return match?.[1] ?? null;
 }
 
+/** Per-request context and the headers every answer carries. */
+function startRequest(request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('x-request-id', request.id);
+  reply.header('cache-control', 'no-store');
+  reply.header('x-content-type-options', 'nosniff');
+  reply.header('referrer-policy', 'no-referrer');
+  reply.header('x-frame-options', 'DENY');
+  const userAgent = request.headers['user-agent'];
+  request.ctx = {
+    requestId: request.id,
+    ip: request.ip,
+    userAgent: typeof userAgent === 'string' ? userAgent.slice(0, 256) : null,
+    actor: null,
+    auditCount: { n: 0 },
+  };
+}
+
 export async function buildApp(options: AppOptions) {
   const { services } = options;
   const app = Fastify({
@@ -67,6 +84,17 @@ export async function buildApp(options: AppOptions) {
     // One line per request (on response) instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // A URL Fastify cannot even decode still gets its audit event and the one error shape.
+    frameworkErrors: (_error, request, reply) => {
+      startRequest(request, reply);
+      void services.auditTrail
+        .recordRefusal(request.ctx, {
+          method: request.method,
+          route: 'undecodable-url',
+          statusCode: 400,
+        })
+        .finally(() => sendError(reply, 400, 'invalid', 'The request URL is not valid.'));
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(({ schema, httpPart }) =>
@@ -75,6 +103,16 @@ export async function buildApp(options: AppOptions) {
   app.setErrorHandler(errorHandler);
   // JSON only: a text/plain body is 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body as string;
+    if (text.includes('\u0000') || /\\u0000/i.test(text)) {
+      done(new AppError('invalid', 'Text must not contain NUL characters.'), undefined);
+      return;
+    }
+    void parseJson(request, text, done);
+  });
   app.setNotFoundHandler((request, reply) =>
     sendError(
       reply,
@@ -92,19 +130,10 @@ export async function buildApp(options: AppOptions) {
   });
 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    reply.header('x-request-id', request.id);
-    reply.header('cache-control', 'no-store');
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('referrer-policy', 'no-referrer');
-    reply.header('x-frame-options', 'DENY');
-    const userAgent = request.headers['user-agent'];
-    request.ctx = {
-      requestId: request.id,
-      ip: request.ip,
-      userAgent: typeof userAgent === 'string' ? userAgent.slice(0, 256) : null,
-      actor: null,
-      auditCount: { n: 0 },
-    };
+    startRequest(request, reply);
+    // NUL bytes are not text: PostgreSQL refuses them, so they stop here for both engines.
+    if (/%00/.test(request.url))
+      throw new AppError('invalid', 'The URL must not contain NUL characters.');
     if (request.routeOptions.config.public === true || request.routeOptions.url === undefined)
       return;
     const token = bearerToken(request);

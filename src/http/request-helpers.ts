@@ -1,6 +1,7 @@
 // Helpers shared by routes: If-Match versions and Idempotency-Key replay for creating POSTs.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../domain/errors.js';
+import type { Permission } from '../domain/roles.js';
 import { requireActor, type RequestContext } from '../services/context.js';
 import type { Services } from '../services/services.js';
 
@@ -27,6 +28,8 @@ export function optionalVersion(request: FastifyRequest): number | undefined {
 /** What a replayed response discloses, for its audit event. */
 export interface ReplayAudit<T> {
   type: string;
+  /** Needed to see the stored record again: a role that lost it gets no replay. */
+  permission: Permission;
   entityType: string;
   patientIdOf: (body: T) => string | null;
 }
@@ -60,6 +63,7 @@ export async function createOnce<T extends { id: string; version: number }>(
     const body = decision.body as T;
     await services.idempotency.recordReplay(request.ctx, {
       type: replayAudit.type,
+      permission: replayAudit.permission,
       patientId: replayAudit.patientIdOf(body),
       entity: { type: replayAudit.entityType, id: body.id, version: body.version },
     });

@@ -13,7 +13,11 @@ export function startCheckpointJob(
   pollMs = 500,
 ): CheckpointJob {
   let running: Promise<unknown> = Promise.resolve();
+  let busy = false;
   const tick = () => {
+    // A long re-verification must not pile up behind itself.
+    if (busy) return;
+    busy = true;
     running = auditTrail
       .checkpointIfDue()
       .then((seq) => {
@@ -21,6 +25,9 @@ export function startCheckpointJob(
       })
       .catch((err: unknown) => {
         log.error({ err }, 'could not sign an audit checkpoint');
+      })
+      .finally(() => {
+        busy = false;
       });
   };
   const timer = setInterval(tick, pollMs);

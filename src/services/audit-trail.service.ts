@@ -11,6 +11,7 @@ import {
   auditEventFromRow,
   accessReportRows,
   auditHead,
+  lastAuditSeq,
   firstAuditSeq,
   insertCheckpoint,
   listCheckpoints,
@@ -137,6 +138,15 @@ export function createAuditTrailService(
       head.seq - last.seq >= settings.checkpointEveryEvents ||
       now.getTime() - Date.parse(last.createdAt) >= settings.checkpointEveryMs;
     if (!due) return null;
+    if (head.seq - (last?.seq ?? 0) > 2 * settings.checkpointEveryEvents) {
+      // Checkpoints are signed at least every N events: a longer unsigned stretch means some
+      // were deleted. Signing now would vouch for whatever was rewritten meanwhile.
+      log.fatal(
+        { lastCheckpoint: last?.seq ?? 0, head: head.seq },
+        'AUDIT TRAIL BROKEN: signed checkpoints are missing; not signing further',
+      );
+      return null;
+    }
     if (last && !signer.verify(last)) {
       log.fatal(
         { seq: last.seq },
@@ -179,6 +189,24 @@ export function createAuditTrailService(
    * Recomputes every retained event's hash and chain, from genesis or from the signed checkpoint
    * just before the first retained event (archived segments), and checks every checkpoint.
    */
+  /**
+   * Events are scanned up to the head read at the start, so requests committing meanwhile do not
+   * look like tampering. Rows beyond the head are checked afterwards: the highest stored seq is
+   * read before the head row, and a legitimate append moves both in one transaction.
+   */
+  async function withRowsBeyondHeadCheck(result: VerifyResult): Promise<VerifyResult> {
+    if (!result.ok) return result;
+    const stored = await lastAuditSeq(db.read);
+    const head = await auditHead(db.read);
+    if (stored <= head.seq) return result;
+    return {
+      ...result,
+      ok: false,
+      firstBadSequence: head.seq + 1,
+      reason: `events after ${head.seq} were added behind the log's back`,
+    };
+  }
+
   async function verifyChain(options: { parallelFrom?: number } = {}): Promise<VerifyResult> {
     const reader: Tx = db.read;
     const checkpoints = await listCheckpoints(reader);
@@ -198,7 +226,12 @@ export function createAuditTrailService(
       }
       start = { seq: anchor.seq, chain: anchor.chain };
     }
-    const verifier = new ChainVerifier(checkpoints, (c) => signer.verify(c), start);
+    const verifier = new ChainVerifier(
+      checkpoints,
+      (c) => signer.verify(c),
+      start,
+      2 * settings.checkpointEveryEvents,
+    );
     const sqliteFile = db.sqliteFile;
     if (
       sqliteFile !== null &&
@@ -207,16 +240,16 @@ export function createAuditTrailService(
       // Large SQLite logs: worker threads recompute event hashes by range while this thread
       // walks the chain links (seq, hash, chain); the earlier failure of the two wins.
       const content = firstAlteredEvent(sqliteFile, start.seq + 1, head.seq);
-      scan: for await (const batch of scanAuditLinks(sqliteFile, start.seq)) {
+      scan: for await (const batch of scanAuditLinks(sqliteFile, start.seq, head.seq)) {
         for (const [seq, hash, chain] of batch)
           if (!verifier.pushLink(seq, hash, chain)) break scan;
       }
-      return withContentCheck(verifier.finish(head.seq), await content);
+      return withRowsBeyondHeadCheck(withContentCheck(verifier.finish(head.seq), await content));
     }
-    scan: for await (const batch of scanAuditChain(db, start.seq)) {
+    scan: for await (const batch of scanAuditChain(db, start.seq, head.seq)) {
       for (const event of batch) if (!verifier.push(event)) break scan;
     }
-    return verifier.finish(head.seq);
+    return withRowsBeyondHeadCheck(verifier.finish(head.seq));
   }
 
   async function verify(ctx: RequestContext): Promise<VerifyResult> {

@@ -4,12 +4,17 @@ import { AppError } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
   clearLoginFailures,
-  lockedUntil,
-  recordLoginFailure,
+  refundLoginAttempt,
+  registerLoginAttempt,
 } from '../store/login-failure.store.js';
 import { findActiveSession, insertSession, revokeSession } from '../store/session.store.js';
 import type { UserRow } from '../store/tables.js';
-import { findUserByEmail, findUserInOrganization, updateUser } from '../store/user.store.js';
+import {
+  findUserByEmail,
+  findUserInOrganization,
+  updateUser,
+  useTotpStep,
+} from '../store/user.store.js';
 import { audited } from './audit.service.js';
 import { requireActor, type Actor, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
@@ -48,7 +53,7 @@ function matchTotp(secret: string, code: string, now: Date): number | null {
 export function createAuthService(deps: ServiceDeps) {
   const { db, clock, settings } = deps;
   const lockoutPolicy = (max: number) => ({
-    maxFailures: max,
+    maxAttempts: max,
     windowMs: settings.loginLockoutMinutes * 60_000,
   });
 
@@ -61,13 +66,25 @@ export function createAuthService(deps: ServiceDeps) {
     const addressKey = `address:${ctx.ip ?? 'unknown'}`;
     const now = clock.now();
 
-    const [accountLock, addressLock] = await Promise.all([
-      lockedUntil(db.read, accountKey, now),
-      lockedUntil(db.read, addressKey, now),
-    ]);
-    const lock = [accountLock, addressLock]
-      .filter((d): d is Date => d !== null)
-      .sort((a, b) => b.getTime() - a.getTime())[0];
+    // Count this attempt against the account and the address before checking anything, in one
+    // committed step: a burst of parallel guesses is counted guess by guess.
+    const lock = await db.write(async (tx) => {
+      const account = await registerLoginAttempt(
+        tx,
+        accountKey,
+        now,
+        lockoutPolicy(settings.loginMaxFailures),
+      );
+      const address = await registerLoginAttempt(
+        tx,
+        addressKey,
+        now,
+        lockoutPolicy(settings.loginIpMaxFailures),
+      );
+      return [account, address]
+        .filter((d): d is Date => d !== null)
+        .sort((x, y) => y.getTime() - x.getTime())[0];
+    });
     if (lock) {
       const retryAfterSeconds = Math.max(1, Math.ceil((lock.getTime() - now.getTime()) / 1000));
       await audited(deps, ctx, { action: 'E', type: 'login' }, (_tx, record) => {
@@ -100,16 +117,17 @@ export function createAuthService(deps: ServiceDeps) {
     }
 
     if (failure !== null) {
-      // The refusal is committed (counters and audit event) before we answer.
+      // The refusal and its audit event are committed before we answer; the attempt was counted.
       await audited(deps, ctx, { action: 'E', type: 'login' }, async (tx, record) => {
         record.outcome = 'failure';
         record.detail = { reason: failure };
         record.actorUserId = user?.id ?? null;
         record.actorOrganizationId = user?.organization_id ?? null;
         record.actorRole = user?.role ?? null;
-        if (failure === 'bad_credentials') {
-          await recordLoginFailure(tx, accountKey, now, lockoutPolicy(settings.loginMaxFailures));
-          await recordLoginFailure(tx, addressKey, now, lockoutPolicy(settings.loginIpMaxFailures));
+        // The right password, only the code missing: not a guess.
+        if (failure === 'mfa_required') {
+          await refundLoginAttempt(tx, accountKey);
+          await refundLoginAttempt(tx, addressKey);
         }
       });
       if (failure === 'mfa_required') {
@@ -136,9 +154,12 @@ export function createAuthService(deps: ServiceDeps) {
         ip: ctx.ip,
         user_agent: ctx.userAgent,
       });
+      // A time step is used once, even by sign-ins racing each other with the same code.
+      if (step !== null && !(await useTotpStep(tx, signedIn.id, step, now.toISOString()))) {
+        throw new AppError('unauthenticated', BAD_CREDENTIALS);
+      }
       await clearLoginFailures(tx, accountKey);
-      if (step !== null)
-        await updateUser(tx, signedIn.id, { totp_last_step: step, updated_at: now.toISOString() });
+      await refundLoginAttempt(tx, addressKey);
     });
     return { token, expiresAt, user: toUser(signedIn) };
   }

@@ -9,6 +9,7 @@ import {
   type ClaimResult,
 } from '../store/idempotency.store.js';
 import type { AuditEntity } from '../domain/audit.js';
+import type { Permission } from '../domain/roles.js';
 import { audited } from './audit.service.js';
 import type { IdempotencyClaim, RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
@@ -92,7 +93,12 @@ export function createIdempotencyService(deps: ServiceDeps) {
   /** A replay discloses the stored record again: audited like a read. */
   async function recordReplay(
     ctx: RequestContext,
-    replay: { type: string; patientId: string | null; entity: AuditEntity | null },
+    replay: {
+      type: string;
+      permission: Permission;
+      patientId: string | null;
+      entity: AuditEntity | null;
+    },
   ): Promise<void> {
     await audited(
       deps,
@@ -100,6 +106,7 @@ export function createIdempotencyService(deps: ServiceDeps) {
       {
         action: 'R',
         type: `${replay.type}.replay`,
+        permission: replay.permission,
         patientId: replay.patientId,
         entity: replay.entity,
       },

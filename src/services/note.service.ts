@@ -142,9 +142,18 @@ export function createNoteService(deps: ServiceDeps) {
     });
   }
 
-  /** The note in the actor's organization, or 404; records which patient it belongs to. */
-  async function loadNote(tx: Tx, actor: Actor, id: string, record: AuditRecord): Promise<NoteRow> {
-    const row = await findNote(tx, actor.organizationId, id);
+  /**
+   * The note in the actor's organization, or 404; records which patient it belongs to. Changes
+   * lock the row, so concurrent addenda or edits queue up instead of failing on the version.
+   */
+  async function loadNote(
+    tx: Tx,
+    actor: Actor,
+    id: string,
+    record: AuditRecord,
+    lock = false,
+  ): Promise<NoteRow> {
+    const row = await findNote(tx, actor.organizationId, id, { forUpdate: lock });
     if (!row) throw notFound('Note');
     record.patientId = row.patient_id;
     record.entity = { type: 'Note', id: row.id, version: row.version };
@@ -275,7 +284,7 @@ export function createNoteService(deps: ServiceDeps) {
       },
       async (tx, record) => {
         const actor = requireActor(ctx);
-        const row = await loadNote(tx, actor, id, record);
+        const row = await loadNote(tx, actor, id, record, true);
         assertEditable(row.status as NoteStatus);
         if (row.author_id !== actor.userId)
           throw new AppError('forbidden', 'Only the author may edit a draft note.');
@@ -309,7 +318,7 @@ export function createNoteService(deps: ServiceDeps) {
       },
       async (tx, record) => {
         const actor = requireActor(ctx);
-        const row = await loadNote(tx, actor, id, record);
+        const row = await loadNote(tx, actor, id, record, true);
         assertEditable(row.status as NoteStatus);
         // The author signs their own note; a clinician may also sign off a colleague's draft.
         if (row.author_id !== actor.userId && actor.role !== 'clinician') {
@@ -346,7 +355,7 @@ export function createNoteService(deps: ServiceDeps) {
       },
       async (tx, record) => {
         const actor = requireActor(ctx);
-        const row = await loadNote(tx, actor, id, record);
+        const row = await loadNote(tx, actor, id, record, true);
         assertCanAmend(row.status as NoteStatus);
         const now = clock.now().toISOString();
         const addendumId = uuidv7();

@@ -131,6 +131,26 @@ export function createPatientService(deps: ServiceDeps) {
     return patient;
   }
 
+  /** Replaces a patient's identifiers; one taken meanwhile (a concurrent request) is a 409. */
+  async function saveIdentifiers(
+    tx: Tx,
+    patient: { id: string; organization_id: string },
+    identifiers: { system: IdentifierSystem; value: string }[],
+  ): Promise<void> {
+    try {
+      await replaceIdentifiers(
+        tx,
+        patient,
+        identifiers.map((i) => ({ ...i, id: uuidv7() })),
+      );
+    } catch (err) {
+      if (isUniqueViolation(err)) {
+        throw new AppError('conflict', 'Another patient already has one of these identifiers.');
+      }
+      throw err;
+    }
+  }
+
   async function checkIdentifiersFree(
     tx: Tx,
     organizationId: string,
@@ -210,17 +230,7 @@ export function createPatientService(deps: ServiceDeps) {
           created_at: now,
           updated_at: now,
         });
-        try {
-          await replaceIdentifiers(
-            tx,
-            { id, organization_id: actor.organizationId },
-            identifiers.map((i) => ({ ...i, id: uuidv7() })),
-          );
-        } catch (err) {
-          if (isUniqueViolation(err))
-            throw new AppError('conflict', 'Another patient already has one of these identifiers.');
-          throw err;
-        }
+        await saveIdentifiers(tx, { id, organization_id: actor.organizationId }, identifiers);
         await replacePatientOwners(
           tx,
           id,
@@ -350,11 +360,7 @@ export function createPatientService(deps: ServiceDeps) {
         if (!updated) throw staleVersion('patient');
         if (identifiers !== undefined) {
           await checkIdentifiersFree(tx, actor.organizationId, identifiers, id);
-          await replaceIdentifiers(
-            tx,
-            row,
-            identifiers.map((i) => ({ ...i, id: uuidv7() })),
-          );
+          await saveIdentifiers(tx, row, identifiers);
         }
         if (changes.owners !== undefined) {
           await replacePatientOwners(

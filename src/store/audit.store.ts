@@ -168,16 +168,14 @@ export async function firstAuditSeq(db: Tx): Promise<number | null> {
  */
 export async function* streamAuditEvents(
   db: Tx,
-  options: { afterSeq?: number; pageSize?: number; filter?: AuditFilter } = {},
+  options: { afterSeq?: number; upTo?: number; pageSize?: number; filter?: AuditFilter } = {},
 ): AsyncGenerator<AuditEventRow> {
   const pageSize = options.pageSize ?? 2000;
   let after = options.afterSeq ?? 0;
   for (;;) {
-    const rows = await filteredEvents(db, options.filter ?? {})
-      .where('seq', '>', after)
-      .orderBy('seq')
-      .limit(pageSize)
-      .execute();
+    let q = filteredEvents(db, options.filter ?? {}).where('seq', '>', after);
+    if (options.upTo !== undefined) q = q.where('seq', '<=', options.upTo);
+    const rows = await q.orderBy('seq').limit(pageSize).execute();
     for (const row of rows) yield row;
     const last = rows[rows.length - 1];
     if (rows.length < pageSize || !last) return;
@@ -347,13 +345,16 @@ export function rowFromArray(r: unknown[]): AuditEventRow {
 export async function* scanAuditLinks(
   sqliteFile: string,
   afterSeq: number,
+  upTo: number,
 ): AsyncGenerator<[number, string, string][]> {
   const scanner = new BetterSqlite3(sqliteFile, { readonly: true });
   try {
     const rows = scanner
-      .prepare('select seq, event_hash, chain_hash from audit_events where seq > ? order by seq')
+      .prepare(
+        'select seq, event_hash, chain_hash from audit_events where seq > ? and seq <= ? order by seq',
+      )
       .raw(true)
-      .iterate(afterSeq) as IterableIterator<[number, string, string]>;
+      .iterate(afterSeq, upTo) as IterableIterator<[number, string, string]>;
     let batch: [number, string, string][] = [];
     for (const r of rows) {
       batch.push(r);
@@ -377,10 +378,11 @@ export async function* scanAuditLinks(
 export async function* scanAuditChain(
   db: Database,
   afterSeq: number,
+  upTo: number,
 ): AsyncGenerator<ChainedEvent[]> {
   if (db.sqliteFile === null) {
     let batch: ChainedEvent[] = [];
-    for await (const row of streamAuditEvents(db.read, { afterSeq, pageSize: 5000 })) {
+    for await (const row of streamAuditEvents(db.read, { afterSeq, upTo, pageSize: 5000 })) {
       batch.push(auditEventFromRow(row));
       if (batch.length === 5000) {
         yield batch;
@@ -393,9 +395,11 @@ export async function* scanAuditChain(
   const scanner = new BetterSqlite3(db.sqliteFile, { readonly: true });
   try {
     const rows = scanner
-      .prepare(`select ${CHAIN_COLUMNS.join(', ')} from audit_events where seq > ? order by seq`)
+      .prepare(
+        `select ${CHAIN_COLUMNS.join(', ')} from audit_events where seq > ? and seq <= ? order by seq`,
+      )
       .raw(true)
-      .iterate(afterSeq) as IterableIterator<unknown[]>;
+      .iterate(afterSeq, upTo) as IterableIterator<unknown[]>;
     let batch: ChainedEvent[] = [];
     for (const r of rows) {
       batch.push(auditEventFromRow(rowFromArray(r)));
@@ -410,4 +414,15 @@ export async function* scanAuditChain(
   } finally {
     scanner.close();
   }
+}
+
+/** The highest sequence number stored, whatever the head row says. */
+export async function lastAuditSeq(db: Tx): Promise<number> {
+  const row = await db
+    .selectFrom('audit_events')
+    .select('seq')
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.seq ?? 0;
 }

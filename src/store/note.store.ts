@@ -1,21 +1,25 @@
 // Notes, their addenda and their revision history (every change keeps a full snapshot).
+import { engineOf } from './dialect.js';
 import type { NewNoteRow, NoteAddendumRow, NoteRevisionRow, NoteRow, Tx } from './tables.js';
 
 export async function insertNote(tx: Tx, row: NewNoteRow): Promise<void> {
   await tx.insertInto('notes').values(row).execute();
 }
 
+/** `forUpdate`: lock the row until the transaction ends (PostgreSQL; SQLite has one writer). */
 export async function findNote(
   tx: Tx,
   organizationId: string,
   id: string,
+  options: { forUpdate?: boolean } = {},
 ): Promise<NoteRow | undefined> {
-  return tx
+  let q = tx
     .selectFrom('notes')
     .selectAll()
     .where('id', '=', id)
-    .where('organization_id', '=', organizationId)
-    .executeTakeFirst();
+    .where('organization_id', '=', organizationId);
+  if (options.forUpdate && engineOf(tx) === 'postgres') q = q.forUpdate();
+  return q.executeTakeFirst();
 }
 
 /** Applies `changes` only if the note is still at `expectedVersion`; false otherwise. */

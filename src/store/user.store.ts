@@ -85,3 +85,19 @@ export async function updateUser(
     .where('id', '=', id)
     .execute();
 }
+
+/** Records that TOTP time step `step` was used; false when it (or a later one) already was. */
+export async function useTotpStep(
+  tx: Tx,
+  userId: string,
+  step: number,
+  now: string,
+): Promise<boolean> {
+  const result = await tx
+    .updateTable('users')
+    .set({ totp_last_step: step, updated_at: now })
+    .where('id', '=', userId)
+    .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}

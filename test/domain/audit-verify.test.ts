@@ -313,3 +313,37 @@ test('the fast canonical form of an event is exactly the generic canonical JSON'
     { numRuns: 2000 },
   );
 });
+
+test('removing checkpoint rows to hide a rewrite is caught by the checkpoint cadence', () => {
+  const drafts = [...Array(40).keys()].map((i) => ({
+    id: `e${i}`,
+    occurredAt: '2026-01-01T00:00:00.000Z',
+    action: 'R' as const,
+    type: 'patient.read',
+    outcome: 'success' as const,
+    actor: { userId: 'u', role: 'nurse', organizationId: 'o', ip: null, userAgent: null },
+    patientId: null,
+    entity: null,
+    purpose: null,
+    requestId: null,
+    detail: null,
+  }));
+  const events = chain(drafts);
+  const checkpoints = checkpointsOf(events, 5);
+  const cadence = (evs: ChainedEvent[], cps: Checkpoint[], head: number) => {
+    const verifier = new ChainVerifier(cps, (c) => signer.verify(c), undefined, 10);
+    for (const e of evs) if (!verifier.push(e)) break;
+    return verifier.finish(head);
+  };
+  assert.equal(cadence(events, checkpoints, 40).ok, true, 'an intact log keeps the cadence');
+  // Rewrite events 21..40 with recomputed hashes and drop the checkpoints that would expose it.
+  const rewritten = chain(drafts.map((d, i) => (i >= 20 ? { ...d, type: 'nothing.here' } : d)));
+  const kept = checkpoints.filter((c) => c.seq <= 20);
+  const result = cadence(rewritten, kept, 40);
+  assert.equal(result.ok, false);
+  assert.equal(result.firstBadSequence, 21);
+  assert.match(result.reason ?? '', /checkpoints were removed/);
+  // A gap in the middle is caught too.
+  const holed = checkpoints.filter((c) => c.seq <= 10 || c.seq >= 30);
+  assert.equal(cadence(events, holed, 40).firstBadSequence, 11);
+});

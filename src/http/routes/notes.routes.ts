@@ -24,11 +24,13 @@ import {
 
 const NOTE_CREATE_REPLAY: ReplayAudit<NoteDto> = {
   type: 'note.create',
+  permission: 'notes.read',
   entityType: 'Note',
   patientIdOf: (n) => n.patientId,
 };
 const ADDENDUM_REPLAY: ReplayAudit<NoteDto> = {
   type: 'note.addendum',
+  permission: 'notes.read',
   entityType: 'Note',
   patientIdOf: (n) => n.patientId,
 };

@@ -18,6 +18,7 @@ import {
 
 const USER_REPLAY: ReplayAudit<UserDto> = {
   type: 'user.create',
+  permission: 'users.manage',
   entityType: 'User',
   patientIdOf: () => null,
 };
