@@ -11,6 +11,7 @@ import {
   auditEventFromRow,
   accessReportRows,
   auditHead,
+  distinctPatientsSeen,
   lastAuditSeq,
   firstAuditSeq,
   insertCheckpoint,
@@ -387,15 +388,7 @@ export function createAuditTrailService(
   async function checkUnusualAccess(userId: string, organizationId: string): Promise<boolean> {
     const now = clock.now();
     const since = new Date(now.getTime() - settings.alertWindowMinutes * 60_000).toISOString();
-    const row = await db.read
-      .selectFrom('audit_events')
-      .select((eb) => eb.fn.count<number>('patient_id').distinct().as('n'))
-      .where('actor_user_id', '=', userId)
-      .where('action', '=', 'R')
-      .where('outcome', '=', 'success')
-      .where('occurred_at', '>=', since)
-      .executeTakeFirstOrThrow();
-    const distinct = row.n;
+    const distinct = await distinctPatientsSeen(db.read, userId, since);
     if (distinct <= settings.alertDistinctPatients) return false;
     return db.write(async (tx) => {
       const recent = await tx

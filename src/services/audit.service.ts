@@ -123,8 +123,13 @@ async function withAudit<T>(
     }
     const result = await body(record);
     markAudited(ctx);
-    if (spec.action === 'R' && record.patientId !== null && record.outcome === undefined) {
-      deps.onPatientRead?.(ctx, record.patientId);
+    // Patient data was disclosed: one record read, or a list of them (a search).
+    const listed = Array.isArray(record.detail?.patientIds) && record.detail.patientIds.length > 0;
+    if (
+      record.outcome === undefined &&
+      ((spec.action === 'R' && record.patientId !== null) || listed)
+    ) {
+      deps.onPatientRead?.(ctx);
     }
     return result;
   } catch (err) {

@@ -24,6 +24,6 @@ export interface ServiceDeps {
    * read connection without writing their audit event.
    */
   unauditedReadsForBenchmark?: boolean;
-  /** Called after a patient read was committed (unusual-access rules); must not throw. */
-  onPatientRead?: (ctx: RequestContext, patientId: string) => void;
+  /** Called after a read that disclosed patient data was committed (unusual-access rule); must not throw. */
+  onPatientRead?: (ctx: RequestContext) => void;
 }

@@ -426,3 +426,30 @@ export async function lastAuditSeq(db: Tx): Promise<number> {
     .executeTakeFirst();
   return row?.seq ?? 0;
 }
+
+/**
+ * How many distinct patients a user saw since `since`: records read one by one, and patients
+ * listed by searches (audit_event_patients). UNION removes the duplicates.
+ */
+export async function distinctPatientsSeen(db: Tx, userId: string, since: string): Promise<number> {
+  const read = db
+    .selectFrom('audit_events')
+    .select('patient_id as p')
+    .where('actor_user_id', '=', userId)
+    .where('occurred_at', '>=', since)
+    .where('outcome', '=', 'success')
+    .where('action', '=', 'R')
+    .where('patient_id', 'is not', null);
+  const listed = db
+    .selectFrom('audit_event_patients')
+    .innerJoin('audit_events', 'audit_events.seq', 'audit_event_patients.seq')
+    .select('audit_event_patients.patient_id as p')
+    .where('audit_events.actor_user_id', '=', userId)
+    .where('audit_events.occurred_at', '>=', since)
+    .where('audit_events.outcome', '=', 'success');
+  const row = await db
+    .selectFrom(read.union(listed).as('seen'))
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  return row.n;
+}

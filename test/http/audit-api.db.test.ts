@@ -282,6 +282,36 @@ describeEachEngine('audit API', ({ url }) => {
     assert.ok(!line.includes('Alert 0'), 'no patient data in the alert');
   });
 
+  test('a search that lists more distinct patients than the rule allows raises an alert too', async () => {
+    const reception = await h.newUser(admin, 'reception');
+    for (let i = 0; i < 5; i++) {
+      await h.request({
+        method: 'POST',
+        url: '/api/v1/patients',
+        token: vet.token,
+        body: { name: `Listed ${i}`, species: 'canine' },
+      });
+    }
+    const listed = await h.request({
+      method: 'GET',
+      url: '/api/v1/patients?q=listed',
+      token: reception.token,
+    });
+    assert.equal(listed.json<Page<unknown>>().items.length, 5);
+    const deadline = Date.now() + 5000;
+    let found = false;
+    while (!found && Date.now() < deadline) {
+      const res = await h.request({
+        method: 'GET',
+        url: '/api/v1/audit/alerts',
+        token: auditor.token,
+      });
+      found = res.json<Page<{ userId: string }>>().items.some((a) => a.userId === reception.userId);
+      if (!found) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(found, 'no alert for a user who listed 5 patients in one search');
+  });
+
   test('every API route writes exactly one audit event per request, refused ones included', async () => {
     const routes = h.runtime.app.routes.filter((r) => r.url.startsWith('/api/'));
     assert.ok(routes.length >= 25, `only ${routes.length} routes registered`);
