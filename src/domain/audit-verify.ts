@@ -199,3 +199,17 @@ export class ChainVerifier {
     };
   }
 }
+
+/**
+ * The first sequence number whose position, hash or chain is wrong in an unsigned run of events
+ * (no checkpoints), or null when all are intact.
+ */
+export function findFirstBrokenLink(events: Iterable<ChainedEvent>): number | null {
+  const verifier = new ChainVerifier([], () => true);
+  let last = 0;
+  for (const e of events) {
+    if (!verifier.push(e)) break;
+    last = e.event.seq;
+  }
+  return verifier.finish(last).firstBadSequence;
+}

@@ -101,23 +101,3 @@ export interface ChainedEvent {
   hash: string;
   chain: string;
 }
-
-/**
- * Walks events in sequence order from a known chain head and returns the first sequence number
- * whose hash, chain or position is wrong, or null when all are intact.
- */
-export function findFirstBrokenLink(
-  events: Iterable<ChainedEvent>,
-  start: { seq: number; chain: string } = { seq: 0, chain: GENESIS_CHAIN },
-): number | null {
-  let expectedSeq = start.seq + 1;
-  let previous = start.chain;
-  for (const { event, hash, chain } of events) {
-    if (event.seq !== expectedSeq) return expectedSeq;
-    if (eventHash(event) !== hash) return event.seq;
-    if (chainHash(previous, hash) !== chain) return event.seq;
-    previous = chain;
-    expectedSeq += 1;
-  }
-  return null;
-}

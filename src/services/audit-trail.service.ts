@@ -15,6 +15,7 @@ import {
   lastAuditSeq,
   firstAuditSeq,
   insertCheckpoint,
+  latestCheckpoint,
   listCheckpoints,
   scanAuditChain,
   scanAuditLinks,
@@ -129,8 +130,7 @@ export function createAuditTrailService(
   async function checkpointIfDue(force = false): Promise<number | null> {
     const reader: Tx = db.read;
     const head = await auditHead(reader);
-    const checkpoints = await listCheckpoints(reader);
-    const last = checkpoints.at(-1);
+    const last = await latestCheckpoint(reader);
     if (head.seq === 0 || (last && last.seq >= head.seq)) return null;
     const now = clock.now();
     const due =

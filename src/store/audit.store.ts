@@ -141,15 +141,36 @@ export async function insertCheckpoint(tx: Tx, c: Checkpoint): Promise<void> {
     .execute();
 }
 
-export async function listCheckpoints(db: Tx): Promise<Checkpoint[]> {
-  const rows = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
-  return rows.map((r) => ({
+function toCheckpoint(r: {
+  seq: number;
+  chain_hash: string;
+  created_at: string;
+  key_id: string;
+  signature: string;
+}): Checkpoint {
+  return {
     seq: r.seq,
     chain: r.chain_hash,
     createdAt: r.created_at,
     keyId: r.key_id,
     signature: r.signature,
-  }));
+  };
+}
+
+/** The newest checkpoint only: the signing job polls it twice a second. */
+export async function latestCheckpoint(db: Tx): Promise<Checkpoint | undefined> {
+  const row = await db
+    .selectFrom('audit_checkpoints')
+    .selectAll()
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row ? toCheckpoint(row) : undefined;
+}
+
+export async function listCheckpoints(db: Tx): Promise<Checkpoint[]> {
+  const rows = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
+  return rows.map(toCheckpoint);
 }
 
 export async function firstAuditSeq(db: Tx): Promise<number | null> {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { findFirstBrokenLink } from '../../src/domain/audit.js';
+import { findFirstBrokenLink } from '../../src/domain/audit-verify.js';
 import { listAuditEvents } from '../../src/store/audit.store.js';
 import { openDatabase } from '../../src/store/database.js';
 import { describeEachEngine, tempDir } from '../helpers/engines.js';

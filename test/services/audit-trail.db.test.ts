@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
-import { findFirstBrokenLink } from '../../src/domain/audit.js';
+import { findFirstBrokenLink } from '../../src/domain/audit-verify.js';
 import { auditHead, listAuditEvents } from '../../src/store/audit.store.js';
 import { describeEachEngine } from '../helpers/engines.js';
 import { startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
