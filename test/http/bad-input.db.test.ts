@@ -5,24 +5,7 @@ import { after, before, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { describeEachEngine } from '../helpers/engines.js';
 import { PASSWORD, startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
-
-interface PatientJson {
-  id: string;
-  organizationId: string;
-  name: string;
-  species: string;
-  breed: string | null;
-  sex: string | null;
-  birthDate: string | null;
-  identifiers: { system: string; value: string }[];
-  owners: { id: string; name: string; email: string | null; phone: string | null }[];
-  version: number;
-}
-
-interface PageJson {
-  items: PatientJson[];
-  nextCursor: string | null;
-}
+import { type PatientJson, type PageJson } from '../helpers/api.js';
 
 interface Snapshot {
   patients: PatientJson[];

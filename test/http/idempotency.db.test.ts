@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import { describeEachEngine } from '../helpers/engines.js';
 import { startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
+import { errorOf } from '../helpers/api.js';
 
 interface PatientDto {
   id: string;
@@ -14,12 +14,6 @@ interface PatientDto {
   version: number;
   identifiers: { system: string; value: string }[];
 }
-
-interface ErrorBody {
-  error: { code: string; message: string; requestId: string };
-}
-
-const errorOf = (res: LightMyRequestResponse) => res.json<ErrorBody>().error;
 
 describeEachEngine('idempotency', ({ url }) => {
   let h: Harness;

@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import { NOTE_KINDS } from '../../src/domain/note.js';
 import { listAuditEvents } from '../../src/store/audit.store.js';
 import { describeEachEngine } from '../helpers/engines.js';
 import { startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
+import { errorOf, publicError } from '../helpers/api.js';
 
 interface AddendumDto {
   id: string;
@@ -44,18 +44,6 @@ interface RevisionDto {
   addendumId: string | null;
   actorId: string;
   at: string;
-}
-
-interface ErrorBody {
-  error: { code: string; message: string; requestId: string };
-}
-
-const errorOf = (res: LightMyRequestResponse) => res.json<ErrorBody>().error;
-
-/** The error as a client compares it: everything but the per-request id. */
-function publicError(res: LightMyRequestResponse): { code: string; message: string } {
-  const { code, message } = errorOf(res);
-  return { code, message };
 }
 
 describeEachEngine('notes', ({ url }) => {

@@ -7,37 +7,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { listAuditEvents } from '../../src/store/audit.store.js';
 import { describeEachEngine } from '../helpers/engines.js';
 import { startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
-
-interface OwnerJson {
-  id: string;
-  name: string;
-  email: string | null;
-  phone: string | null;
-}
-
-interface PatientJson {
-  id: string;
-  organizationId: string;
-  name: string;
-  species: string;
-  breed: string | null;
-  sex: string | null;
-  birthDate: string | null;
-  identifiers: { system: string; value: string }[];
-  owners: OwnerJson[];
-  version: number;
-  createdAt: string;
-  updatedAt: string;
-}
-
-interface PageJson {
-  items: PatientJson[];
-  nextCursor: string | null;
-}
-
-interface ErrorJson {
-  error: { code: string; message: string; requestId: string };
-}
+import { type PatientJson, type PageJson, type ErrorBody } from '../helpers/api.js';
 
 const MICROCHIP = '985112345678901';
 const MICROCHIP_SPACED = '985 112 345 678 901';
@@ -46,8 +16,8 @@ function bySystem(list: { system: string; value: string }[]): { system: string; 
   return [...list].sort((a, b) => `${a.system}|${a.value}`.localeCompare(`${b.system}|${b.value}`));
 }
 
-function errorOf(res: LightMyRequestResponse): ErrorJson['error'] {
-  return res.json<ErrorJson>().error;
+function errorOf(res: LightMyRequestResponse): ErrorBody['error'] {
+  return res.json<ErrorBody>().error;
 }
 
 describeEachEngine('patients', ({ url }) => {

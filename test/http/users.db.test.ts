@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import { ROLES } from '../../src/domain/roles.js';
 import { listAuditEvents } from '../../src/store/audit.store.js';
 import { describeEachEngine } from '../helpers/engines.js';
@@ -14,6 +13,7 @@ import {
   type Harness,
   type SignedIn,
 } from '../helpers/harness.js';
+import { errorOf, publicError } from '../helpers/api.js';
 
 interface UserDto {
   id: string;
@@ -25,18 +25,6 @@ interface UserDto {
   mfaEnabled: boolean;
   version: number;
   createdAt: string;
-}
-
-interface ErrorBody {
-  error: { code: string; message: string; requestId: string };
-}
-
-const errorOf = (res: LightMyRequestResponse) => res.json<ErrorBody>().error;
-
-/** The error as a client compares it: everything but the per-request id. */
-function publicError(res: LightMyRequestResponse): { code: string; message: string } {
-  const { code, message } = errorOf(res);
-  return { code, message };
 }
 
 describeEachEngine('users', ({ url }) => {
