@@ -24,6 +24,17 @@ export interface Config {
   readonly auditCheckpointSeconds: number;
   readonly alertDistinctPatients: number;
   readonly alertWindowMinutes: number;
+  readonly blobUrl: string;
+  readonly masterKey: string;
+  readonly maxUploadBytes: number;
+  readonly archiveAfterDays: number;
+  readonly lifecycleIntervalMinutes: number;
+  readonly smtpUrl: string;
+  readonly mailFrom: string;
+  readonly deliveryMaxAttempts: number;
+  readonly deliveryBackoffMs: number;
+  readonly webhookTimeoutMs: number;
+  readonly previewMaxBytes: number;
 }
 
 export class ConfigError extends Error {}
@@ -86,6 +97,30 @@ function httpUrl(raw: string): string {
     // fall through to the error below
   }
   throw new ConfigError('an http:// or https:// URL');
+}
+
+function blobUrl(raw: string): string {
+  const v = raw.trim();
+  if (/^file:.+/.test(v)) return v;
+  if (/^s3:\/\/[^/?]+/.test(v)) {
+    try {
+      new URL(v);
+      return v;
+    } catch {
+      throw new ConfigError('a valid s3:// URL');
+    }
+  }
+  throw new ConfigError('file:PATH or s3://bucket?region=…&endpoint=…');
+}
+
+function smtpUrl(raw: string): string {
+  try {
+    const u = new URL(raw.trim());
+    if (u.protocol === 'smtp:' || u.protocol === 'smtps:') return raw.trim();
+  } catch {
+    // fall through to the error below
+  }
+  throw new ConfigError('an smtp:// or smtps:// URL');
 }
 
 // Order matters: later fallbacks read earlier values.
@@ -265,6 +300,100 @@ const SETTINGS = [
     parse: integer(1, 1440, 'an integer number of minutes'),
     fallback: () => 10,
   },
+  {
+    key: 'blobUrl',
+    env: 'CARETRAIL_BLOB_URL',
+    flag: 'blob-url',
+    description:
+      'File store: file:PATH (default: blobs in the data folder) or s3://bucket[/prefix]?region=&endpoint=&forcePathStyle=&archiveClass= (credentials from the usual AWS_* variables).',
+    parse: blobUrl,
+    fallback: (p: Partial<Config>) => `file:${path.join(p.dataDir ?? 'data', 'blobs')}`,
+  },
+  {
+    key: 'masterKey',
+    env: 'CARETRAIL_MASTER_KEY',
+    flag: 'master-key',
+    description:
+      'Master key(s) wrapping the file data keys: base64 of 32 bytes, comma-separated during a rotation (first is active); default: master-keys in the data folder, created with mode 0600.',
+    parse: (raw: string) => raw,
+    fallback: () => '',
+  },
+  {
+    key: 'maxUploadBytes',
+    env: 'CARETRAIL_MAX_UPLOAD_BYTES',
+    flag: 'max-upload-bytes',
+    description: 'Largest file accepted by an upload (413 above it).',
+    parse: integer(1, 5 * 1024 ** 3, 'an integer number of bytes'),
+    fallback: () => 1024 ** 3,
+  },
+  {
+    key: 'archiveAfterDays',
+    env: 'CARETRAIL_ARCHIVE_AFTER_DAYS',
+    flag: 'archive-after-days',
+    description: 'Move files not read for this many days to the archive tier (0: never).',
+    parse: integer(0, 36500, 'an integer number of days'),
+    fallback: () => 182,
+  },
+  {
+    key: 'lifecycleIntervalMinutes',
+    env: 'CARETRAIL_LIFECYCLE_INTERVAL_MINUTES',
+    flag: 'lifecycle-interval-minutes',
+    description: 'How often the archive job looks for files to move.',
+    parse: integer(1, 10080, 'an integer number of minutes'),
+    fallback: () => 60,
+  },
+  {
+    key: 'smtpUrl',
+    env: 'CARETRAIL_SMTP_URL',
+    flag: 'smtp-url',
+    description:
+      'Mail server for notifications, smtp://user:pass@host:port or smtps://… (empty: email deliveries wait, marked as not configured).',
+    parse: smtpUrl,
+    fallback: () => '',
+  },
+  {
+    key: 'mailFrom',
+    env: 'CARETRAIL_MAIL_FROM',
+    flag: 'mail-from',
+    description: 'Sender address of notification emails.',
+    parse: (raw: string) => {
+      if (!/^[^\s@]+@[^\s@]+$/.test(raw.trim())) throw new ConfigError('an email address');
+      return raw.trim();
+    },
+    fallback: () => 'caretrail@localhost',
+  },
+  {
+    key: 'deliveryMaxAttempts',
+    env: 'CARETRAIL_DELIVERY_MAX_ATTEMPTS',
+    flag: 'delivery-max-attempts',
+    description: 'Attempts per notification or job before it is dead-lettered.',
+    parse: integer(1, 100, 'an integer'),
+    fallback: () => 12,
+  },
+  {
+    key: 'deliveryBackoffMs',
+    env: 'CARETRAIL_DELIVERY_BACKOFF_MS',
+    flag: 'delivery-backoff-ms',
+    description: 'First retry delay; each retry doubles it (with random jitter), up to one hour.',
+    parse: integer(1, 3600000, 'an integer number of milliseconds'),
+    fallback: () => 5000,
+  },
+  {
+    key: 'webhookTimeoutMs',
+    env: 'CARETRAIL_WEBHOOK_TIMEOUT_MS',
+    flag: 'webhook-timeout-ms',
+    description: 'How long a webhook receiver may take to answer before the attempt fails.',
+    parse: integer(100, 120000, 'an integer number of milliseconds'),
+    fallback: () => 10000,
+  },
+  {
+    key: 'previewMaxBytes',
+    env: 'CARETRAIL_PREVIEW_MAX_BYTES',
+    flag: 'preview-max-bytes',
+    description: 'Largest file the preview job decodes (bigger ones get no thumbnail).',
+    parse: integer(1024, 2 * 1024 ** 3, 'an integer number of bytes'),
+    fallback: () => 256 * 1024 ** 2,
+  },
 ] as const satisfies readonly Setting<keyof Config>[];
 
 export const CONFIG_SETTINGS: readonly Pick<
@@ -273,7 +402,13 @@ export const CONFIG_SETTINGS: readonly Pick<
 >[] = SETTINGS;
 
 /** Values never echoed back in an error (they may hold credentials). */
-const SECRET_ENVS = new Set(['CARETRAIL_DATABASE_URL', 'CARETRAIL_AUDIT_SIGNING_KEY']);
+const SECRET_ENVS = new Set([
+  'CARETRAIL_DATABASE_URL',
+  'CARETRAIL_AUDIT_SIGNING_KEY',
+  'CARETRAIL_MASTER_KEY',
+  'CARETRAIL_SMTP_URL',
+  'CARETRAIL_BLOB_URL',
+]);
 
 /**
  * Builds the configuration from the environment and `--flag value` / `--flag=value` pairs

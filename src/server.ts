@@ -7,14 +7,37 @@ import { systemClock, type Clock } from './domain/clock.js';
 import { buildApp } from './http/app.js';
 import { openDatabase, type Database, type OpenOptions } from './store/database.js';
 import { createServices, type Services } from './services/services.js';
+import { openBlobStore, type BlobStoreOptions } from './blobs/index.js';
+import { loadKeyring } from './blobs/master-key.js';
+import { createVault, type Vault } from './blobs/vault.js';
+import {
+  createDocumentHandlers,
+  startLifecycleJob,
+  type LifecycleJob,
+} from './jobs/document-jobs.js';
+import { createNotificationHandlers } from './jobs/notifications.js';
+import { createOutboxRelay, type OutboxRelay } from './jobs/outbox-relay.js';
 
 export interface Runtime {
   app: Awaited<ReturnType<typeof buildApp>>;
   db: Database;
   services: Services;
-  /** Background work of a serving instance (audit checkpoints). */
+  vault: Vault;
+  /** The outbox relay; polls only after startJobs, but runUntilIdle works any time (tests). */
+  relay: OutboxRelay;
+  /** The archive tier job; runs periodically after startJobs. */
+  lifecycle(): LifecycleJob | null;
+  /** Background work of a serving instance (audit checkpoints, outbox relay, archive tier). */
   startJobs(): void;
   close(): Promise<void>;
+}
+
+/** Encrypted file storage from the configuration: the blob store and the master keys. */
+export function openVault(config: Config, options: BlobStoreOptions = {}): Vault {
+  return createVault(
+    openBlobStore(config.blobUrl, options),
+    loadKeyring(config.dataDir, config.masterKey || undefined),
+  );
 }
 
 /** The use cases over an open database, with the audit signing key from the configuration. */
@@ -23,9 +46,10 @@ export function servicesFor(
   db: Database,
   log: Logger,
   clock: Clock = systemClock,
+  vault: Vault = openVault(config),
 ): Services {
   return createServices(
-    { db, clock, log, settings: config },
+    { db, clock, log, settings: config, vault },
     {
       signer: loadAuditSigner(config.dataDir, config.auditSigningKey || undefined),
       settings: {
@@ -41,7 +65,13 @@ export function servicesFor(
 export async function createRuntime(
   config: Config,
   log: Logger,
-  options: { clock?: Clock; database?: OpenOptions; unauditedReadsForBenchmark?: boolean } = {},
+  options: {
+    clock?: Clock;
+    database?: OpenOptions;
+    unauditedReadsForBenchmark?: boolean;
+    blobs?: BlobStoreOptions;
+    random?: () => number;
+  } = {},
 ): Promise<Runtime> {
   const db = await openDatabase(config.databaseUrl, {
     pgPoolSize: config.pgPoolSize,
@@ -51,25 +81,66 @@ export async function createRuntime(
   try {
     const applied = await db.migrate();
     if (applied.length > 0) log.info({ migrations: applied }, 'database schema updated');
-    const services = servicesFor(config, db, log, options.clock ?? systemClock);
+    const clock = options.clock ?? systemClock;
+    const vault = openVault(config, options.blobs);
+    const services = servicesFor(config, db, log, clock, vault);
     if (options.unauditedReadsForBenchmark) services.deps.unauditedReadsForBenchmark = true;
+    const notifications = createNotificationHandlers({ db, clock, vault, settings: config });
+    const documentJobs = createDocumentHandlers({
+      vault,
+      makeVersionPreview: services.documents.makeVersionPreview,
+    });
+    const relay = createOutboxRelay(
+      { db, clock, log },
+      {
+        preview: documentJobs.preview,
+        'blob.delete': documentJobs.blobDelete,
+        event: notifications.event,
+        deliver: notifications.deliver,
+      },
+      {
+        maxAttempts: config.deliveryMaxAttempts,
+        backoffMs: config.deliveryBackoffMs,
+        ...(options.random ? { random: options.random } : {}),
+      },
+    );
+    services.deps.onOutbox = () => {
+      relay.kick();
+    };
     const app = await buildApp({
       services,
       log,
       bodyLimitBytes: config.bodyLimitBytes,
+      maxUploadBytes: config.maxUploadBytes,
       trustProxy: config.trustProxy,
     });
     let checkpoints: CheckpointJob | null = null;
+    let lifecycle: LifecycleJob | null = null;
     return {
       app,
       db,
       services,
+      vault,
+      relay,
+      lifecycle: () => lifecycle,
       startJobs() {
         checkpoints ??= startCheckpointJob(services.auditTrail, log);
+        relay.start();
+        lifecycle ??= startLifecycleJob(
+          { db, vault, clock, log },
+          {
+            archiveAfterDays: config.archiveAfterDays,
+            intervalMinutes: config.lifecycleIntervalMinutes,
+          },
+        );
       },
       async close() {
         await app.close();
         await checkpoints?.stop();
+        await relay.stop();
+        await lifecycle?.stop();
+        notifications.close();
+        await vault.store.close();
         await db.close();
       },
     };

@@ -13,6 +13,9 @@ export type ErrorCode =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'too_many_requests'
+  | 'range_not_satisfiable'
+  | 'retrieval_pending'
+  | 'insufficient_storage'
   | 'unavailable';
 
 export class AppError extends Error {

@@ -11,11 +11,22 @@ export type Permission =
   | 'notes.write'
   | 'notes.finalize'
   | 'notes.amend'
-  | 'audit.read';
+  | 'audit.read'
+  | 'documents.read'
+  | 'documents.write'
+  | 'documents.purge'
+  | 'subscriptions.manage';
 
 const PERMISSIONS: Record<Role, readonly Permission[]> = {
   // Practice manager: accounts and the patient register, not clinical notes.
-  admin: ['users.manage', 'patients.read', 'patients.write', 'audit.read'],
+  admin: [
+    'users.manage',
+    'patients.read',
+    'patients.write',
+    'audit.read',
+    'documents.purge',
+    'subscriptions.manage',
+  ],
   clinician: [
     'patients.read',
     'patients.write',
@@ -23,6 +34,9 @@ const PERMISSIONS: Record<Role, readonly Permission[]> = {
     'notes.write',
     'notes.finalize',
     'notes.amend',
+    'documents.read',
+    'documents.write',
+    'subscriptions.manage',
   ],
   nurse: [
     'patients.read',
@@ -31,6 +45,9 @@ const PERMISSIONS: Record<Role, readonly Permission[]> = {
     'notes.write',
     'notes.finalize',
     'notes.amend',
+    'documents.read',
+    'documents.write',
+    'subscriptions.manage',
   ],
   // Front desk: registers patients and owners; clinical notes are not theirs to read.
   reception: ['patients.read', 'patients.write'],

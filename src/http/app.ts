@@ -15,6 +15,8 @@ import { notesRoutes } from './routes/notes.routes.js';
 import { patientsRoutes } from './routes/patients.routes.js';
 import { setupRoutes } from './routes/setup.routes.js';
 import { usersRoutes } from './routes/users.routes.js';
+import { documentsRoutes } from './routes/documents.routes.js';
+import { subscriptionsRoutes } from './routes/subscriptions.routes.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -30,6 +32,7 @@ export interface AppOptions {
   services: Services;
   log: Logger;
   bodyLimitBytes: number;
+  maxUploadBytes: number;
   trustProxy: boolean;
 }
 
@@ -183,6 +186,8 @@ export async function buildApp(options: AppOptions) {
   await app.register(usersRoutes, { services });
   await app.register(patientsRoutes, { services });
   await app.register(notesRoutes, { services });
+  await app.register(documentsRoutes, { services, maxUploadBytes: options.maxUploadBytes });
+  await app.register(subscriptionsRoutes, { services });
   await app.register(auditRoutes, { services });
   return Object.assign(app, { routes: routes });
 }

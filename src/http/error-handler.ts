@@ -15,6 +15,9 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   idempotency_mismatch: 422,
   precondition_required: 428,
   too_many_requests: 429,
+  range_not_satisfiable: 416,
+  retrieval_pending: 409,
+  insufficient_storage: 507,
   unavailable: 503,
 };
 

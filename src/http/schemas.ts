@@ -1,6 +1,8 @@
 // Shared JSON schemas (TypeBox). Response schemas decide what is serialized: nothing extra leaks.
 import { Type, type TSchema } from '@sinclair/typebox';
+import { DOCUMENT_KINDS } from '../domain/document.js';
 import { NOTE_KINDS, NOTE_VISIBILITIES } from '../domain/note.js';
+import { EVENT_TYPES } from '../services/events.js';
 import { IDENTIFIER_SYSTEMS, SEXES, SPECIES } from '../domain/patient.js';
 import { ROLES } from '../domain/roles.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../services/pagination.js';
@@ -180,4 +182,65 @@ export const IfMatchHeaders = Type.Object({
 });
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(Type.String({ maxLength: 255 })),
+});
+
+export const DocumentKind = literalUnion(DOCUMENT_KINDS);
+export const EventType = literalUnion(EVENT_TYPES);
+
+const FreeObject = Type.Object({}, { additionalProperties: true });
+
+const documentVersionFields = {
+  version: Type.Integer(),
+  filename: Type.String(),
+  contentType: Type.String(),
+  declaredContentType: Nullable(Type.String()),
+  size: Type.Integer(),
+  sha256: Type.String(),
+  createdAt: Type.String(),
+  createdBy: Type.String(),
+  preview: Type.Object({
+    status: literalUnion(['pending', 'ready', 'unsupported', 'failed'] as const),
+    reason: Nullable(Type.String()),
+  }),
+  metadata: Nullable(FreeObject),
+  storage: Type.Object({
+    tier: literalUnion(['hot', 'archive'] as const),
+    retrievalDelaySeconds: Type.Integer(),
+  }),
+};
+
+export const DocumentVersion = Type.Object(documentVersionFields);
+
+export const Document = Type.Object({
+  ...documentVersionFields,
+  id: Type.String(),
+  patientId: Type.String(),
+  title: Nullable(Type.String()),
+  kind: DocumentKind,
+  status: literalUnion(['active', 'deleted', 'purged'] as const),
+  updatedAt: Type.String(),
+  deletedAt: Nullable(Type.String()),
+  purgedAt: Nullable(Type.String()),
+});
+
+export const Subscription = Type.Object({
+  id: Type.String(),
+  events: Type.Array(EventType),
+  patientId: Nullable(Type.String()),
+  channel: literalUnion(['email', 'webhook'] as const),
+  target: Type.String(),
+  createdAt: Type.String(),
+  createdBy: Type.String(),
+});
+
+export const Delivery = Type.Object({
+  id: Type.String(),
+  eventId: Nullable(Type.String()),
+  eventType: Nullable(Type.String()),
+  status: literalUnion(['pending', 'delivered', 'dead'] as const),
+  attempts: Type.Integer(),
+  lastError: Nullable(Type.String()),
+  nextAttemptAt: Nullable(Type.String()),
+  createdAt: Type.String(),
+  deliveredAt: Nullable(Type.String()),
 });

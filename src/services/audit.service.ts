@@ -48,6 +48,7 @@ export function outcomeOf(err: unknown): AuditOutcome {
     case 'unauthenticated':
       return 'denied';
     case 'unavailable':
+    case 'insufficient_storage':
       return 'error';
     case 'conflict':
     case 'invalid':
@@ -58,6 +59,8 @@ export function outcomeOf(err: unknown): AuditOutcome {
     case 'payload_too_large':
     case 'unsupported_media_type':
     case 'too_many_requests':
+    case 'range_not_satisfiable':
+    case 'retrieval_pending':
       return 'failure';
   }
 }
@@ -176,6 +179,38 @@ export async function audited<T>(
       return value;
     }),
   );
+}
+
+/**
+ * For use cases with slow work outside the database (streaming a file to or from the blob
+ * store): `prepare` runs first, outside any transaction, then `work` commits with the audit
+ * event. When the commit fails, `undo` releases what `prepare` made (a stored blob, an open
+ * stream). A failure anywhere is audited like any other.
+ */
+export async function auditedStaged<P, T>(
+  deps: ServiceDeps,
+  ctx: RequestContext,
+  spec: AuditSpec,
+  prepare: (record: AuditRecord) => Promise<P>,
+  work: (tx: Tx, record: AuditRecord, prepared: P) => Promise<T>,
+  undo: (prepared: P) => Promise<void>,
+): Promise<T> {
+  return withAudit(deps, ctx, spec, async (record) => {
+    const prepared = await prepare(record);
+    try {
+      return await deps.db.write(async (tx) => {
+        const value = await work(tx, record, prepared);
+        await writeAuditEvent(tx, deps, ctx, spec, record, record.outcome ?? 'success');
+        if (ctx.idempotency) await completeIdempotencyKey(tx, ctx.idempotency, value);
+        return value;
+      });
+    } catch (err) {
+      await undo(prepared).catch((undoErr: unknown) => {
+        deps.log.error({ err: undoErr, requestId: ctx.requestId }, 'could not undo staged work');
+      });
+      throw err;
+    }
+  });
 }
 
 /**

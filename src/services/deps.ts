@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Clock } from '../domain/clock.js';
+import type { Vault } from '../blobs/vault.js';
 import type { Database } from '../store/database.js';
 import type { RequestContext } from './context.js';
 
@@ -12,6 +13,8 @@ export type ServiceSettings = Pick<
   | 'loginIpMaxFailures'
   | 'loginLockoutMinutes'
   | 'publicUrl'
+  | 'maxUploadBytes'
+  | 'previewMaxBytes'
 >;
 
 export interface ServiceDeps {
@@ -19,6 +22,10 @@ export interface ServiceDeps {
   clock: Clock;
   log: Logger;
   settings: ServiceSettings;
+  /** Encrypted file storage (blob store + master keys). */
+  vault: Vault;
+  /** Called after a commit that queued outbox work, so the relay picks it up at once. */
+  onOutbox?: () => void;
   /**
    * Benchmark baseline only (bench/read-server.ts), never set by configuration: reads run on the
    * read connection without writing their audit event.

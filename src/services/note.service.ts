@@ -24,6 +24,7 @@ import type { NoteRow, Tx } from '../store/tables.js';
 import { audited, type AuditRecord } from './audit.service.js';
 import { requireActor, type Actor, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
+import { emitEvent } from './events.js';
 import { decodeCursor, toPage, type Page } from './pagination.js';
 
 export interface Addendum {
@@ -327,15 +328,23 @@ export function createNoteService(deps: ServiceDeps) {
         if (expectedVersion !== undefined && row.version !== expectedVersion) {
           throw staleVersion('note', row.version);
         }
-        const now = clock.now().toISOString();
-        return applyChange(tx, actor, record, row, 'finalized', {
+        const at = clock.now();
+        const now = at.toISOString();
+        const note = await applyChange(tx, actor, record, row, 'finalized', {
           status: 'final',
           finalized_at: now,
           finalized_by: actor.userId,
           updated_at: now,
         });
+        await emitEvent(tx, at, {
+          type: 'note.finalized',
+          organizationId: row.organization_id,
+          patientId: row.patient_id,
+          data: { noteId: row.id, kind: row.kind },
+        });
+        return note;
       },
-    );
+    ).finally(() => deps.onOutbox?.());
   }
 
   async function addAddendum(

@@ -8,6 +8,8 @@ import { createNoteService } from './note.service.js';
 import { createPatientService } from './patient.service.js';
 import { createSetupService } from './setup.service.js';
 import { createUserService } from './user.service.js';
+import { createDocumentService } from './document.service.js';
+import { createSubscriptionService } from './subscription.service.js';
 
 /** How often one user's recent reads are counted for the unusual-access rule. */
 export const ALERT_CHECK_INTERVAL_MS = 2000;
@@ -52,6 +54,8 @@ export function createServices(
     setup: createSetupService(deps),
     patients: createPatientService(deps),
     notes: createNoteService(deps),
+    documents: createDocumentService(deps),
+    subscriptions: createSubscriptionService(deps),
     idempotency: createIdempotencyService(deps),
   };
 }

@@ -192,6 +192,89 @@ export interface IdempotencyKeysTable {
   created_at: string;
 }
 
+export interface DocumentsTable {
+  id: string;
+  organization_id: string;
+  patient_id: string;
+  title: string | null;
+  kind: string;
+  current_version: number;
+  /** active, deleted (restorable) or purged (content removed by a retention purge) */
+  status: string;
+  version: number;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
+  deleted_by: string | null;
+  purged_at: string | null;
+}
+
+export interface DocumentVersionsTable {
+  document_id: string;
+  version: number;
+  organization_id: string;
+  blob_key: string;
+  filename: string;
+  content_type: string;
+  declared_type: string | null;
+  size: number;
+  sha256: string;
+  chunk_bytes: number;
+  key_id: string;
+  wrapped_key: string;
+  /** hot or archive */
+  tier: string;
+  last_read_at: string;
+  archived_at: string | null;
+  purged_at: string | null;
+  /** pending, ready, unsupported or failed */
+  preview_status: string;
+  preview_reason: string | null;
+  /** JSON: image size, DICOM tags */
+  metadata: string | null;
+  thumb_blob_key: string | null;
+  thumb_key_id: string | null;
+  thumb_wrapped_key: string | null;
+  thumb_size: number | null;
+  thumb_sha256: string | null;
+  created_by: string;
+  created_at: string;
+}
+
+export interface OutboxTable {
+  id: string;
+  topic: string;
+  payload: string;
+  /** pending, done or dead */
+  status: string;
+  attempts: number;
+  available_at: string;
+  locked_until: string | null;
+  last_error: string | null;
+  organization_id: string | null;
+  subscription_id: string | null;
+  event_id: string | null;
+  created_at: string;
+  done_at: string | null;
+}
+
+export interface SubscriptionsTable {
+  id: string;
+  organization_id: string;
+  patient_id: string | null;
+  /** JSON array of event types */
+  events: string;
+  /** email or webhook */
+  channel: string;
+  target: string;
+  secret_key_id: string | null;
+  secret_wrapped: string | null;
+  created_by: string;
+  created_at: string;
+  disabled_at: string | null;
+}
+
 export interface DB {
   organizations: OrganizationsTable;
   users: UsersTable;
@@ -211,6 +294,10 @@ export interface DB {
   audit_checkpoints: AuditCheckpointsTable;
   audit_alerts: AuditAlertsTable;
   idempotency_keys: IdempotencyKeysTable;
+  documents: DocumentsTable;
+  document_versions: DocumentVersionsTable;
+  outbox: OutboxTable;
+  subscriptions: SubscriptionsTable;
 }
 
 /** A database handle inside a unit of work (a transaction, or a savepoint in a group commit). */
@@ -227,3 +314,7 @@ export type NoteRevisionRow = Selectable<NoteRevisionsTable>;
 export type NoteAddendumRow = Selectable<NoteAddendaTable>;
 export type AuditEventRow = Selectable<AuditEventsTable>;
 export type SessionRow = Selectable<SessionsTable>;
+export type DocumentRow = Selectable<DocumentsTable>;
+export type DocumentVersionRow = Selectable<DocumentVersionsTable>;
+export type OutboxRow = Selectable<OutboxTable>;
+export type SubscriptionRow = Selectable<SubscriptionsTable>;

@@ -33,6 +33,11 @@ if (pgProblem !== null && process.env.CI === 'true') {
   );
 }
 
+/** Why PostgreSQL suites are skipped here, or null when it answers. */
+export function pgUnavailable(): string | null {
+  return pgProblem;
+}
+
 export function tempDir(prefix = 'caretrail-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

@@ -1,6 +1,7 @@
 // A real Caretrail (real database, real services, Fastify inject) with a movable clock and
 // captured log lines, plus shortcuts to create organizations and signed-in users.
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -9,6 +10,7 @@ import type { Role } from '../../src/domain/roles.js';
 import { createLogger } from '../../src/log.js';
 import { createRuntime, type Runtime } from '../../src/server.js';
 import { systemContext } from '../../src/services/context.js';
+import { tempDir } from './engines.js';
 
 export class TestClock implements Clock {
   private current: number;
@@ -59,10 +61,13 @@ export const uniqueEmail = (label: string): string =>
 export async function startHarness(
   databaseUrl: string,
   env: Record<string, string> = {},
+  options: Parameters<typeof createRuntime>[2] = {},
 ): Promise<Harness> {
+  const dataDir = env.CARETRAIL_DATA_DIR ?? tempDir('caretrail-data-');
   const config = loadConfig({
     CARETRAIL_DATABASE_URL: databaseUrl,
     CARETRAIL_LOG_LEVEL: 'info',
+    CARETRAIL_DATA_DIR: dataDir,
     ...env,
   });
   const clock = new TestClock();
@@ -73,7 +78,10 @@ export async function startHarness(
       done();
     },
   });
-  const runtime = await createRuntime(config, createLogger(config.logLevel, sink), { clock });
+  const runtime = await createRuntime(config, createLogger(config.logLevel, sink), {
+    clock,
+    ...options,
+  });
 
   const request: Harness['request'] = async ({
     method,
@@ -147,6 +155,10 @@ export async function startHarness(
         throw new Error(`user creation failed: ${res.statusCode} ${res.body}`);
       return login(email);
     },
-    close: () => runtime.close(),
+    async close() {
+      await runtime.close();
+      if (env.CARETRAIL_DATA_DIR === undefined)
+        fs.rmSync(dataDir, { recursive: true, force: true });
+    },
   };
 }

@@ -22,19 +22,36 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
       config: { public: true },
       schema: {
         response: {
-          200: Type.Object({ status: Type.String(), database: Type.String() }),
-          503: Type.Object({ status: Type.String(), database: Type.String() }),
+          200: Type.Object({
+            status: Type.String(),
+            database: Type.String(),
+            files: Type.String(),
+          }),
+          503: Type.Object({
+            status: Type.String(),
+            database: Type.String(),
+            files: Type.String(),
+          }),
         },
       },
     },
     async (request, reply) => {
-      try {
-        await services.deps.db.ping();
-        return { status: 'ready', database: 'ok' };
-      } catch (err) {
-        request.log.warn({ err }, 'readiness check failed');
-        return reply.code(503).send({ status: 'not_ready', database: 'unavailable' });
-      }
+      const check = (ping: () => Promise<void>, what: string) =>
+        ping().then(
+          () => 'ok',
+          (err: unknown) => {
+            request.log.warn({ err, what }, 'readiness check failed');
+            return 'unavailable';
+          },
+        );
+      const [database, files] = await Promise.all([
+        check(() => services.deps.db.ping(), 'database'),
+        check(() => services.deps.vault.store.ping(), 'files'),
+      ]);
+      const ready = database === 'ok' && files === 'ok';
+      return reply
+        .code(ready ? 200 : 503)
+        .send({ status: ready ? 'ready' : 'not_ready', database, files });
     },
   );
 };

@@ -1,0 +1,299 @@
+// Encryption at rest for blobs: AES-256-GCM in fixed-size chunks, so that any byte range can be
+// decrypted by reading only the chunks it covers, and every chunk is authenticated on its own.
+//
+// Layout of an encrypted blob:
+//   header (16 bytes): "CTB1" | version 1 (u8) | 3 zero bytes | chunk size (u32 BE) | 4 zero bytes
+//   chunk 0 … chunk n-1: ciphertext (chunk size bytes, the last one shorter) | GCM tag (16 bytes)
+// The nonce of chunk i is its index (each blob has its own random data key, so nonces never
+// repeat under one key). The additional data binds each chunk to its blob key, its index and
+// whether it is the last one, so chunks cannot be reordered, swapped between blobs or cut off.
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+
+export const HEADER_BYTES = 16;
+export const TAG_BYTES = 16;
+export const DEFAULT_CHUNK_BYTES = 64 * 1024;
+const MAGIC = Buffer.from('CTB1', 'ascii');
+const VERSION = 1;
+
+export class BlobIntegrityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BlobIntegrityError';
+  }
+}
+
+export function newDataKey(): Buffer {
+  return randomBytes(32);
+}
+
+function header(chunkBytes: number): Buffer {
+  const h = Buffer.alloc(HEADER_BYTES);
+  MAGIC.copy(h, 0);
+  h.writeUInt8(VERSION, 4);
+  h.writeUInt32BE(chunkBytes, 8);
+  return h;
+}
+
+function nonce(index: number): Buffer {
+  const n = Buffer.alloc(12);
+  n.writeBigUInt64BE(BigInt(index), 4);
+  return n;
+}
+
+function aad(blobKey: string, index: number, last: boolean): Buffer {
+  const tail = Buffer.alloc(9);
+  tail.writeBigUInt64BE(BigInt(index), 0);
+  tail.writeUInt8(last ? 1 : 0, 8);
+  return Buffer.concat([Buffer.from(blobKey, 'utf8'), tail]);
+}
+
+function sealChunk(
+  key: Buffer,
+  blobKey: string,
+  index: number,
+  last: boolean,
+  plain: Buffer,
+): Buffer {
+  const cipher = createCipheriv('aes-256-gcm', key, nonce(index));
+  cipher.setAAD(aad(blobKey, index, last));
+  const body = cipher.update(plain);
+  const final = cipher.final();
+  return Buffer.concat([body, final, cipher.getAuthTag()]);
+}
+
+function openChunk(
+  key: Buffer,
+  blobKey: string,
+  index: number,
+  last: boolean,
+  sealed: Buffer,
+): Buffer {
+  if (sealed.length < TAG_BYTES) throw new BlobIntegrityError(`chunk ${index} is truncated`);
+  const decipher = createDecipheriv('aes-256-gcm', key, nonce(index));
+  decipher.setAAD(aad(blobKey, index, last));
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  try {
+    return Buffer.concat([
+      decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES)),
+      decipher.final(),
+    ]);
+  } catch {
+    throw new BlobIntegrityError(`chunk ${index} failed authentication`);
+  }
+}
+
+/** What the encrypting stream learned about the plaintext once it ended. */
+export interface PlainSummary {
+  size: number;
+  sha256: string;
+  /** The first bytes of the plaintext (content sniffing). */
+  head: Buffer;
+}
+
+/**
+ * Encrypts a plaintext stream into the blob layout. `summary()` is valid after the stream ends:
+ * plaintext size, SHA-256 and first bytes.
+ */
+export class EncryptStream extends Transform {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private index = 0;
+  private size = 0;
+  private readonly hash = createHash('sha256');
+  private head = Buffer.alloc(0);
+  private done: PlainSummary | null = null;
+
+  constructor(
+    private readonly key: Buffer,
+    private readonly blobKey: string,
+    private readonly chunkBytes = DEFAULT_CHUNK_BYTES,
+    private readonly headBytes = 4100,
+  ) {
+    super();
+    this.push(header(chunkBytes));
+  }
+
+  override _transform(data: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(data);
+    this.size += data.length;
+    if (this.head.length < this.headBytes) {
+      this.head = Buffer.concat([this.head, data.subarray(0, this.headBytes - this.head.length)]);
+    }
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    // Keep at least one byte back: only at the end do we know which chunk is the last.
+    while (this.pendingBytes > this.chunkBytes) {
+      const all = Buffer.concat(this.pending);
+      this.push(
+        sealChunk(this.key, this.blobKey, this.index++, false, all.subarray(0, this.chunkBytes)),
+      );
+      const rest = all.subarray(this.chunkBytes);
+      this.pending = [rest];
+      this.pendingBytes = rest.length;
+    }
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.push(sealChunk(this.key, this.blobKey, this.index, true, Buffer.concat(this.pending)));
+    this.pending = [];
+    this.done = { size: this.size, sha256: this.hash.digest('hex'), head: this.head };
+    callback();
+  }
+
+  summary(): PlainSummary {
+    if (!this.done) throw new Error('EncryptStream has not finished');
+    return this.done;
+  }
+}
+
+/** Encrypted size of a plaintext of `size` bytes. */
+export function encryptedSize(size: number, chunkBytes = DEFAULT_CHUNK_BYTES): number {
+  const chunks = Math.max(1, Math.ceil(size / chunkBytes));
+  return HEADER_BYTES + size + chunks * TAG_BYTES;
+}
+
+/** The encrypted byte range holding plaintext bytes `start..end` (inclusive), chunk-aligned. */
+export function cipherRangeFor(
+  size: number,
+  start: number,
+  end: number,
+  chunkBytes = DEFAULT_CHUNK_BYTES,
+): { start: number; end: number; firstChunk: number; lastChunk: number } {
+  const chunks = Math.max(1, Math.ceil(size / chunkBytes));
+  const firstChunk = Math.floor(start / chunkBytes);
+  const lastChunk = Math.min(chunks - 1, Math.floor(end / chunkBytes));
+  const stride = chunkBytes + TAG_BYTES;
+  const lastPlain = Math.min(chunkBytes, size - lastChunk * chunkBytes);
+  return {
+    start: HEADER_BYTES + firstChunk * stride,
+    end: HEADER_BYTES + lastChunk * stride + lastPlain + TAG_BYTES - 1,
+    firstChunk,
+    lastChunk,
+  };
+}
+
+export interface DecryptOptions {
+  key: Buffer;
+  blobKey: string;
+  /** Plaintext size of the whole blob. */
+  size: number;
+  chunkBytes: number;
+  /** Plaintext range wanted (inclusive); the whole blob when omitted. */
+  start?: number;
+  end?: number;
+  /** SHA-256 of the whole plaintext: checked at the end when the whole blob is read. */
+  sha256?: string;
+  /** The input starts at the blob's header (a whole-blob read) rather than at a chunk. */
+  withHeader: boolean;
+}
+
+/**
+ * Decrypts the encrypted bytes of a range (as returned for `cipherRangeFor`, or the whole blob
+ * with its header) into exactly the requested plaintext bytes. Any failed chunk, a short input,
+ * or a SHA-256 mismatch ends the stream with a BlobIntegrityError: nothing unauthenticated is
+ * ever emitted.
+ */
+export class DecryptStream extends Transform {
+  private buffered: Buffer[] = [];
+  private bufferedBytes = 0;
+  private headerLeft: number;
+  private index: number;
+  private readonly lastChunk: number;
+  private readonly totalChunks: number;
+  private readonly rangeStart: number;
+  private readonly rangeEnd: number;
+  private readonly hash;
+
+  constructor(private readonly options: DecryptOptions) {
+    super();
+    const start = options.start ?? 0;
+    const end = options.end ?? Math.max(0, options.size - 1);
+    const range = cipherRangeFor(options.size, start, end, options.chunkBytes);
+    this.rangeStart = start;
+    this.rangeEnd = end;
+    this.index = range.firstChunk;
+    this.lastChunk = range.lastChunk;
+    this.totalChunks = Math.max(1, Math.ceil(options.size / options.chunkBytes));
+    this.headerLeft = options.withHeader ? HEADER_BYTES : 0;
+    const whole = start === 0 && end >= options.size - 1;
+    this.hash = whole && options.sha256 !== undefined ? createHash('sha256') : null;
+  }
+
+  private sealedLength(index: number): number {
+    const plain = Math.min(
+      this.options.chunkBytes,
+      this.options.size - index * this.options.chunkBytes,
+    );
+    return Math.max(0, plain) + TAG_BYTES;
+  }
+
+  private checkHeader(h: Buffer): void {
+    if (!h.subarray(0, 4).equals(MAGIC) || h.readUInt8(4) !== VERSION) {
+      throw new BlobIntegrityError('not an encrypted Caretrail blob');
+    }
+    if (h.readUInt32BE(8) !== this.options.chunkBytes) {
+      throw new BlobIntegrityError('chunk size differs from the recorded one');
+    }
+  }
+
+  override _transform(data: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    try {
+      this.buffered.push(data);
+      this.bufferedBytes += data.length;
+      if (this.headerLeft > 0) {
+        if (this.bufferedBytes < HEADER_BYTES) {
+          callback();
+          return;
+        }
+        const all = Buffer.concat(this.buffered);
+        this.checkHeader(all.subarray(0, HEADER_BYTES));
+        this.headerLeft = 0;
+        this.buffered = [all.subarray(HEADER_BYTES)];
+        this.bufferedBytes = all.length - HEADER_BYTES;
+      }
+      while (this.index <= this.lastChunk) {
+        const need = this.sealedLength(this.index);
+        if (this.bufferedBytes < need) break;
+        const all = Buffer.concat(this.buffered);
+        this.emitChunk(all.subarray(0, need));
+        const rest = all.subarray(need);
+        this.buffered = rest.length > 0 ? [rest] : [];
+        this.bufferedBytes = rest.length;
+      }
+      callback();
+    } catch (err) {
+      callback(err as Error);
+    }
+  }
+
+  private emitChunk(sealed: Buffer): void {
+    const index = this.index;
+    const plain = openChunk(
+      this.options.key,
+      this.options.blobKey,
+      index,
+      index === this.totalChunks - 1,
+      sealed,
+    );
+    this.index += 1;
+    this.hash?.update(plain);
+    const chunkStart = index * this.options.chunkBytes;
+    const from = Math.max(0, this.rangeStart - chunkStart);
+    const to = Math.min(plain.length, this.rangeEnd - chunkStart + 1);
+    if (to > from) this.push(plain.subarray(from, to));
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.index <= this.lastChunk || this.headerLeft > 0) {
+      callback(new BlobIntegrityError('the stored blob is shorter than recorded'));
+      return;
+    }
+    if (this.hash && this.hash.digest('hex') !== this.options.sha256) {
+      callback(new BlobIntegrityError('SHA-256 of the content does not match the recorded one'));
+      return;
+    }
+    callback();
+  }
+}

@@ -1,0 +1,182 @@
+// Encrypted blobs: the blob store plus the master keyring. Every blob gets its own data key,
+// wrapped by the active master key; what a row needs to find and open its blob is a BlobRef.
+import { randomUUID } from 'node:crypto';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { AppError } from '../domain/errors.js';
+import {
+  BlobIntegrityError,
+  DEFAULT_CHUNK_BYTES,
+  DecryptStream,
+  EncryptStream,
+  cipherRangeFor,
+  newDataKey,
+} from './blob-crypto.js';
+import type { BlobStore, BlobTier, Retrieval } from './blob-store.js';
+import type { Keyring, WrappedKey } from './master-key.js';
+
+export interface BlobRef {
+  blobKey: string;
+  tier: BlobTier;
+  size: number;
+  sha256: string;
+  chunkBytes: number;
+  keyId: string;
+  wrapped: string;
+}
+
+export interface StoredBlob extends BlobRef {
+  /** The first bytes of the plaintext, for content sniffing. */
+  head: Buffer;
+}
+
+/** Fails the stream with 413 once more than `max` bytes went through. */
+class SizeLimit extends Transform {
+  private seen = 0;
+  constructor(private readonly max: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.max) {
+      callback(
+        new AppError(
+          'payload_too_large',
+          `The file is larger than the limit of ${this.max} bytes; nothing was stored.`,
+        ),
+      );
+      return;
+    }
+    callback(null, chunk);
+  }
+}
+
+/**
+ * Resolves once `stream` has its first bytes ready (or ended), rejecting if it failed first: a
+ * corrupt or unreachable blob is then an error answer, not a response cut off after its headers.
+ */
+export function primed(stream: Readable): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      stream.off('readable', onReadable);
+      stream.off('error', onError);
+      if (err) reject(err);
+      else resolve(stream);
+    };
+    const onReadable = () => {
+      done();
+    };
+    const onError = (err: Error) => {
+      done(err);
+    };
+    stream.once('readable', onReadable);
+    stream.once('error', onError);
+  });
+}
+
+export function createVault(store: BlobStore, keyring: Keyring) {
+  const dataKeyOf = (ref: Pick<BlobRef, 'blobKey' | 'keyId' | 'wrapped'>): Buffer =>
+    keyring.unwrap({ keyId: ref.keyId, wrapped: ref.wrapped }, ref.blobKey);
+
+  return {
+    store,
+    keyring,
+
+    /**
+     * Encrypts and stores `source`, streaming. Resolves when durable; on any failure (the source
+     * errors or exceeds `maxBytes`, the store fails) nothing is left behind.
+     */
+    async put(source: Readable, maxBytes: number): Promise<StoredBlob> {
+      const blobKey = randomUUID();
+      const dataKey = newDataKey();
+      const encrypt = new EncryptStream(dataKey, blobKey);
+      const limit = new SizeLimit(maxBytes);
+      const forward = (err: Error) => {
+        limit.destroy(err);
+      };
+      source.once('error', forward);
+      limit.once('error', (err) => encrypt.destroy(err));
+      source.pipe(limit).pipe(encrypt);
+      try {
+        await store.put(blobKey, encrypt);
+      } catch (err) {
+        source.unpipe(limit);
+        throw encrypt.errored ?? limit.errored ?? err;
+      } finally {
+        source.off('error', forward);
+      }
+      const summary = encrypt.summary();
+      const wrapped = keyring.wrap(dataKey, blobKey);
+      return {
+        blobKey,
+        tier: 'hot',
+        size: summary.size,
+        sha256: summary.sha256,
+        chunkBytes: DEFAULT_CHUNK_BYTES,
+        keyId: wrapped.keyId,
+        wrapped: wrapped.wrapped,
+        head: summary.head,
+      };
+    },
+
+    putBuffer(data: Buffer): Promise<StoredBlob> {
+      return this.put(Readable.from([data]), data.length);
+    },
+
+    prepareRead(ref: BlobRef): Promise<Retrieval> {
+      return store.prepareRead(ref.blobKey, ref.tier);
+    },
+
+    /**
+     * The plaintext of the blob, or of bytes `start..end` (inclusive). Every chunk is
+     * authenticated before it is emitted; a whole read also checks the SHA-256 at the end.
+     */
+    async open(ref: BlobRef, range?: { start: number; end: number }): Promise<Readable> {
+      const key = dataKeyOf(ref);
+      const options = {
+        key,
+        blobKey: ref.blobKey,
+        size: ref.size,
+        chunkBytes: ref.chunkBytes,
+        sha256: ref.sha256,
+      };
+      if (!range) {
+        const raw = await store.get(ref.blobKey, ref.tier);
+        return raw.pipe(new DecryptStream({ ...options, withHeader: true })).once('error', () => {
+          raw.destroy();
+        });
+      }
+      const cipher = cipherRangeFor(ref.size, range.start, range.end, ref.chunkBytes);
+      const raw = await store.get(ref.blobKey, ref.tier, { start: cipher.start, end: cipher.end });
+      const out = new DecryptStream({ ...options, ...range, withHeader: false });
+      raw.once('error', (err) => out.destroy(err));
+      return raw.pipe(out);
+    },
+
+    /** The whole plaintext in memory: only for small blobs (thumbnails, previews under a limit). */
+    async read(ref: BlobRef): Promise<Buffer> {
+      const stream = await this.open(ref);
+      const parts: Buffer[] = [];
+      for await (const part of stream) parts.push(part as Buffer);
+      return Buffer.concat(parts);
+    },
+
+    /** The data key of `ref` wrapped again under the active master key. */
+    rewrap(ref: Pick<BlobRef, 'blobKey' | 'keyId' | 'wrapped'>): WrappedKey {
+      return keyring.wrap(dataKeyOf(ref), ref.blobKey);
+    },
+
+    wrapSecret(secret: Buffer, context: string): WrappedKey {
+      return keyring.wrap(secret, context);
+    },
+
+    unwrapSecret(key: WrappedKey, context: string): Buffer {
+      return keyring.unwrap(key, context);
+    },
+  };
+}
+
+export type Vault = ReturnType<typeof createVault>;
+
+export function isIntegrityError(err: unknown): boolean {
+  return err instanceof BlobIntegrityError;
+}

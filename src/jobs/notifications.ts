@@ -1,0 +1,135 @@
+// Notification delivery through the outbox: an event fans out into one delivery per matching
+// subscription (in one transaction), and each delivery is sent by email or signed webhook.
+import { createHmac } from 'node:crypto';
+import nodemailer from 'nodemailer';
+import type { Vault } from '../blobs/vault.js';
+import type { Clock } from '../domain/clock.js';
+import type { DomainEvent } from '../services/events.js';
+import { secretContext } from '../services/subscription.service.js';
+import type { Database } from '../store/database.js';
+import { enqueue } from '../store/outbox.store.js';
+import { findPatient } from '../store/patient.store.js';
+import { findSubscriptionById, subscribersOf } from '../store/subscription.store.js';
+import type { SubscriptionRow } from '../store/tables.js';
+import { PermanentFailure, type OutboxHandler } from './outbox-relay.js';
+
+export interface NotificationSettings {
+  smtpUrl: string;
+  mailFrom: string;
+  webhookTimeoutMs: number;
+  publicUrl: string;
+}
+
+/** The signature receivers check: HMAC-SHA256 over "<timestamp>.<body>" with the secret. */
+export function signWebhook(secret: string, timestamp: number, body: string): string {
+  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
+}
+
+const SUBJECTS: Record<string, string> = {
+  'document.created': 'New document',
+  'note.finalized': 'Note finalized',
+  'result.received': 'New result',
+};
+
+export function createNotificationHandlers(deps: {
+  db: Database;
+  clock: Clock;
+  vault: Vault;
+  settings: NotificationSettings;
+}): { event: OutboxHandler; deliver: OutboxHandler; close: () => void } {
+  const { db, clock, vault, settings } = deps;
+  const transport =
+    settings.smtpUrl === ''
+      ? null
+      : nodemailer.createTransport(
+          `${settings.smtpUrl}${settings.smtpUrl.includes('?') ? '&' : '?'}connectionTimeout=10000&greetingTimeout=10000&socketTimeout=30000`,
+        );
+
+  const event: OutboxHandler = {
+    kind: 'tx',
+    async run(tx, payload) {
+      const ev = payload as DomainEvent;
+      const subscribers = (await subscribersOf(tx, ev.organizationId, ev.patientId)).filter((s) =>
+        (JSON.parse(s.events) as string[]).includes(ev.type),
+      );
+      const now = clock.now();
+      for (const s of subscribers) {
+        await enqueue(tx, now, {
+          topic: 'deliver',
+          payload: { event: ev },
+          organizationId: ev.organizationId,
+          subscriptionId: s.id,
+          eventId: ev.id,
+        });
+      }
+    },
+  };
+
+  async function sendEmail(s: SubscriptionRow, ev: DomainEvent): Promise<void> {
+    if (!transport) throw new Error('email is not configured (CARETRAIL_SMTP_URL is empty)');
+    const patient = await findPatient(db.read, ev.organizationId, ev.patientId);
+    const who = patient ? patient.name : 'a patient';
+    const subject = `${SUBJECTS[ev.type] ?? ev.type} for ${who}`;
+    const link = `${settings.publicUrl}/`;
+    await transport.sendMail({
+      from: settings.mailFrom,
+      to: s.target,
+      subject: `[Caretrail] ${subject}`,
+      text: `${subject} (${ev.type}, ${ev.occurredAt}).\n\nOpen Caretrail to see it: ${link}\n\nYou receive this because of a notification subscription in Caretrail.\n`,
+      messageId: `<${ev.id}.${s.id}@caretrail>`,
+      headers: { 'X-Caretrail-Event-Id': ev.id, 'X-Caretrail-Event-Type': ev.type },
+    });
+  }
+
+  async function sendWebhook(s: SubscriptionRow, ev: DomainEvent): Promise<void> {
+    if (!s.secret_key_id || !s.secret_wrapped)
+      throw new PermanentFailure('the webhook subscription has no signing secret');
+    const secret = vault
+      .unwrapSecret({ keyId: s.secret_key_id, wrapped: s.secret_wrapped }, secretContext(s.id))
+      .toString('utf8');
+    const body = JSON.stringify(ev);
+    const timestamp = Math.floor(clock.now().getTime() / 1000);
+    let res: Response;
+    try {
+      res = await fetch(s.target, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'Caretrail-Webhook/1',
+          'x-caretrail-event-id': ev.id,
+          'x-caretrail-event-type': ev.type,
+          'x-caretrail-timestamp': String(timestamp),
+          'x-caretrail-signature': signWebhook(secret, timestamp, body),
+        },
+        body,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(settings.webhookTimeoutMs),
+      });
+    } catch (err) {
+      const name = err instanceof Error ? err.name : '';
+      if (name === 'TimeoutError')
+        throw new Error(`no answer within ${settings.webhookTimeoutMs} ms`);
+      const cause = (err as { cause?: { code?: string } }).cause?.code;
+      throw new Error(`connection failed${cause ? ` (${cause})` : ''}`);
+    }
+    await res.body?.cancel().catch(() => undefined);
+    if (res.status < 200 || res.status > 299)
+      throw new Error(`receiver answered HTTP ${res.status}`);
+  }
+
+  const deliver: OutboxHandler = {
+    kind: 'io',
+    async run(payload, row) {
+      const ev = (payload as { event: DomainEvent }).event;
+      const s = row.subscription_id
+        ? await findSubscriptionById(db.read, row.subscription_id)
+        : null;
+      // A subscription removed in the meantime: nothing to deliver, and nothing to retry.
+      if (!s || s.disabled_at !== null) return;
+      if (s.channel === 'email') await sendEmail(s, ev);
+      else await sendWebhook(s, ev);
+    },
+  };
+
+  return { event, deliver, close: () => transport?.close() };
+}

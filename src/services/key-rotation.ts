@@ -1,0 +1,70 @@
+// Re-wraps every data key (document contents, thumbnails, webhook secrets) under the active
+// master key. File bodies are not touched: only the small wrapped keys in the database change.
+import type { Vault } from '../blobs/vault.js';
+import type { Database } from '../store/database.js';
+import { updateDocumentVersion, versionsWrappedByOtherKeys } from '../store/document.store.js';
+import { subscriptionsWrappedByOtherKeys } from '../store/subscription.store.js';
+import { secretContext } from './subscription.service.js';
+
+export interface RewrapCounts {
+  contents: number;
+  thumbnails: number;
+  secrets: number;
+}
+
+export async function rewrapAll(db: Database, vault: Vault): Promise<RewrapCounts> {
+  const active = vault.keyring.activeId;
+  const counts: RewrapCounts = { contents: 0, thumbnails: 0, secrets: 0 };
+  for (;;) {
+    const rows = await versionsWrappedByOtherKeys(db.read, active, 200);
+    if (rows.length === 0) break;
+    await db.write(async (tx) => {
+      for (const v of rows) {
+        const changes: Parameters<typeof updateDocumentVersion>[3] = {};
+        if (v.key_id !== active) {
+          const w = vault.rewrap({ blobKey: v.blob_key, keyId: v.key_id, wrapped: v.wrapped_key });
+          changes.key_id = w.keyId;
+          changes.wrapped_key = w.wrapped;
+          counts.contents += 1;
+        }
+        if (
+          v.thumb_blob_key &&
+          v.thumb_key_id &&
+          v.thumb_wrapped_key &&
+          v.thumb_key_id !== active
+        ) {
+          const w = vault.rewrap({
+            blobKey: v.thumb_blob_key,
+            keyId: v.thumb_key_id,
+            wrapped: v.thumb_wrapped_key,
+          });
+          changes.thumb_key_id = w.keyId;
+          changes.thumb_wrapped_key = w.wrapped;
+          counts.thumbnails += 1;
+        }
+        await updateDocumentVersion(tx, v.document_id, v.version, changes);
+      }
+    });
+  }
+  for (;;) {
+    const rows = await subscriptionsWrappedByOtherKeys(db.read, active, 200);
+    if (rows.length === 0) break;
+    await db.write(async (tx) => {
+      for (const s of rows) {
+        if (!s.secret_key_id || !s.secret_wrapped) continue;
+        const secret = vault.unwrapSecret(
+          { keyId: s.secret_key_id, wrapped: s.secret_wrapped },
+          secretContext(s.id),
+        );
+        const w = vault.wrapSecret(secret, secretContext(s.id));
+        await tx
+          .updateTable('subscriptions')
+          .set({ secret_key_id: w.keyId, secret_wrapped: w.wrapped })
+          .where('id', '=', s.id)
+          .execute();
+        counts.secrets += 1;
+      }
+    });
+  }
+  return counts;
+}
