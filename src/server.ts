@@ -135,7 +135,16 @@ export async function createRuntime(
         );
       },
       async close() {
-        await app.close();
+        // A keep-alive connection whose last answer was still being flushed when closing began
+        // is not idle yet at that moment: sweep idle connections until the server has stopped.
+        const sweep = setInterval(() => {
+          app.server.closeIdleConnections();
+        }, 100);
+        try {
+          await app.close();
+        } finally {
+          clearInterval(sweep);
+        }
         await checkpoints?.stop();
         await relay.stop();
         await lifecycle?.stop();

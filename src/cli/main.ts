@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `caretrail <command>`: serve, migrate, admin create.
+// `caretrail <command>`: serve, migrate, admin create, audit verify|export, keys rotate.
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
@@ -11,6 +11,18 @@ import { createLogger } from '../log.js';
 import { createRuntime, servicesFor } from '../server.js';
 import { openDatabase } from '../store/database.js';
 import { systemContext } from '../services/context.js';
+import path from 'node:path';
+import { openBlobStore } from '../blobs/index.js';
+import {
+  createKeyring,
+  loadKeyring,
+  MASTER_KEY_FILE,
+  newMasterKey,
+  parseMasterKeys,
+  writeKeyFile,
+} from '../blobs/master-key.js';
+import { createVault } from '../blobs/vault.js';
+import { rewrapAll, type RewrapCounts } from '../services/key-rotation.js';
 
 const USAGE = `Usage: caretrail <command> [options]
 
@@ -24,6 +36,8 @@ Commands:
   audit export --format csv|fhir [--from T] [--to T] [--patient ID] [--actor ID]
                [--action C|R|U|D|E] [--outcome success|failure|denied|error]
                              stream audit events to stdout (CSV, or FHIR AuditEvent NDJSON)
+  keys rotate                re-wrap every file data key under a new master key (file bodies
+                             are not re-encrypted); with CARETRAIL_MASTER_KEY, under its first key
 
 Every setting can be given as CARETRAIL_* variable or --flag (see README.md).`;
 
@@ -236,6 +250,55 @@ async function auditExport(config: Config, flags: Record<string, string>): Promi
   });
 }
 
+/**
+ * Master key rotation. With the key file: a new key is added in front (running servers pick it
+ * up before their next upload), every data key is re-wrapped under it, then the old keys leave
+ * the file. With CARETRAIL_MASTER_KEY the operator lists the new key first and the old ones
+ * after it; this re-wraps under the first, and the others can then be dropped.
+ */
+async function keysRotate(config: Config): Promise<void> {
+  const db = await openDatabase(config.databaseUrl, { pgPoolSize: 2 });
+  try {
+    await db.migrate();
+    const store = openBlobStore(config.blobUrl);
+    const report = (counts: RewrapCounts, id: string) =>
+      `Re-wrapped ${counts.contents} file keys, ${counts.thumbnails} thumbnail keys and ${counts.secrets} webhook secrets under master key ${id}.`;
+    if (config.masterKey !== '') {
+      const keyring = createKeyring(parseMasterKeys(config.masterKey));
+      const counts = await rewrapAll(db, createVault(store, keyring));
+      process.stdout.write(`${report(counts, keyring.activeId)}\n`);
+      process.stdout.write(
+        keyring.ids.length > 1
+          ? 'Every data key is now under the first key of CARETRAIL_MASTER_KEY: once all instances run with it first, remove the other keys.\n'
+          : 'To rotate, put a new key (base64 of 32 random bytes) first in CARETRAIL_MASTER_KEY, the current one after it, restart the instances, then run this again.\n',
+      );
+      return;
+    }
+    const file = path.join(config.dataDir, MASTER_KEY_FILE);
+    const oldId = loadKeyring(config.dataDir, undefined).activeId;
+    const oldKeys = parseMasterKeys(fs.readFileSync(file, 'utf8'));
+    const fresh = newMasterKey();
+    writeKeyFile(file, [fresh, ...oldKeys]);
+    const keyring = createKeyring([fresh, ...oldKeys], file);
+    const vault = createVault(store, keyring);
+    const counts = await rewrapAll(db, vault);
+    writeKeyFile(file, [fresh]);
+    // Data keys wrapped by an instance that had not yet seen the new key: this keyring still
+    // holds the old keys in memory, so it can move them too.
+    const late = await rewrapAll(db, vault);
+    const total: RewrapCounts = {
+      contents: counts.contents + late.contents,
+      thumbnails: counts.thumbnails + late.thumbnails,
+      secrets: counts.secrets + late.secrets,
+    };
+    process.stdout.write(
+      `${report(total, keyring.activeId)}\nThe key file ${file} now holds only the new key (the old one, ${oldId}, was removed).\n`,
+    );
+  } finally {
+    await db.close();
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const { positionals, settings, command, help } = splitFlags(argv);
   const [name, sub] = positionals;
@@ -267,6 +330,11 @@ async function main(argv: string[]): Promise<number> {
       throw new ConfigError(
         'Unknown audit command; try: caretrail audit verify | caretrail audit export --format csv',
       );
+    case 'keys':
+      if (sub !== 'rotate')
+        throw new ConfigError('Unknown keys command; try: caretrail keys rotate');
+      await keysRotate(config);
+      return 0;
     default:
       throw new ConfigError(`Unknown command "${name}". Try: caretrail help`);
   }

@@ -2,6 +2,7 @@
 // purge; ranged downloads checked against their SHA-256; thumbnails made by a job.
 import type { Readable } from 'node:stream';
 import { BlobNotFoundError } from '../blobs/blob-store.js';
+import { MasterKeyError } from '../blobs/master-key.js';
 import { primed, type BlobRef, type StoredBlob } from '../blobs/vault.js';
 import {
   safeFilename,
@@ -545,10 +546,12 @@ export function createDocumentService(deps: ServiceDeps) {
     } catch (err) {
       if (err instanceof AppError) throw err;
       deps.log.error(
-        { err, blobKey: ref.blobKey },
+        { err, blobKey: ref.blobKey, keyId: ref.keyId },
         err instanceof BlobNotFoundError
           ? 'a document blob is missing from the file store'
-          : 'a document blob failed its integrity check',
+          : err instanceof MasterKeyError
+            ? 'a document data key could not be unwrapped: is its master key configured?'
+            : 'a document blob failed its integrity check',
       );
       throw new AppError(
         'unavailable',
