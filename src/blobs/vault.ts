@@ -100,7 +100,9 @@ export function createVault(store: BlobStore, keyring: Keyring) {
         await store.put(blobKey, encrypt);
       } catch (err) {
         source.unpipe(limit);
-        throw encrypt.errored ?? limit.errored ?? err;
+        // The store's own verdict (full, unreachable) first; else what broke the stream.
+        if (err instanceof AppError) throw err;
+        throw limit.errored ?? encrypt.errored ?? err;
       } finally {
         source.off('error', forward);
       }
