@@ -1,7 +1,8 @@
 // `npm run bench`: runs every benchmark and prints ratios against baselines measured in the same
 // run (absolute numbers depend on the machine; ratios are what we compare over time).
-// BENCH_ONLY=group-commit|audit picks one; BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_AUDIT_EVENTS tune them.
+// BENCH_ONLY=group-commit|audit|documents picks one; BENCH_FILE_MB sizes the document bench; BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_AUDIT_EVENTS tune them.
 import { auditedReadBench, verifyAndExportBench } from './audit.bench.js';
+import { documentsBench } from './documents.bench.js';
 import { groupCommitBench } from './group-commit.bench.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
@@ -38,5 +39,18 @@ if (only === undefined || only === 'audit') {
     `  verify in-process (tsx): ${v.verifySeconds.toFixed(1)} s, ${fmt(v.eventsPerSecond)} events/s   (aim: 1,000,000 in under 10 s)`,
     `  caretrail audit verify (built CLI, start-up included): ${v.cliVerifySeconds.toFixed(1)} s`,
     `  CSV export: ${v.exported.toLocaleString('en')} rows in ${v.exportSeconds.toFixed(1)} s, RSS growth ${v.exportRssGrowthMb.toFixed(1)} MB   (aim: under 100 MB)`,
+  ]);
+}
+
+if (only === undefined || only === 'documents') {
+  const d = await documentsBench(Number(process.env.BENCH_FILE_MB ?? 100));
+  const mb = (n: number) => `${n.toFixed(0).padStart(6)} MB/s`;
+  out([
+    `documents — one ${d.megabytes} MB file over HTTP: streamed, encrypted (AES-256-GCM), fsync'd (SQLite + folder)`,
+    `  raw disk write + fsync (baseline)            ${mb(d.rawWriteMBps)}`,
+    `  upload (multipart POST)                      ${mb(d.uploadMBps)}   ratio ${(d.uploadMBps / d.rawWriteMBps).toFixed(2)} (aim >= 0.5)`,
+    `  raw disk read (baseline)                     ${mb(d.rawReadMBps)}`,
+    `  download (GET content, SHA-256 checked)      ${mb(d.downloadMBps)}   ratio ${(d.downloadMBps / d.rawReadMBps).toFixed(2)} (aim >= 0.5)`,
+    `  server peak RSS growth: upload ${d.uploadRssGrowthMb.toFixed(1)} MB, download ${d.downloadRssGrowthMb.toFixed(1)} MB   (aim: under 64 MB)`,
   ]);
 }

@@ -1,0 +1,125 @@
+// Upload and download of one large file through the server (streamed, encrypted, fsync'd) as a
+// ratio of what the raw disk does in the same run, and the server's peak memory growth.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { startServer } from '../test/helpers/process.js';
+import { clinicWithPatient } from './lib.js';
+
+export interface DocumentsBenchResult {
+  megabytes: number;
+  rawWriteMBps: number;
+  rawReadMBps: number;
+  uploadMBps: number;
+  downloadMBps: number;
+  uploadRssGrowthMb: number;
+  downloadRssGrowthMb: number;
+}
+
+const MB = 1024 * 1024;
+
+/** Writes `file` in 1 MiB blocks and fsyncs it: what the disk does without Caretrail. */
+function rawWrite(file: string, megabytes: number): number {
+  const block = randomBytes(MB);
+  const started = process.hrtime.bigint();
+  const fd = fs.openSync(file, 'w');
+  for (let i = 0; i < megabytes; i++) fs.writeSync(fd, block);
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  return megabytes / (Number(process.hrtime.bigint() - started) / 1e9);
+}
+
+async function rawRead(file: string, megabytes: number): Promise<number> {
+  const started = process.hrtime.bigint();
+  await pipeline(
+    fs.createReadStream(file, { highWaterMark: MB }),
+    new Writable({
+      write(_chunk, _enc, done) {
+        done();
+      },
+    }),
+  );
+  return megabytes / (Number(process.hrtime.bigint() - started) / 1e9);
+}
+
+function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(text);
+  return Number(match?.[1] ?? 0) / 1024;
+}
+
+/** Resets the peak RSS of `pid` to its current RSS (Linux: clear_refs 5). */
+function resetPeak(pid: number): number {
+  fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  return procStatus(pid, 'VmRSS');
+}
+
+export async function documentsBench(megabytes = 100): Promise<DocumentsBenchResult> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'caretrail-bench-docs-'));
+  const source = path.join(dir, 'xray.bin');
+  try {
+    // Baselines on the same disk, in the same run.
+    const rawWriteMBps = rawWrite(source, megabytes);
+    const rawReadMBps = await rawRead(source, megabytes);
+
+    const dataDir = path.join(dir, 'data');
+    fs.mkdirSync(dataDir);
+    const env = {
+      CARETRAIL_DATA_DIR: dataDir,
+      CARETRAIL_DATABASE_URL: `sqlite:${path.join(dataDir, 'caretrail.db')}`,
+      CARETRAIL_MAX_UPLOAD_BYTES: String((megabytes + 1) * MB),
+      // The bench measures the request path; the thumbnail job is not part of it.
+      CARETRAIL_PREVIEW_MAX_BYTES: '1024',
+    };
+    const server = await startServer(env);
+    const pid = server.child.pid ?? 0;
+    try {
+      const { token, patientId } = await clinicWithPatient(server, env, dataDir);
+      const auth = { authorization: `Bearer ${token}` };
+
+      const before = resetPeak(pid);
+      const form = new FormData();
+      form.append('file', await fs.openAsBlob(source), 'xray.bin');
+      let started = process.hrtime.bigint();
+      const res = await fetch(`${server.baseUrl}/api/v1/patients/${patientId}/documents`, {
+        method: 'POST',
+        headers: auth,
+        body: form,
+      });
+      if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${await res.text()}`);
+      const uploadMBps = megabytes / (Number(process.hrtime.bigint() - started) / 1e9);
+      const uploadRssGrowthMb = procStatus(pid, 'VmHWM') - before;
+      const { id } = (await res.json()) as { id: string };
+
+      const beforeDownload = resetPeak(pid);
+      started = process.hrtime.bigint();
+      const download = await fetch(`${server.baseUrl}/api/v1/documents/${id}/content`, {
+        headers: auth,
+      });
+      if (!download.body) throw new Error('download has no body');
+      let bytes = 0;
+      for await (const chunk of download.body) bytes += (chunk as Uint8Array).length;
+      if (bytes !== megabytes * MB) throw new Error(`download returned ${bytes} bytes`);
+      const downloadMBps = megabytes / (Number(process.hrtime.bigint() - started) / 1e9);
+      const downloadRssGrowthMb = procStatus(pid, 'VmHWM') - beforeDownload;
+
+      return {
+        megabytes,
+        rawWriteMBps,
+        rawReadMBps,
+        uploadMBps,
+        downloadMBps,
+        uploadRssGrowthMb,
+        downloadRssGrowthMb,
+      };
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
