@@ -5,7 +5,7 @@ import nodemailer from 'nodemailer';
 import type { Vault } from '../blobs/vault.js';
 import type { Clock } from '../domain/clock.js';
 import type { DomainEvent } from '../services/events.js';
-import { secretContext } from '../services/subscription.service.js';
+import { DELETED_BEFORE_DELIVERY, secretContext } from '../services/subscription.service.js';
 import type { Database } from '../store/database.js';
 import { enqueue } from '../store/outbox.store.js';
 import { findPatient } from '../store/patient.store.js';
@@ -124,8 +124,9 @@ export function createNotificationHandlers(deps: {
       const s = row.subscription_id
         ? await findSubscriptionById(db.read, row.subscription_id)
         : null;
-      // A subscription removed in the meantime: nothing to deliver, and nothing to retry.
-      if (!s || s.disabled_at !== null) return;
+      // Deleting a subscription gives up its waiting deliveries; this one was queued in a race
+      // with the deletion. Not sent, not retried, and not to be reported as delivered.
+      if (!s || s.disabled_at !== null) throw new PermanentFailure(DELETED_BEFORE_DELIVERY);
       if (s.channel === 'email') await sendEmail(s, ev);
       else await sendWebhook(s, ev);
     },

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
-import { deliveriesOf } from '../store/outbox.store.js';
+import { cancelPendingDeliveries, deliveriesOf } from '../store/outbox.store.js';
 import { findPatient } from '../store/patient.store.js';
 import {
   disableSubscription,
@@ -47,6 +47,9 @@ export interface Delivery {
 }
 
 export const secretContext = (subscriptionId: string) => `subscription:${subscriptionId}`;
+
+/** Why a delivery of a deleted subscription was given up (shown as its lastError). */
+export const DELETED_BEFORE_DELIVERY = 'the subscription was deleted before delivery';
 
 function toSubscription(row: SubscriptionRow): Subscription {
   return {
@@ -173,10 +176,13 @@ export function createSubscriptionService(deps: ServiceDeps) {
         permission: 'subscriptions.manage',
         entity: { type: 'Subscription', id, version: null },
       },
-      async (tx) => {
+      async (tx, record) => {
         const row = await findSubscription(tx, requireActor(ctx).organizationId, id);
         if (!row || row.disabled_at !== null) throw notFound('Subscription');
         await disableSubscription(tx, id, clock.now().toISOString());
+        // Retries already scheduled would otherwise run later and be marked done unsent.
+        const cancelled = await cancelPendingDeliveries(tx, id, DELETED_BEFORE_DELIVERY);
+        record.detail = { cancelledDeliveries: cancelled };
       },
     );
   }

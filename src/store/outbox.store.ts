@@ -102,6 +102,25 @@ export async function markFailed(
     .execute();
 }
 
+/**
+ * Gives up the deliveries of a subscription that are still waiting (it was deleted), so none is
+ * sent later and none is reported as delivered. Returns how many were given up.
+ */
+export async function cancelPendingDeliveries(
+  tx: Tx,
+  subscriptionId: string,
+  reason: string,
+): Promise<number> {
+  const result = await tx
+    .updateTable('outbox')
+    .set({ status: 'dead', locked_until: null, last_error: reason })
+    .where('subscription_id', '=', subscriptionId)
+    .where('topic', '=', 'deliver')
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
 export async function outboxCounts(tx: Tx): Promise<Record<string, number>> {
   const rows = await tx
     .selectFrom('outbox')

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { listAuditEvents } from '../../src/store/audit.store.js';
-import { buildDicom } from '../helpers/dicom-fixtures.js';
+import { buildDicom, truncateDicom } from '../helpers/dicom-fixtures.js';
 import { archiveIdleVersions } from '../../src/jobs/document-jobs.js';
 import { startHarness, TestClock, type Harness, type SignedIn } from '../helpers/harness.js';
 import { describeEachStorage, filesUnder } from '../helpers/storage.js';
@@ -236,6 +236,17 @@ describeEachStorage('documents', (storage) => {
     assert.ok(Buffer.from(await old.arrayBuffer()).equals(v1));
     const missing = await get(vet, `/api/v1/documents/${doc.id}/versions/9/content`);
     assert.equal(missing.status, 404);
+    const reads = (await listAuditEvents(h.runtime.db.read, { patientId }))
+      .map((e) => e.event)
+      .filter((e) => e.entity?.id === doc.id);
+    assert.ok(
+      reads.some(
+        (e) =>
+          e.type === 'document.version.read' && e.entity?.version === 1 && e.outcome === 'success',
+      ),
+      'reading an old version is audited with its version number',
+    );
+    assert.ok(reads.some((e) => e.type === 'document.version.create' && e.entity?.version === 2));
   });
 
   test('delete hides a document until it is restored; only an admin purges, and only deleted ones', async () => {
@@ -342,6 +353,11 @@ describeEachStorage('documents', (storage) => {
       Buffer.concat([png.subarray(0, 200), randomBytes(500)]),
       'broken.png',
     );
+    const brokenDicom = await uploadOk(
+      truncateDicom(buildDicom({ patientName: 'Rex^Dog' }), 200),
+      'cut.dcm',
+    );
+    assert.equal(brokenDicom.contentType, 'application/dicom');
     await h.runtime.relay.runUntilIdle();
 
     const read = async (id: string) =>
@@ -364,6 +380,9 @@ describeEachStorage('documents', (storage) => {
     assert.equal(dcm.metadata.modality, 'DX');
     assert.equal((await get(vet, `/api/v1/documents/${dicom.id}/thumbnail`)).status, 200);
 
+    const cutDicom = await read(brokenDicom.id);
+    assert.equal(cutDicom.preview.status, 'failed');
+    assert.equal(cutDicom.metadata, null);
     const bad = await read(corrupt.id);
     assert.equal(bad.preview.status, 'failed');
     assert.equal(bad.metadata, null);
