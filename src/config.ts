@@ -34,6 +34,7 @@ export interface Config {
   readonly deliveryMaxAttempts: number;
   readonly deliveryBackoffMs: number;
   readonly webhookTimeoutMs: number;
+  readonly webhookAllowPrivate: boolean;
   readonly previewMaxBytes: number;
 }
 
@@ -385,6 +386,15 @@ const SETTINGS = [
     description: 'How long a webhook receiver may take to answer before the attempt fails.',
     parse: integer(100, 120000, 'an integer number of milliseconds'),
     fallback: () => 10000,
+  },
+  {
+    key: 'webhookAllowPrivate',
+    env: 'CARETRAIL_WEBHOOK_ALLOW_PRIVATE',
+    flag: 'webhook-allow-private',
+    description:
+      'Allow webhook receivers on loopback, private and link-local addresses (your own network).',
+    parse: bool,
+    fallback: () => false,
   },
   {
     key: 'previewMaxBytes',

@@ -12,11 +12,13 @@ import { findPatient } from '../store/patient.store.js';
 import { findSubscriptionById, subscribersOf } from '../store/subscription.store.js';
 import type { SubscriptionRow } from '../store/tables.js';
 import { PermanentFailure, type OutboxHandler } from './outbox-relay.js';
+import { resolvesToPrivate } from '../services/webhook-address.js';
 
 export interface NotificationSettings {
   smtpUrl: string;
   mailFrom: string;
   webhookTimeoutMs: number;
+  webhookAllowPrivate: boolean;
   publicUrl: string;
 }
 
@@ -87,6 +89,18 @@ export function createNotificationHandlers(deps: {
     const secret = vault
       .unwrapSecret({ keyId: s.secret_key_id, wrapped: s.secret_wrapped }, secretContext(s.id))
       .toString('utf8');
+    if (!settings.webhookAllowPrivate) {
+      let local: boolean;
+      try {
+        local = await resolvesToPrivate(new URL(s.target));
+      } catch {
+        throw new Error('the receiver host name does not resolve');
+      }
+      if (local)
+        throw new PermanentFailure(
+          'the receiver resolves to a local or private address (see CARETRAIL_WEBHOOK_ALLOW_PRIVATE)',
+        );
+    }
     const body = JSON.stringify(ev);
     const timestamp = Math.floor(clock.now().getTime() / 1000);
     let res: Response;

@@ -128,7 +128,9 @@ export function createOutboxRelay(
 
   async function loop(): Promise<void> {
     if (running) {
+      // A pass is under way (maybe runUntilIdle's): look again after it, and keep polling.
       again = true;
+      schedule(pollMs);
       return;
     }
     let handled = 0;

@@ -15,6 +15,7 @@ export type ServiceSettings = Pick<
   | 'publicUrl'
   | 'maxUploadBytes'
   | 'previewMaxBytes'
+  | 'webhookAllowPrivate'
 >;
 
 export interface ServiceDeps {

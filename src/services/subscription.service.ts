@@ -14,6 +14,7 @@ import type { OutboxRow, SubscriptionRow } from '../store/tables.js';
 import { audited } from './audit.service.js';
 import { requireActor, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
+import { isPrivateLiteral } from './webhook-address.js';
 import { EVENT_TYPES, type EventType } from './events.js';
 import { decodeCursor, toPage, type Page } from './pagination.js';
 
@@ -112,6 +113,15 @@ export function createSubscriptionService(deps: ServiceDeps) {
     if (input.email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(input.email))
       throw new AppError('invalid', 'email is not a valid address.');
     const webhook = input.webhookUrl === undefined ? null : checkWebhookUrl(input.webhookUrl);
+    if (
+      webhook !== null &&
+      !deps.settings.webhookAllowPrivate &&
+      isPrivateLiteral(new URL(webhook))
+    )
+      throw new AppError(
+        'invalid',
+        'webhookUrl points to a local or private address; an operator can allow that with CARETRAIL_WEBHOOK_ALLOW_PRIVATE=true.',
+      );
     return audited(
       deps,
       ctx,

@@ -84,7 +84,7 @@ describeEachEngine('caretrail keys rotate', ({ engine }) => {
         method: 'POST',
         url: '/api/v1/subscriptions',
         token: vet.token,
-        body: { events: ['document.created'], webhookUrl: 'http://127.0.0.1:9/hook' },
+        body: { events: ['document.created'], webhookUrl: 'https://hooks.example.org/caretrail' },
       });
       assert.equal(sub.statusCode, 201, sub.body);
       await h.runtime.close();

@@ -101,6 +101,8 @@ const envFor = (smtpUrl: string, maxAttempts: number): Record<string, string> =>
   CARETRAIL_DELIVERY_BACKOFF_MS: '20',
   CARETRAIL_DELIVERY_MAX_ATTEMPTS: String(maxAttempts),
   CARETRAIL_WEBHOOK_TIMEOUT_MS: String(WEBHOOK_TIMEOUT_MS),
+  // The receivers run on 127.0.0.1.
+  CARETRAIL_WEBHOOK_ALLOW_PRIVATE: 'true',
 });
 
 async function newPatient(h: Harness, user: SignedIn, name: string): Promise<string> {
