@@ -45,6 +45,8 @@ export async function createOnce<T extends { id: string; version: number }>(
   reply: FastifyReply,
   replayAudit: ReplayAudit<T>,
   create: (ctx: RequestContext) => Promise<T>,
+  /** What identifies the request when its body is a stream (uploads): replaces the body. */
+  fingerprint?: unknown,
 ): Promise<T> {
   const key = request.headers['idempotency-key'];
   reply.code(201);
@@ -56,7 +58,7 @@ export async function createOnce<T extends { id: string; version: number }>(
     method: request.method,
     route: request.routeOptions.url ?? request.url,
     params: request.params,
-    body: request.body,
+    body: fingerprint ?? request.body,
     statusCode: 201,
   });
   if (decision.kind === 'replay') {
@@ -68,6 +70,8 @@ export async function createOnce<T extends { id: string; version: number }>(
       entity: { type: replayAudit.entityType, id: body.id, version: body.version },
     });
     reply.code(decision.statusCode).header('idempotent-replayed', 'true');
+    // A streamed body that was not read is dropped with the connection, not drained.
+    if (fingerprint !== undefined) reply.header('connection', 'close');
     return body;
   }
   try {

@@ -156,6 +156,32 @@ describeEachStorage('documents', (storage) => {
     assert.ok(Buffer.from(await res.arrayBuffer()).equals(png));
   });
 
+  test('a retried upload with the same Idempotency-Key stores the file once', async () => {
+    const body = randomBytes(50_000);
+    const send = (bytes: Buffer) => {
+      const form = new FormData();
+      form.append('file', new Blob([bytes]), 'retry.bin');
+      return fetch(`${base}/api/v1/patients/${patientId}/documents`, {
+        method: 'POST',
+        headers: { ...auth(vet), 'idempotency-key': 'upload-retry-1' },
+        body: form,
+      });
+    };
+    const docs = await documentCount();
+    const first = await send(body);
+    assert.equal(first.status, 201);
+    const firstDoc = (await first.json()) as DocumentJson;
+    const objects = storedObjects().length;
+    const again = await send(body);
+    assert.equal(again.status, 201);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.equal(((await again.json()) as DocumentJson).id, firstDoc.id);
+    assert.equal(await documentCount(), docs + 1, 'one document');
+    assert.equal(storedObjects().length, objects, 'the file was not stored again');
+    const other = await send(randomBytes(60_000));
+    assert.equal(other.status, 422, 'the same key with another file is refused');
+  });
+
   test('the bytes in the folder or bucket hold no plaintext', async () => {
     const text = markedText(300_000);
     const doc = await uploadOk(text, 'notes.txt', 'text/plain');

@@ -12,9 +12,14 @@ import {
   type ParsedRange,
 } from '../../domain/document.js';
 import { AppError, isAppError } from '../../domain/errors.js';
-import type { Download, IncomingFile, UploadFields } from '../../services/document.service.js';
+import type {
+  Document as DocumentDto,
+  Download,
+  IncomingFile,
+  UploadFields,
+} from '../../services/document.service.js';
 import type { Services } from '../../services/services.js';
-import { optionalVersion } from '../request-helpers.js';
+import { createOnce, optionalVersion, type ReplayAudit } from '../request-helpers.js';
 import {
   Document,
   DocumentVersion,
@@ -23,6 +28,13 @@ import {
   PageQuery,
   pageOf,
 } from '../schemas.js';
+
+const DOCUMENT_CREATE_REPLAY: ReplayAudit<DocumentDto> = {
+  type: 'document.create',
+  permission: 'documents.read',
+  entityType: 'Document',
+  patientIdOf: (d) => d.patientId,
+};
 
 interface Options {
   services: Services;
@@ -196,12 +208,22 @@ const uploadRoutes: FastifyPluginAsyncTypebox<Options> = async (
           'unsupported_media_type',
           'Upload the file as multipart/form-data with a "file" part (and optional "title", "kind").',
         );
-      const document = await services.documents.create(request.ctx, request.params.id, (onFile) =>
-        readMultipart(request, onFile).catch((err: unknown) => {
-          throw uploadError(err, maxUploadBytes);
-        }),
+      // With an Idempotency-Key, a retried upload (same key, same size) answers with the
+      // document the first attempt stored, without storing the file twice.
+      const document = await createOnce(
+        services,
+        request,
+        reply,
+        DOCUMENT_CREATE_REPLAY,
+        (ctx) =>
+          services.documents.create(ctx, request.params.id, (onFile) =>
+            readMultipart(request, onFile).catch((err: unknown) => {
+              throw uploadError(err, maxUploadBytes);
+            }),
+          ),
+        { upload: true, contentLength: request.headers['content-length'] ?? null },
       );
-      reply.code(201).header('location', `/api/v1/documents/${document.id}`);
+      reply.header('location', `/api/v1/documents/${document.id}`);
       reply.header('etag', `"${document.version}"`);
       return document;
     },
