@@ -17,6 +17,7 @@ import {
 } from '../store/user.store.js';
 import { audited } from './audit.service.js';
 import { requireActor, type Actor, type RequestContext } from './context.js';
+import { openTotpSecret, sealTotpSecret } from './secret-box.js';
 import type { ServiceDeps } from './deps.js';
 import { verifyPassword } from './passwords.js';
 import { hashToken, newToken } from './tokens.js';
@@ -110,7 +111,7 @@ export function createAuthService(deps: ServiceDeps) {
     } else if (user.totp_enabled === 1 && user.totp_secret) {
       if (input.totp === undefined || input.totp === '') failure = 'mfa_required';
       else {
-        step = matchTotp(user.totp_secret, input.totp, now);
+        step = matchTotp(openTotpSecret(deps.vault, user.id, user.totp_secret), input.totp, now);
         if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step))
           failure = 'bad_credentials';
       }
@@ -196,7 +197,7 @@ export function createAuthService(deps: ServiceDeps) {
         throw new AppError('conflict', 'Two-factor sign-in is already on for this account.');
       const secret = new Secret({ size: 20 }).base32;
       await updateUser(tx, actor.userId, {
-        totp_pending_secret: secret,
+        totp_pending_secret: sealTotpSecret(deps.vault, actor.userId, secret),
         updated_at: clock.now().toISOString(),
       });
       return { secret, otpauthUrl: totpFor(secret, actor.email).toString() };
@@ -215,7 +216,11 @@ export function createAuthService(deps: ServiceDeps) {
         throw new AppError('conflict', 'Start the enrolment first (POST /api/v1/me/mfa/totp).');
       }
       const now = clock.now();
-      const step = matchTotp(user.totp_pending_secret, code, now);
+      const step = matchTotp(
+        openTotpSecret(deps.vault, actor.userId, user.totp_pending_secret),
+        code,
+        now,
+      );
       if (step === null)
         throw new AppError(
           'invalid',

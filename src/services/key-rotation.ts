@@ -4,11 +4,13 @@ import type { Vault } from '../blobs/vault.js';
 import type { Database } from '../store/database.js';
 import { updateDocumentVersion, versionsWrappedByOtherKeys } from '../store/document.store.js';
 import { subscriptionsWrappedByOtherKeys } from '../store/subscription.store.js';
+import { openTotpSecret, sealedBy, sealTotpSecret } from './secret-box.js';
 import { secretContext } from './subscription.service.js';
 
 export interface RewrapCounts {
   contents: number;
   thumbnails: number;
+  /** Webhook signing secrets and TOTP seeds. */
   secrets: number;
 }
 
@@ -61,6 +63,36 @@ export async function rewrapAll(db: Database, vault: Vault): Promise<RewrapCount
           .updateTable('subscriptions')
           .set({ secret_key_id: w.keyId, secret_wrapped: w.wrapped })
           .where('id', '=', s.id)
+          .execute();
+        counts.secrets += 1;
+      }
+    });
+  }
+  // TOTP seeds: few rows (one per user with two-factor sign-in), sealed or still in clear.
+  const users = await db.read
+    .selectFrom('users')
+    .select(['id', 'totp_secret', 'totp_pending_secret'])
+    .where((eb) =>
+      eb.or([eb('totp_secret', 'is not', null), eb('totp_pending_secret', 'is not', null)]),
+    )
+    .execute();
+  const stale = users.filter(
+    (u) =>
+      (u.totp_secret !== null && !sealedBy(u.totp_secret, active)) ||
+      (u.totp_pending_secret !== null && !sealedBy(u.totp_pending_secret, active)),
+  );
+  if (stale.length > 0) {
+    await db.write(async (tx) => {
+      for (const u of stale) {
+        const reseal = (v: string | null) =>
+          v === null ? null : sealTotpSecret(vault, u.id, openTotpSecret(vault, u.id, v));
+        await tx
+          .updateTable('users')
+          .set({
+            totp_secret: reseal(u.totp_secret),
+            totp_pending_secret: reseal(u.totp_pending_secret),
+          })
+          .where('id', '=', u.id)
           .execute();
         counts.secrets += 1;
       }

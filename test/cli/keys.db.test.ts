@@ -87,6 +87,12 @@ describeEachEngine('caretrail keys rotate', ({ engine }) => {
         body: { events: ['document.created'], webhookUrl: 'https://hooks.example.org/caretrail' },
       });
       assert.equal(sub.statusCode, 201, sub.body);
+      const enrol = await h.request({
+        method: 'POST',
+        url: '/api/v1/me/mfa/totp',
+        token: vet.token,
+      });
+      assert.equal(enrol.statusCode, 200);
       await h.runtime.close();
 
       const keyFile = path.join(dataDir, MASTER_KEY_FILE);
@@ -94,7 +100,11 @@ describeEachEngine('caretrail keys rotate', ({ engine }) => {
       const bodies = storedBodies(path.join(dataDir, 'blobs'));
       const result = await runCli(['keys', 'rotate'], env);
       assert.equal(result.code, 0, result.stderr);
-      assert.match(result.stdout, /Re-wrapped 1 file keys, 0 thumbnail keys and 1 webhook secrets/);
+      assert.match(
+        result.stdout,
+        /Re-wrapped 1 file keys, 0 thumbnail keys and 2 secrets \(webhook signing, TOTP\)/,
+        'the webhook secret and the pending TOTP seed',
+      );
       const after = fs.readFileSync(keyFile, 'utf8');
       assert.notEqual(after, before);
       assert.equal(after.trim().split('\n').length, 1, 'only the new key is left');

@@ -203,6 +203,15 @@ describeEachEngine('auth', ({ url }) => {
       body: { code: totp.generate({ timestamp: h.clock.now().getTime() }) },
     });
     assert.equal(ok.statusCode, 200, ok.body);
+    // The seed is sealed by the master key: the database alone does not reveal it.
+    const stored = await h.runtime.db.read
+      .selectFrom('users')
+      .select(['totp_secret', 'totp_pending_secret'])
+      .where('id', '=', admin.userId)
+      .executeTakeFirstOrThrow();
+    assert.ok(stored.totp_secret?.startsWith('v1:'));
+    assert.ok(!stored.totp_secret.includes(secret));
+    assert.equal(stored.totp_pending_secret, null);
 
     const noCode = await h.request({
       method: 'POST',
