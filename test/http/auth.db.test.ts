@@ -209,8 +209,9 @@ describeEachEngine('auth', ({ url }) => {
       .select(['totp_secret', 'totp_pending_secret'])
       .where('id', '=', admin.userId)
       .executeTakeFirstOrThrow();
-    assert.ok(stored.totp_secret?.startsWith('v1:'));
-    assert.ok(!stored.totp_secret.includes(secret));
+    const seed = stored.totp_secret ?? '';
+    assert.ok(seed.startsWith('v1:'));
+    assert.ok(!seed.includes(secret));
     assert.equal(stored.totp_pending_secret, null);
 
     const noCode = await h.request({
