@@ -122,13 +122,17 @@ export class EncryptStream extends Transform {
     }
     this.pending.push(data);
     this.pendingBytes += data.length;
-    // Keep at least one byte back: only at the end do we know which chunk is the last.
-    while (this.pendingBytes > this.chunkBytes) {
+    if (this.pendingBytes > this.chunkBytes) {
+      // One copy per write, not one per chunk: a large write would otherwise cost quadratic time.
       const all = Buffer.concat(this.pending);
-      this.push(
-        sealChunk(this.key, this.blobKey, this.index++, false, all.subarray(0, this.chunkBytes)),
-      );
-      const rest = all.subarray(this.chunkBytes);
+      let at = 0;
+      // Keep at least one byte back: only at the end do we know which chunk is the last.
+      while (all.length - at > this.chunkBytes) {
+        const plain = all.subarray(at, at + this.chunkBytes);
+        this.push(sealChunk(this.key, this.blobKey, this.index++, false, plain));
+        at += this.chunkBytes;
+      }
+      const rest = all.subarray(at);
       this.pending = [rest];
       this.pendingBytes = rest.length;
     }
@@ -236,6 +240,11 @@ export class DecryptStream extends Transform {
     if (h.readUInt32BE(8) !== this.options.chunkBytes) {
       throw new BlobIntegrityError('chunk size differs from the recorded one');
     }
+    // The header is not covered by any tag: its reserved bytes must be exactly what we wrote,
+    // or a damaged header would go unnoticed.
+    if (!h.equals(header(this.options.chunkBytes))) {
+      throw new BlobIntegrityError('the blob header is damaged');
+    }
   }
 
   override _transform(data: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
@@ -253,12 +262,17 @@ export class DecryptStream extends Transform {
         this.buffered = [all.subarray(HEADER_BYTES)];
         this.bufferedBytes = all.length - HEADER_BYTES;
       }
-      while (this.index <= this.lastChunk) {
-        const need = this.sealedLength(this.index);
-        if (this.bufferedBytes < need) break;
+      if (this.index <= this.lastChunk && this.bufferedBytes >= this.sealedLength(this.index)) {
+        // One copy per write, not one per chunk (see EncryptStream).
         const all = Buffer.concat(this.buffered);
-        this.emitChunk(all.subarray(0, need));
-        const rest = all.subarray(need);
+        let at = 0;
+        while (this.index <= this.lastChunk) {
+          const need = this.sealedLength(this.index);
+          if (all.length - at < need) break;
+          this.emitChunk(all.subarray(at, at + need));
+          at += need;
+        }
+        const rest = all.subarray(at);
         this.buffered = rest.length > 0 ? [rest] : [];
         this.bufferedBytes = rest.length;
       }

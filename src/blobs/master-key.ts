@@ -88,8 +88,19 @@ export function createKeyring(keys: readonly Buffer[], file: string | null = nul
   // `caretrail keys rotate`, run by another process, rewrites the key file: new data keys must be
   // wrapped by its new active key at once (checked by the file's change time before each wrap),
   // and a key id we do not know yet sends us back to the file.
-  const changedAt = (): number => (file === null ? 0 : fs.statSync(file).mtimeMs);
-  let loadedAt = changedAt();
+  // A rotation renames a new file into place: the inode tells, where the change time may not
+  // (it moves in coarse steps). A file that vanished keeps the keys already loaded.
+  let loadedAt = '';
+  const changedAt = (): string => {
+    if (file === null) return '';
+    try {
+      const st = fs.statSync(file);
+      return `${st.ino}:${st.mtimeMs}:${st.size}`;
+    } catch {
+      return loadedAt;
+    }
+  };
+  loadedAt = changedAt();
   const reload = (): void => {
     if (file === null || !fs.existsSync(file)) return;
     loadedAt = changedAt();

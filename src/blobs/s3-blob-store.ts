@@ -1,6 +1,6 @@
 // Blob store on any S3 API (AWS S3, MinIO, Ceph, s3rver in tests), streamed with multipart
 // uploads. The archive tier is a storage class; Glacier classes need a restore before reading.
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -93,7 +93,13 @@ export function openS3BlobStore(
     forcePathStyle: location.forcePathStyle,
     ...(credentials ? { credentials } : {}),
     maxAttempts: 3,
-    requestHandler: { connectionTimeout: 3000, requestTimeout: 60_000 },
+    // Without throwOnRequestTimeout the SDK only logs a warning when requestTimeout passes, and
+    // a server that accepts connections but never answers hangs every call for good.
+    requestHandler: {
+      connectionTimeout: 3000,
+      requestTimeout: 60_000,
+      throwOnRequestTimeout: true,
+    },
   });
   const Bucket = location.bucket;
   const keyOf = (key: string) => `${location.prefix}${key}`;
@@ -121,7 +127,11 @@ export function openS3BlobStore(
         params: {
           Bucket,
           Key: keyOf(key),
-          Body: body,
+          // lib-storage guesses the length of a body from any `size`, `length`, `start`/`end` or
+          // `path` property it has (EncryptStream's `size` is 0 when the upload starts), then
+          // aborts a multipart upload whose part count differs from that guess. A plain stream
+          // of the same bytes leaves it nothing to guess from.
+          Body: Readable.from(body),
           ContentType: 'application/octet-stream',
         },
         partSize: 5 * 1024 * 1024,

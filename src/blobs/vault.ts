@@ -143,9 +143,11 @@ export function createVault(store: BlobStore, keyring: Keyring) {
       };
       if (!range) {
         const raw = await store.get(ref.blobKey, ref.tier);
-        return raw.pipe(new DecryptStream({ ...options, withHeader: true })).once('error', () => {
-          raw.destroy();
-        });
+        const whole = new DecryptStream({ ...options, withHeader: true });
+        // A store stream that fails mid-way (S3 drops the connection) fails the download too.
+        raw.once('error', (err) => whole.destroy(err));
+        whole.once('error', () => raw.destroy());
+        return raw.pipe(whole);
       }
       const cipher = cipherRangeFor(ref.size, range.start, range.end, ref.chunkBytes);
       const raw = await store.get(ref.blobKey, ref.tier, { start: cipher.start, end: cipher.end });
