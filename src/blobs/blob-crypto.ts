@@ -4,6 +4,8 @@
 // Layout of an encrypted blob:
 //   header (16 bytes): "CTB1" | version 1 (u8) | 3 zero bytes | chunk size (u32 BE) | 4 zero bytes
 //   chunk 0 … chunk n-1: ciphertext (chunk size bytes, the last one shorter) | GCM tag (16 bytes)
+// The chunk size is recorded per blob (256 KiB for new ones): a range costs at most one chunk
+// of extra reading at each end.
 // The nonce of chunk i is its index (each blob has its own random data key, so nonces never
 // repeat under one key). The additional data binds each chunk to its blob key, its index and
 // whether it is the last one, so chunks cannot be reordered, swapped between blobs or cut off.
@@ -12,7 +14,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 
 export const HEADER_BYTES = 16;
 export const TAG_BYTES = 16;
-export const DEFAULT_CHUNK_BYTES = 64 * 1024;
+export const DEFAULT_CHUNK_BYTES = 256 * 1024;
 const MAGIC = Buffer.from('CTB1', 'ascii');
 const VERSION = 1;
 
@@ -96,12 +98,15 @@ export interface PlainSummary {
  * plaintext size, SHA-256 and first bytes.
  */
 export class EncryptStream extends Transform {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** The chunk being filled; sealed when full and more data arrives (or at the end). */
+  private readonly chunk: Buffer;
+  private fill = 0;
   private index = 0;
   private size = 0;
   private readonly hash = createHash('sha256');
-  private head = Buffer.alloc(0);
+  private head: Buffer | null = null;
+  private readonly headParts: Buffer[] = [];
+  private headLength = 0;
   private done: PlainSummary | null = null;
 
   constructor(
@@ -110,38 +115,50 @@ export class EncryptStream extends Transform {
     private readonly chunkBytes = DEFAULT_CHUNK_BYTES,
     private readonly headBytes = 4100,
   ) {
-    super();
+    super({ readableHighWaterMark: 2 * chunkBytes, writableHighWaterMark: chunkBytes });
+    this.chunk = Buffer.allocUnsafe(chunkBytes);
     this.push(header(chunkBytes));
+  }
+
+  /** Seals the filled part of the chunk buffer; the cipher copies it, so the buffer is reused. */
+  private seal(last: boolean): void {
+    const cipher = createCipheriv('aes-256-gcm', this.key, nonce(this.index));
+    cipher.setAAD(aad(this.blobKey, this.index, last));
+    this.index += 1;
+    this.push(cipher.update(this.chunk.subarray(0, this.fill)));
+    cipher.final();
+    this.push(cipher.getAuthTag());
+    this.fill = 0;
   }
 
   override _transform(data: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(data);
     this.size += data.length;
-    if (this.head.length < this.headBytes) {
-      this.head = Buffer.concat([this.head, data.subarray(0, this.headBytes - this.head.length)]);
+    if (this.headLength < this.headBytes) {
+      const part = data.subarray(0, this.headBytes - this.headLength);
+      this.headParts.push(Buffer.from(part));
+      this.headLength += part.length;
     }
-    this.pending.push(data);
-    this.pendingBytes += data.length;
-    if (this.pendingBytes > this.chunkBytes) {
-      // One copy per write, not one per chunk: a large write would otherwise cost quadratic time.
-      const all = Buffer.concat(this.pending);
-      let at = 0;
-      // Keep at least one byte back: only at the end do we know which chunk is the last.
-      while (all.length - at > this.chunkBytes) {
-        const plain = all.subarray(at, at + this.chunkBytes);
-        this.push(sealChunk(this.key, this.blobKey, this.index++, false, plain));
-        at += this.chunkBytes;
-      }
-      const rest = all.subarray(at);
-      this.pending = [rest];
-      this.pendingBytes = rest.length;
+    let at = 0;
+    while (at < data.length) {
+      // A full chunk is sealed only once more data arrives: until the end we cannot know
+      // whether it is the last one.
+      if (this.fill === this.chunkBytes) this.seal(false);
+      const n = data.copy(
+        this.chunk,
+        this.fill,
+        at,
+        Math.min(data.length, at + this.chunkBytes - this.fill),
+      );
+      this.fill += n;
+      at += n;
     }
     callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    this.push(sealChunk(this.key, this.blobKey, this.index, true, Buffer.concat(this.pending)));
-    this.pending = [];
+    this.seal(true);
+    this.head = Buffer.concat(this.headParts);
     this.done = { size: this.size, sha256: this.hash.digest('hex'), head: this.head };
     callback();
   }

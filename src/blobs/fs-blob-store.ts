@@ -63,7 +63,10 @@ export function openFsBlobStore(root: string): BlobStore {
       source.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
       });
-      await pipeline(source, fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+      await pipeline(
+        source,
+        fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600, highWaterMark: 1024 * 1024 }),
+      );
       // fsync through a second descriptor flushes the same file (the data, then its size).
       const handle = await fs.promises.open(tmp, 'r');
       try {
@@ -107,10 +110,10 @@ export function openFsBlobStore(root: string): BlobStore {
     },
     async get(key, tier, range?: ByteRange) {
       const file = await locate(key, tier);
-      return fs.createReadStream(
-        file,
-        range ? { start: range.start, end: range.end, highWaterMark: 256 * 1024 } : {},
-      );
+      return fs.createReadStream(file, {
+        ...(range ? { start: range.start, end: range.end } : {}),
+        highWaterMark: 1024 * 1024,
+      });
     },
     async archive(key) {
       const target = fileOf('archive', key);

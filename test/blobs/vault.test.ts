@@ -5,7 +5,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { BlobIntegrityError, HEADER_BYTES, TAG_BYTES } from '../../src/blobs/blob-crypto.js';
+import {
+  BlobIntegrityError,
+  DEFAULT_CHUNK_BYTES,
+  HEADER_BYTES,
+  TAG_BYTES,
+} from '../../src/blobs/blob-crypto.js';
 import type { BlobStore } from '../../src/blobs/blob-store.js';
 import { openFsBlobStore } from '../../src/blobs/fs-blob-store.js';
 import { openS3BlobStore, parseS3Url } from '../../src/blobs/s3-blob-store.js';
@@ -93,16 +98,16 @@ describe('vault on the folder store', () => {
   });
 
   it('refuses to read a blob whose stored bytes were altered', async () => {
-    const data = randomBytes(2 * 64 * 1024 + 10);
+    const data = randomBytes(2 * DEFAULT_CHUNK_BYTES + 10);
     const ref = await open().put(body(data), data.length);
     const file = objectFile(ref);
     const raw = fs.readFileSync(file);
-    const at = HEADER_BYTES + 64 * 1024 + TAG_BYTES + 5; // in the second chunk
+    const at = HEADER_BYTES + DEFAULT_CHUNK_BYTES + TAG_BYTES + 5; // in the second chunk
     raw.writeUInt8(raw.readUInt8(at) ^ 0x80, at);
     fs.writeFileSync(file, raw);
     await assert.rejects(open().read(ref), BlobIntegrityError);
     await assert.rejects(
-      readAll(await open().open(ref, { start: 64 * 1024, end: 64 * 1024 + 3 })),
+      readAll(await open().open(ref, { start: DEFAULT_CHUNK_BYTES, end: DEFAULT_CHUNK_BYTES + 3 })),
       BlobIntegrityError,
     );
     // The first chunk is intact and can still be read on its own.
