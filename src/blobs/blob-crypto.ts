@@ -50,20 +50,6 @@ function aad(blobKey: string, index: number, last: boolean): Buffer {
   return Buffer.concat([Buffer.from(blobKey, 'utf8'), tail]);
 }
 
-function sealChunk(
-  key: Buffer,
-  blobKey: string,
-  index: number,
-  last: boolean,
-  plain: Buffer,
-): Buffer {
-  const cipher = createCipheriv('aes-256-gcm', key, nonce(index));
-  cipher.setAAD(aad(blobKey, index, last));
-  const body = cipher.update(plain);
-  const final = cipher.final();
-  return Buffer.concat([body, final, cipher.getAuthTag()]);
-}
-
 function openChunk(
   key: Buffer,
   blobKey: string,
