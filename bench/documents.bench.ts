@@ -108,7 +108,6 @@ export async function documentsBench(megabytes = 100): Promise<DocumentsBenchRes
     const pid = server.child.pid ?? 0;
     try {
       const { token, patientId } = await clinicWithPatient(server, env, dataDir);
-      const auth = { authorization: `Bearer ${token}` };
 
       // curl as the client: the server is measured, not a JavaScript HTTP client on the same
       // two cores (undici's fetch tops out near 125 MB/s here, curl near 500 MB/s).
