@@ -19,20 +19,8 @@ import { openFsBlobStore } from '../../src/blobs/fs-blob-store.js';
 import { openS3BlobStore, parseS3Url } from '../../src/blobs/s3-blob-store.js';
 import { AppError, type ErrorCode } from '../../src/domain/errors.js';
 import { tempDir } from '../helpers/engines.js';
+import { body, readAll } from '../helpers/streams.js';
 import { S3_CREDENTIALS, filesUnder, startS3, type S3Server } from '../helpers/storage.js';
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of stream) parts.push(part as Buffer);
-  return Buffer.concat(parts);
-}
-
-function body(data: Buffer, pieceBytes = 64 * 1024): Readable {
-  const parts: Buffer[] = [];
-  for (let at = 0; at < data.length; at += pieceBytes)
-    parts.push(data.subarray(at, at + pieceBytes));
-  return Readable.from(parts);
-}
 
 /** A client upload that sends `bytes` and then fails (the connection dropped). */
 function failingBody(bytes: number): Readable {

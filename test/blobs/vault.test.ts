@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import {
   BlobIntegrityError,
@@ -18,20 +17,11 @@ import { createKeyring, masterKeyId, newMasterKey } from '../../src/blobs/master
 import { createVault, type BlobRef, type Vault } from '../../src/blobs/vault.js';
 import { AppError } from '../../src/domain/errors.js';
 import { tempDir } from '../helpers/engines.js';
+import { body, readAll } from '../helpers/streams.js';
+
+/** Smaller pieces than a socket's: chunk boundaries fall inside writes. */
+const pieces = (data: Buffer, pieceBytes = 16 * 1024) => body(data, pieceBytes);
 import { S3_CREDENTIALS, filesUnder, startS3, type S3Server } from '../helpers/storage.js';
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of stream) parts.push(part as Buffer);
-  return Buffer.concat(parts);
-}
-
-function body(data: Buffer, pieceBytes = 16 * 1024): Readable {
-  const parts: Buffer[] = [];
-  for (let at = 0; at < data.length; at += pieceBytes)
-    parts.push(data.subarray(at, at + pieceBytes));
-  return Readable.from(parts);
-}
 
 describe('vault on the folder store', () => {
   const root = tempDir('caretrail-vault-');
@@ -56,17 +46,20 @@ describe('vault on the folder store', () => {
 
   it('refuses a file over the size limit and leaves nothing behind', async () => {
     const before = filesUnder(root);
-    await assert.rejects(open().put(body(randomBytes(300 * 1024)), 200 * 1024), (err: unknown) => {
-      assert.ok(err instanceof AppError);
-      assert.equal(err.code, 'payload_too_large');
-      return true;
-    });
+    await assert.rejects(
+      open().put(pieces(randomBytes(300 * 1024)), 200 * 1024),
+      (err: unknown) => {
+        assert.ok(err instanceof AppError);
+        assert.equal(err.code, 'payload_too_large');
+        return true;
+      },
+    );
     assert.deepEqual(filesUnder(root), before);
   });
 
   it('accepts a file of exactly the size limit', async () => {
     const data = randomBytes(200 * 1024);
-    const ref = await open().put(body(data), data.length);
+    const ref = await open().put(pieces(data), data.length);
     assert.equal(ref.size, data.length);
     assert.ok((await open().read(ref)).equals(data));
   });
@@ -74,7 +67,7 @@ describe('vault on the folder store', () => {
   it('stores no plaintext: the raw object does not contain a marker text', async () => {
     const marker = 'PATIENT-MARKER Bella, Labrador, chemotherapy protocol 7b';
     const data = Buffer.from(`${marker}\n`.repeat(4000));
-    const ref = await open().put(body(data), 10 * 1024 * 1024);
+    const ref = await open().put(pieces(data), 10 * 1024 * 1024);
     const raw = fs.readFileSync(objectFile(ref));
     assert.equal(raw.indexOf(Buffer.from('PATIENT-MARKER')), -1);
     assert.equal(raw.indexOf(Buffer.from('Labrador')), -1);
@@ -84,7 +77,7 @@ describe('vault on the folder store', () => {
 
   it('returns exactly the bytes of a range', async () => {
     const data = randomBytes(3 * 64 * 1024 + 999);
-    const ref = await open().put(body(data), data.length);
+    const ref = await open().put(pieces(data), data.length);
     for (const [start, end] of [
       [0, 0],
       [0, data.length - 1],
@@ -99,7 +92,7 @@ describe('vault on the folder store', () => {
 
   it('refuses to read a blob whose stored bytes were altered', async () => {
     const data = randomBytes(2 * DEFAULT_CHUNK_BYTES + 10);
-    const ref = await open().put(body(data), data.length);
+    const ref = await open().put(pieces(data), data.length);
     const file = objectFile(ref);
     const raw = fs.readFileSync(file);
     const at = HEADER_BYTES + DEFAULT_CHUNK_BYTES + TAG_BYTES + 5; // in the second chunk
@@ -117,7 +110,7 @@ describe('vault on the folder store', () => {
 
   it('re-wraps a data key under a new active master key', async () => {
     const data = randomBytes(100 * 1024);
-    const ref = await open().put(body(data), data.length);
+    const ref = await open().put(pieces(data), data.length);
     assert.equal(ref.keyId, masterKeyId(oldKey));
 
     const newKey = newMasterKey();
@@ -157,7 +150,7 @@ describe('vault on S3', () => {
 
   it('stores a file larger than one upload part and reads it whole and by range', async () => {
     const data = randomBytes(12 * 1024 * 1024 + 3);
-    const ref = await open().put(body(data, 64 * 1024), data.length);
+    const ref = await open().put(pieces(data, 64 * 1024), data.length);
     assert.ok((await open().read(ref)).equals(data));
     const start = 5 * 1024 * 1024 - 10;
     const part = await readAll(await open().open(ref, { start, end: start + 100_000 }));
@@ -166,7 +159,7 @@ describe('vault on S3', () => {
 
   it('ends a whole read with an error when S3 drops the connection mid-download', async () => {
     const data = randomBytes(16 * 1024 * 1024);
-    const ref = await open().put(body(data, 64 * 1024), data.length);
+    const ref = await open().put(pieces(data, 64 * 1024), data.length);
     const stream = await open().open(ref);
     const outcome = await new Promise<string>((resolve) => {
       const timer = setTimeout(() => {
