@@ -308,19 +308,20 @@ export const documentsRoutes: FastifyPluginAsyncTypebox<Options> = async (app, o
     },
   );
 
-  app.get(
-    '/api/v1/documents/:id/content',
-    { schema: { params: IdParams } },
-    async (request, reply) =>
-      sendDownload(
-        reply,
-        await services.documents.openContent(
-          request.ctx,
-          request.params.id,
-          undefined,
-          rangeReader(request, reply),
-        ),
-      ),
+  /** The content of the current version, or of version `version`, with Range support. */
+  const download = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    id: string,
+    version: number | undefined,
+  ) =>
+    sendDownload(
+      reply,
+      await services.documents.openContent(request.ctx, id, version, rangeReader(request, reply)),
+    );
+
+  app.get('/api/v1/documents/:id/content', { schema: { params: IdParams } }, (request, reply) =>
+    download(request, reply, request.params.id, undefined),
   );
 
   app.get(
@@ -337,16 +338,7 @@ export const documentsRoutes: FastifyPluginAsyncTypebox<Options> = async (app, o
   app.get(
     '/api/v1/documents/:id/versions/:version/content',
     { schema: { params: VersionParams } },
-    async (request, reply) =>
-      sendDownload(
-        reply,
-        await services.documents.openContent(
-          request.ctx,
-          request.params.id,
-          request.params.version,
-          rangeReader(request, reply),
-        ),
-      ),
+    (request, reply) => download(request, reply, request.params.id, request.params.version),
   );
 
   app.get(
