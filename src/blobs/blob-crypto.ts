@@ -100,6 +100,8 @@ export class EncryptStream extends Transform {
     private readonly blobKey: string,
     private readonly chunkBytes = DEFAULT_CHUNK_BYTES,
     private readonly headBytes = 4100,
+    /** Fails the stream with `limit.error()` once more than `limit.bytes` came in. */
+    private readonly limit: { bytes: number; error: () => Error } | null = null,
   ) {
     super({ readableHighWaterMark: 2 * chunkBytes, writableHighWaterMark: chunkBytes });
     this.chunk = Buffer.allocUnsafe(chunkBytes);
@@ -118,8 +120,12 @@ export class EncryptStream extends Transform {
   }
 
   override _transform(data: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(data);
     this.size += data.length;
+    if (this.limit && this.size > this.limit.bytes) {
+      callback(this.limit.error());
+      return;
+    }
+    this.hash.update(data);
     if (this.headLength < this.headBytes) {
       const part = data.subarray(0, this.headBytes - this.headLength);
       this.headParts.push(Buffer.from(part));

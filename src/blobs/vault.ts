@@ -1,7 +1,7 @@
 // Encrypted blobs: the blob store plus the master keyring. Every blob gets its own data key,
 // wrapped by the active master key; what a row needs to find and open its blob is a BlobRef.
 import { randomUUID } from 'node:crypto';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { AppError } from '../domain/errors.js';
 import {
   BlobIntegrityError,
@@ -27,27 +27,6 @@ export interface BlobRef {
 export interface StoredBlob extends BlobRef {
   /** The first bytes of the plaintext, for content sniffing. */
   head: Buffer;
-}
-
-/** Fails the stream with 413 once more than `max` bytes went through. */
-class SizeLimit extends Transform {
-  private seen = 0;
-  constructor(private readonly max: number) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-    this.seen += chunk.length;
-    if (this.seen > this.max) {
-      callback(
-        new AppError(
-          'payload_too_large',
-          `The file is larger than the limit of ${this.max} bytes; nothing was stored.`,
-        ),
-      );
-      return;
-    }
-    callback(null, chunk);
-  }
 }
 
 /**
@@ -88,21 +67,26 @@ export function createVault(store: BlobStore, keyring: Keyring) {
     async put(source: Readable, maxBytes: number): Promise<StoredBlob> {
       const blobKey = randomUUID();
       const dataKey = newDataKey();
-      const encrypt = new EncryptStream(dataKey, blobKey);
-      const limit = new SizeLimit(maxBytes);
+      const encrypt = new EncryptStream(dataKey, blobKey, DEFAULT_CHUNK_BYTES, 4100, {
+        bytes: maxBytes,
+        error: () =>
+          new AppError(
+            'payload_too_large',
+            `The file is larger than the limit of ${maxBytes} bytes; nothing was stored.`,
+          ),
+      });
       const forward = (err: Error) => {
-        limit.destroy(err);
+        encrypt.destroy(err);
       };
       source.once('error', forward);
-      limit.once('error', (err) => encrypt.destroy(err));
-      source.pipe(limit).pipe(encrypt);
+      source.pipe(encrypt);
       try {
         await store.put(blobKey, encrypt);
       } catch (err) {
-        source.unpipe(limit);
+        source.unpipe(encrypt);
         // The store's own verdict (full, unreachable) first; else what broke the stream.
         if (err instanceof AppError) throw err;
-        throw limit.errored ?? encrypt.errored ?? err;
+        throw encrypt.errored ?? err;
       } finally {
         source.off('error', forward);
       }

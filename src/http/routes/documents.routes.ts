@@ -193,6 +193,10 @@ const uploadRoutes: FastifyPluginAsyncTypebox<Options> = async (
       headerPairs: 50,
     },
     throwFileSizeLimit: true,
+    // Larger buffers between the socket, the multipart parser and the file stream: fewer
+    // pauses while a big file streams through encryption to disk.
+    highWaterMark: 1024 * 1024,
+    fileHwm: 1024 * 1024,
   });
   // Any other type is a raw file body, streamed as it arrives (PUT content).
   app.addContentTypeParser('*', (_request, _payload, done) => {
