@@ -125,18 +125,24 @@ export function createVault(store: BlobStore, keyring: Keyring) {
         chunkBytes: ref.chunkBytes,
         sha256: ref.sha256,
       };
-      if (!range) {
-        const raw = await store.get(ref.blobKey, ref.tier);
-        const whole = new DecryptStream({ ...options, withHeader: true });
-        // A store stream that fails mid-way (S3 drops the connection) fails the download too.
-        raw.once('error', (err) => whole.destroy(err));
-        whole.once('error', () => raw.destroy());
-        return raw.pipe(whole);
-      }
-      const cipher = cipherRangeFor(ref.size, range.start, range.end, ref.chunkBytes);
-      const raw = await store.get(ref.blobKey, ref.tier, { start: cipher.start, end: cipher.end });
-      const out = new DecryptStream({ ...options, ...range, withHeader: false });
+      const raw = range
+        ? await store.get(
+            ref.blobKey,
+            ref.tier,
+            (() => {
+              const cipher = cipherRangeFor(ref.size, range.start, range.end, ref.chunkBytes);
+              return { start: cipher.start, end: cipher.end };
+            })(),
+          )
+        : await store.get(ref.blobKey, ref.tier);
+      const out = new DecryptStream(
+        range ? { ...options, ...range, withHeader: false } : { ...options, withHeader: true },
+      );
+      // The two live and die together: a store stream that fails mid-way (S3 drops the
+      // connection) fails the download, and a download that ends early (the client went away,
+      // a chunk failed) releases the file descriptor or the S3 socket.
       raw.once('error', (err) => out.destroy(err));
+      out.once('close', () => raw.destroy());
       return raw.pipe(out);
     },
 

@@ -556,6 +556,42 @@ describeEachStorage('documents', (storage) => {
     assert.match(logs, /failed its integrity check|content/);
   });
 
+  test('a download the client abandons releases its file handle', async (t) => {
+    if (storage.blob !== 'file') {
+      t.skip('file handles of the folder store are what is counted');
+      return;
+    }
+    const body = randomBytes(3_000_000);
+    const doc = await uploadOk(body, 'large.bin');
+    const openBlobFiles = () =>
+      fs
+        .readdirSync('/proc/self/fd')
+        .map((fd) => {
+          try {
+            return fs.readlinkSync(`/proc/self/fd/${fd}`);
+          } catch {
+            return '';
+          }
+        })
+        .filter((target) => target.startsWith(storage.rawDir())).length;
+    const before = openBlobFiles();
+    for (const range of [undefined, 'bytes=0-', 'bytes=1000-']) {
+      for (let i = 0; i < 3; i++) {
+        const controller = new AbortController();
+        const res = await fetch(`${base}/api/v1/documents/${doc.id}/content`, {
+          headers: { ...auth(vet), ...(range ? { range } : {}) },
+          signal: controller.signal,
+        });
+        const reader = res.body?.getReader();
+        await reader?.read();
+        controller.abort();
+      }
+    }
+    for (let i = 0; i < 50 && openBlobFiles() > before; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.equal(openBlobFiles(), before, 'no file handle is left open');
+  });
+
   test('files not read for the configured days move to the archive tier and stay readable', async () => {
     const body = randomBytes(70_000);
     const doc = await uploadOk(body, 'old-scan.bin');

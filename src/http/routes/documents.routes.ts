@@ -78,6 +78,7 @@ function uploadError(err: unknown, maxUploadBytes: number): unknown {
 /** Reads the multipart parts: the file goes to `onFile` (streamed), the fields are returned. */
 async function readMultipart(
   request: FastifyRequest,
+  maxUploadBytes: number,
   onFile: (file: IncomingFile) => Promise<void>,
 ): Promise<UploadFields> {
   const fields: UploadFields = {};
@@ -103,6 +104,11 @@ async function readMultipart(
       request.raw.socket.once('close', abort);
       try {
         await onFile({ stream: file, filename, declaredType: part.mimetype });
+        if (file.truncated)
+          throw new AppError(
+            'payload_too_large',
+            `The file is larger than the limit of ${maxUploadBytes} bytes; nothing was stored.`,
+          );
       } finally {
         request.raw.socket.off('close', abort);
       }
@@ -185,7 +191,9 @@ const uploadRoutes: FastifyPluginAsyncTypebox<Options> = async (
   app.removeAllContentTypeParsers();
   await app.register(multipart, {
     limits: {
-      fileSize: maxUploadBytes,
+      // One byte more than allowed: the encrypting stream then sees the excess and refuses
+      // (busboy alone would cut the file at the limit and report it only sometimes).
+      fileSize: maxUploadBytes + 1,
       files: 1,
       fields: 4,
       fieldSize: 1000,
@@ -221,7 +229,7 @@ const uploadRoutes: FastifyPluginAsyncTypebox<Options> = async (
         DOCUMENT_CREATE_REPLAY,
         (ctx) =>
           services.documents.create(ctx, request.params.id, (onFile) =>
-            readMultipart(request, onFile).catch((err: unknown) => {
+            readMultipart(request, maxUploadBytes, onFile).catch((err: unknown) => {
               throw uploadError(err, maxUploadBytes);
             }),
           ),
@@ -252,7 +260,7 @@ const uploadRoutes: FastifyPluginAsyncTypebox<Options> = async (
         async (onFile) => {
           try {
             if (request.isMultipart()) {
-              const fields = await readMultipart(request, onFile);
+              const fields = await readMultipart(request, maxUploadBytes, onFile);
               if (fields.title !== undefined || fields.kind !== undefined)
                 throw new AppError('invalid', 'A new version takes only a "file" part.');
               return;
