@@ -52,7 +52,7 @@ export async function archiveIdleVersions(
           v.document_id,
           v.version,
           { tier: 'archive', archived_at: deps.clock.now().toISOString() },
-          { tier: 'hot' },
+          { tier: 'hot', notPurged: true },
         ),
       );
       moved += 1;

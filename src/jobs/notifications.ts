@@ -8,7 +8,6 @@ import type { DomainEvent } from '../services/events.js';
 import { DELETED_BEFORE_DELIVERY, secretContext } from '../services/subscription.service.js';
 import type { Database } from '../store/database.js';
 import { enqueue } from '../store/outbox.store.js';
-import { findPatient } from '../store/patient.store.js';
 import { findSubscriptionById, subscribersOf } from '../store/subscription.store.js';
 import type { SubscriptionRow } from '../store/tables.js';
 import { PermanentFailure, type OutboxHandler } from './outbox-relay.js';
@@ -69,9 +68,8 @@ export function createNotificationHandlers(deps: {
 
   async function sendEmail(s: SubscriptionRow, ev: DomainEvent): Promise<void> {
     if (!transport) throw new Error('email is not configured (CARETRAIL_SMTP_URL is empty)');
-    const patient = await findPatient(db.read, ev.organizationId, ev.patientId);
-    const who = patient ? patient.name : 'a patient';
-    const subject = `${SUBJECTS[ev.type] ?? ev.type} for ${who}`;
+    // No patient data in mail: the recipient may be outside the clinic, and mail is not audited.
+    const subject = `${SUBJECTS[ev.type] ?? ev.type} on a patient record you follow`;
     const link = `${settings.publicUrl}/`;
     await transport.sendMail({
       from: settings.mailFrom,

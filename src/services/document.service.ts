@@ -210,6 +210,7 @@ export function createDocumentService(deps: ServiceDeps) {
     now: string,
   ): DocumentVersionRow {
     const declared = file.declaredType?.split(';')[0]?.trim().toLowerCase().slice(0, 100) ?? null;
+    const key = currentWrap(stored);
     return {
       document_id: doc.id,
       version,
@@ -221,8 +222,8 @@ export function createDocumentService(deps: ServiceDeps) {
       size: stored.size,
       sha256: stored.sha256,
       chunk_bytes: stored.chunkBytes,
-      key_id: stored.keyId,
-      wrapped_key: stored.wrapped,
+      key_id: key.keyId,
+      wrapped_key: key.wrapped,
       tier: 'hot',
       last_read_at: now,
       archived_at: null,
@@ -239,6 +240,16 @@ export function createDocumentService(deps: ServiceDeps) {
       created_at: now,
     };
   }
+
+  /**
+   * The data key as it must be committed: wrapped under the master key active now. A rotation
+   * (`caretrail keys rotate`) may have begun while the file streamed in; re-wrapping here, in the
+   * committing unit, keeps a row from landing under a key the rotation is about to retire.
+   */
+  const currentWrap = (stored: StoredBlob): { keyId: string; wrapped: string } =>
+    stored.keyId === vault.keyring.activeId
+      ? { keyId: stored.keyId, wrapped: stored.wrapped }
+      : vault.rewrap(stored);
 
   const dropBlob = async (stored: { blobKey: string }) => {
     await vault.store.delete(stored.blobKey);
@@ -673,7 +684,13 @@ export function createDocumentService(deps: ServiceDeps) {
               organizationId: doc.organization_id,
             });
           }
-          await updateDocumentVersion(tx, doc.id, v.version, { purged_at: at });
+          // Crypto-shredding: without its wrapped data key no copy of the blob (a backup, an
+          // archive copy a racing job made) can be decrypted any more.
+          await updateDocumentVersion(tx, doc.id, v.version, {
+            purged_at: at,
+            wrapped_key: '',
+            thumb_wrapped_key: null,
+          });
         }
         const changes = { status: 'purged', purged_at: at, updated_at: at };
         if (!(await updateDocumentIfVersion(tx, doc.id, doc.version, changes)))
@@ -728,6 +745,7 @@ export function createDocumentService(deps: ServiceDeps) {
     }
     const thumb = outcome.thumb;
     const applied = await deps.db.write(async (tx) => {
+      const thumbKey = thumb ? currentWrap(thumb) : null;
       const ok = await updateDocumentVersion(
         tx,
         documentId,
@@ -737,12 +755,12 @@ export function createDocumentService(deps: ServiceDeps) {
           preview_reason: outcome.reason,
           metadata: outcome.metadata === null ? null : JSON.stringify(outcome.metadata),
           thumb_blob_key: thumb?.blobKey ?? null,
-          thumb_key_id: thumb?.keyId ?? null,
-          thumb_wrapped_key: thumb?.wrapped ?? null,
+          thumb_key_id: thumbKey?.keyId ?? null,
+          thumb_wrapped_key: thumbKey?.wrapped ?? null,
           thumb_size: thumb?.size ?? null,
           thumb_sha256: thumb?.sha256 ?? null,
         },
-        { previewStatus: 'pending' },
+        { previewStatus: 'pending', notPurged: true },
       );
       if (ok) {
         await writeAuditEvent(

@@ -95,7 +95,7 @@ export async function updateDocumentVersion(
   documentId: string,
   version: number,
   changes: Partial<Omit<DocumentVersionsTable, 'document_id' | 'version'>>,
-  onlyIf?: { previewStatus?: string; tier?: string },
+  onlyIf?: { previewStatus?: string; tier?: string; notPurged?: boolean },
 ): Promise<boolean> {
   const result = await tx
     .updateTable('document_versions')
@@ -106,6 +106,7 @@ export async function updateDocumentVersion(
       q.where('preview_status', '=', onlyIf?.previewStatus ?? ''),
     )
     .$if(onlyIf?.tier !== undefined, (q) => q.where('tier', '=', onlyIf?.tier ?? ''))
+    .$if(onlyIf?.notPurged === true, (q) => q.where('purged_at', 'is', null))
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }

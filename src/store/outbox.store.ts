@@ -73,13 +73,19 @@ export async function claimDue(
     .execute();
 }
 
+/**
+ * Marks an item done if this attempt still holds it. Throws when another instance re-claimed it
+ * (the lease ran out), so a database-only handler's work rolls back instead of running twice.
+ */
 export async function markDone(tx: Tx, id: string, attempts: number, at: string): Promise<void> {
-  await tx
+  const result = await tx
     .updateTable('outbox')
     .set({ status: 'done', done_at: at, locked_until: null, last_error: null })
     .where('id', '=', id)
     .where('attempts', '=', attempts)
-    .execute();
+    .executeTakeFirst();
+  if (Number(result.numUpdatedRows) !== 1)
+    throw new Error('the outbox item was claimed again by another attempt');
 }
 
 /** A failed attempt: due again at `retryAt`, or dead-lettered when `retryAt` is null. */

@@ -333,6 +333,16 @@ describeEachStorage('documents', (storage) => {
     });
     assert.equal(purge.statusCode, 200, purge.body);
     assert.equal(purge.json<DocumentJson>().status, 'purged');
+    const shredded = await h.runtime.db.read
+      .selectFrom('document_versions')
+      .select('wrapped_key')
+      .where('document_id', '=', doc.id)
+      .execute();
+    assert.deepEqual(
+      shredded.map((r) => r.wrapped_key),
+      [''],
+      'the data key is gone: no copy can be decrypted',
+    );
     await h.runtime.relay.runUntilIdle();
     assert.deepEqual(
       storedObjects().filter((f) => f.includes(blobKey)),

@@ -431,7 +431,11 @@ describeEachEngine('notifications', ({ engine, url }) => {
     const messageIds = new Map<string, Set<string>>();
     for (const m of messages) {
       assert.equal(m.to, mailbox);
-      assert.match(m.subject, /^\[Caretrail\] (New document|Note finalized) for Rex$/);
+      assert.match(
+        m.subject,
+        /^\[Caretrail\] (New document|Note finalized) on a patient record you follow$/,
+      );
+      assert.doesNotMatch(m.subject, /Rex/, 'no patient name in mail');
       assert.ok(m.messageId.includes(m.eventId), 'the Message-ID names the event');
       const ids = messageIds.get(m.eventId) ?? new Set<string>();
       ids.add(m.messageId);
