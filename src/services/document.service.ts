@@ -152,7 +152,7 @@ export function createDocumentService(deps: ServiceDeps) {
         : { tier: 'hot', retrievalDelaySeconds: 0 },
   });
 
-  const toDocument = (d: DocumentRow, current: DocumentVersionRow): Document => ({
+  const documentOf = (d: DocumentRow, current: DocumentVersionRow): Document => ({
     ...toVersion(current),
     id: d.id,
     patientId: d.patient_id,
@@ -188,7 +188,7 @@ export function createDocumentService(deps: ServiceDeps) {
   }
 
   async function asDto(tx: Tx, doc: DocumentRow): Promise<Document> {
-    return toDocument(doc, await loadVersion(tx, doc, doc.current_version));
+    return documentOf(doc, await loadVersion(tx, doc, doc.current_version));
   }
 
   /** Streams the file into the vault and learns its real type; empty files are refused. */
@@ -337,7 +337,7 @@ export function createDocumentService(deps: ServiceDeps) {
         });
         record.entity = { type: 'Document', id: doc.id, version: 1 };
         record.detail = { size: s.size, contentType: s.contentType, sha256: s.sha256 };
-        return toDocument(doc, version);
+        return documentOf(doc, version);
       },
       async ({ stored }) => {
         await dropBlob(stored);
@@ -397,7 +397,7 @@ export function createDocumentService(deps: ServiceDeps) {
         });
         record.entity = { type: 'Document', id: doc.id, version: next };
         record.detail = { size: s.size, contentType: s.contentType, sha256: s.sha256 };
-        return toDocument({ ...doc, current_version: next, updated_at: at }, version);
+        return documentOf({ ...doc, current_version: next, updated_at: at }, version);
       },
       async ({ stored }) => {
         await dropBlob(stored);
@@ -458,7 +458,7 @@ export function createDocumentService(deps: ServiceDeps) {
           const current = versions.find(
             (v) => v.document_id === d.id && v.version === d.current_version,
           );
-          return current ? [toDocument(d, current)] : [];
+          return current ? [documentOf(d, current)] : [];
         });
         record.detail = { count: items.length, documentIds: items.map((d) => d.id) };
         return { items, nextCursor: result.nextCursor };
