@@ -36,6 +36,10 @@ export interface Config {
   readonly webhookTimeoutMs: number;
   readonly webhookAllowPrivate: boolean;
   readonly previewMaxBytes: number;
+  readonly sessionIdleMinutes: number;
+  readonly invitationTtlHours: number;
+  readonly breakGlassMinutes: number;
+  readonly ownerReleaseDelayHours: number;
 }
 
 export class ConfigError extends Error {}
@@ -403,6 +407,39 @@ const SETTINGS = [
     description: 'Largest file the preview job decodes (bigger ones get no thumbnail).',
     parse: integer(1024, 2 * 1024 ** 3, 'an integer number of bytes'),
     fallback: () => 256 * 1024 ** 2,
+  },
+  {
+    key: 'sessionIdleMinutes',
+    env: 'CARETRAIL_SESSION_IDLE_MINUTES',
+    flag: 'session-idle-minutes',
+    description: 'Automatic logoff: a session unused for this long ends.',
+    parse: integer(2, 43200, 'an integer number of minutes'),
+    fallback: () => 30,
+  },
+  {
+    key: 'invitationTtlHours',
+    env: 'CARETRAIL_INVITATION_TTL_HOURS',
+    flag: 'invitation-ttl-hours',
+    description: 'How long an invitation link (for people without an account) can be used.',
+    parse: integer(1, 720, 'an integer number of hours'),
+    fallback: () => 72,
+  },
+  {
+    key: 'breakGlassMinutes',
+    env: 'CARETRAIL_BREAK_GLASS_MINUTES',
+    flag: 'break-glass-minutes',
+    description: 'How long break-glass access to a patient lasts.',
+    parse: integer(1, 1440, 'an integer number of minutes'),
+    fallback: () => 60,
+  },
+  {
+    key: 'ownerReleaseDelayHours',
+    env: 'CARETRAIL_OWNER_RELEASE_DELAY_HOURS',
+    flag: 'owner-release-delay-hours',
+    description:
+      'Delay before a released note becomes visible to the owner, when the release names no time.',
+    parse: integer(0, 720, 'an integer number of hours'),
+    fallback: () => 0,
   },
 ] as const satisfies readonly Setting<keyof Config>[];
 

@@ -97,6 +97,7 @@ export async function createRuntime(
         'blob.delete': documentJobs.blobDelete,
         event: notifications.event,
         deliver: notifications.deliver,
+        mail: notifications.mail,
       },
       {
         maxAttempts: config.deliveryMaxAttempts,

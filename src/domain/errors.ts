@@ -4,6 +4,7 @@ export type ErrorCode =
   | 'not_found'
   | 'forbidden'
   | 'conflict'
+  | 'consent_required'
   | 'invalid'
   | 'unauthenticated'
   | 'mfa_required'

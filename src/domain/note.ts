@@ -4,12 +4,11 @@ import { AppError } from './errors.js';
 export const NOTE_KINDS = ['soap', 'clinical', 'behavior', 'training', 'result', 'visit'] as const;
 export type NoteKind = (typeof NOTE_KINDS)[number];
 
-export const NOTE_VISIBILITIES = ['internal', 'owner'] as const;
-export type NoteVisibility = (typeof NOTE_VISIBILITIES)[number];
+export { VISIBILITIES as NOTE_VISIBILITIES, type Visibility as NoteVisibility } from './access.js';
 
 export type NoteStatus = 'draft' | 'final';
 
-export type NoteChange = 'created' | 'edited' | 'finalized' | 'addendum';
+export type NoteChange = 'created' | 'edited' | 'finalized' | 'addendum' | 'released';
 
 /** A final note is locked: only addenda may follow. */
 export function assertEditable(status: NoteStatus): void {

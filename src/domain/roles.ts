@@ -15,7 +15,10 @@ export type Permission =
   | 'documents.read'
   | 'documents.write'
   | 'documents.purge'
-  | 'subscriptions.manage';
+  | 'subscriptions.manage'
+  | 'shares.manage'
+  | 'break_glass'
+  | 'integrations.manage';
 
 const PERMISSIONS: Record<Role, readonly Permission[]> = {
   // Practice manager: accounts and the patient register, not clinical notes.
@@ -26,6 +29,8 @@ const PERMISSIONS: Record<Role, readonly Permission[]> = {
     'audit.read',
     'documents.purge',
     'subscriptions.manage',
+    'shares.manage',
+    'integrations.manage',
   ],
   clinician: [
     'patients.read',
@@ -37,6 +42,8 @@ const PERMISSIONS: Record<Role, readonly Permission[]> = {
     'documents.read',
     'documents.write',
     'subscriptions.manage',
+    'shares.manage',
+    'break_glass',
   ],
   nurse: [
     'patients.read',
@@ -48,6 +55,7 @@ const PERMISSIONS: Record<Role, readonly Permission[]> = {
     'documents.read',
     'documents.write',
     'subscriptions.manage',
+    'shares.manage',
   ],
   // Front desk: registers patients and owners; clinical notes are not theirs to read.
   reception: ['patients.read', 'patients.write'],

@@ -17,6 +17,9 @@ import { setupRoutes } from './routes/setup.routes.js';
 import { usersRoutes } from './routes/users.routes.js';
 import { documentsRoutes } from './routes/documents.routes.js';
 import { subscriptionsRoutes } from './routes/subscriptions.routes.js';
+import { sharingRoutes } from './routes/sharing.routes.js';
+import { integrationsRoutes } from './routes/integrations.routes.js';
+import { INTEGRATION_KEY_PREFIX } from '../services/integration-key.service.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -145,8 +148,9 @@ export async function buildApp(options: AppOptions) {
         'unauthenticated',
         'Sign in and send the token as "Authorization: Bearer <token>".',
       );
-    const actor = await services.auth.authenticate(token);
-    request.ctx.actor = actor;
+    request.ctx.actor = token.startsWith(INTEGRATION_KEY_PREFIX)
+      ? await services.integrationKeys.authenticate(token)
+      : await services.auth.authenticate(token);
   });
 
   // While shutting down, answers of in-flight requests close their keep-alive connection, so the
@@ -188,6 +192,8 @@ export async function buildApp(options: AppOptions) {
   await app.register(notesRoutes, { services });
   await app.register(documentsRoutes, { services, maxUploadBytes: options.maxUploadBytes });
   await app.register(subscriptionsRoutes, { services });
+  await app.register(sharingRoutes, { services });
+  await app.register(integrationsRoutes, { services });
   await app.register(auditRoutes, { services });
   return Object.assign(app, { routes: routes });
 }

@@ -1,9 +1,11 @@
 // Helpers shared by routes: If-Match versions and Idempotency-Key replay for creating POSTs.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../domain/errors.js';
+import type { PatientCapability } from '../domain/access.js';
 import type { Permission } from '../domain/roles.js';
 import { requireActor, type RequestContext } from '../services/context.js';
 import type { Services } from '../services/services.js';
+import { DEFAULT_LIMIT } from '../services/pagination.js';
 
 /** The version named by If-Match ("3", 3 or W/"3"); a missing header is 428. */
 export function requiredVersion(request: FastifyRequest): number {
@@ -28,8 +30,11 @@ export function optionalVersion(request: FastifyRequest): number | undefined {
 /** What a replayed response discloses, for its audit event. */
 export interface ReplayAudit<T> {
   type: string;
-  /** Needed to see the stored record again: a role that lost it gets no replay. */
-  permission: Permission;
+  /**
+   * Needed to see the stored record again (someone who lost it gets no replay): the patient
+   * capability for patient records, else the organization role permission.
+   */
+  requires: { capability: PatientCapability } | { permission: Permission };
   entityType: string;
   patientIdOf: (body: T) => string | null;
 }
@@ -65,7 +70,7 @@ export async function createOnce<T extends { id: string; version: number }>(
     const body = decision.body as T;
     await services.idempotency.recordReplay(request.ctx, {
       type: replayAudit.type,
-      permission: replayAudit.permission,
+      requires: replayAudit.requires,
       patientId: replayAudit.patientIdOf(body),
       entity: { type: replayAudit.entityType, id: body.id, version: body.version },
     });
@@ -80,4 +85,15 @@ export async function createOnce<T extends { id: string; version: number }>(
     await services.idempotency.release(decision.claim);
     throw err;
   }
+}
+
+/** A list query's paging, with the default limit applied. */
+export function pageParams(query: { limit?: number; cursor?: string }): {
+  limit: number;
+  cursor?: string;
+} {
+  return {
+    limit: query.limit ?? DEFAULT_LIMIT,
+    ...(query.cursor !== undefined ? { cursor: query.cursor } : {}),
+  };
 }

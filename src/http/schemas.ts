@@ -1,6 +1,7 @@
 // Shared JSON schemas (TypeBox). Response schemas decide what is serialized: nothing extra leaks.
 import { Type, type TSchema } from '@sinclair/typebox';
 import { DOCUMENT_KINDS } from '../domain/document.js';
+import { CARE_ROLES, SHARE_ACCESS, SHARE_ROLES } from '../domain/access.js';
 import { NOTE_KINDS, NOTE_VISIBILITIES } from '../domain/note.js';
 import { EVENT_TYPES } from '../services/events.js';
 import { IDENTIFIER_SYSTEMS, SEXES, SPECIES } from '../domain/patient.js';
@@ -42,10 +43,10 @@ export const Name = Type.String({ minLength: 1, maxLength: 200 });
 
 export const User = Type.Object({
   id: Type.String(),
-  organizationId: Type.String(),
+  organizationId: Nullable(Type.String()),
   email: Type.String(),
   name: Type.String(),
-  role: literalUnion(ROLES),
+  role: Nullable(literalUnion(ROLES)),
   disabled: Type.Boolean(),
   mfaEnabled: Type.Boolean(),
   version: Type.Integer(),
@@ -58,6 +59,10 @@ export const Sex = literalUnion(SEXES);
 export const IdentifierSystem = literalUnion(IDENTIFIER_SYSTEMS);
 export const NoteKind = literalUnion(NOTE_KINDS);
 export const NoteVisibility = literalUnion(NOTE_VISIBILITIES);
+export const Visibility = NoteVisibility;
+export const SharedWith = Type.Array(literalUnion(CARE_ROLES), { maxItems: 3, uniqueItems: true });
+export const ShareRole = literalUnion(SHARE_ROLES);
+export const ShareAccess = literalUnion(SHARE_ACCESS);
 
 export const IdentifierInput = Type.Object(
   { system: IdentifierSystem, value: Type.String({ minLength: 1, maxLength: 64 }) },
@@ -110,6 +115,13 @@ export const Patient = Type.Object({
   version: Type.Integer(),
   createdAt: Type.String(),
   updatedAt: Type.String(),
+  /** How the caller reaches this patient: organization role, share or break-glass. */
+  access: Type.Object({
+    via: literalUnion(['organization', 'share', 'break_glass'] as const),
+    role: Type.String(),
+    write: Type.Boolean(),
+    expiresAt: Nullable(Type.String()),
+  }),
 });
 
 export const NoteBody = Type.String({ minLength: 1, maxLength: 100_000 });
@@ -121,6 +133,7 @@ export const NoteCreate = Type.Object(
     title: Type.Optional(NoteTitle),
     body: NoteBody,
     visibility: Type.Optional(NoteVisibility),
+    sharedWith: Type.Optional(SharedWith),
   },
   { additionalProperties: false },
 );
@@ -131,6 +144,7 @@ export const NotePatch = Type.Object(
     title: Type.Optional(NoteTitle),
     body: Type.Optional(NoteBody),
     visibility: Type.Optional(NoteVisibility),
+    sharedWith: Type.Optional(SharedWith),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -149,9 +163,12 @@ export const Note = Type.Object({
   title: Nullable(Type.String()),
   body: Type.String(),
   visibility: NoteVisibility,
+  sharedWith: SharedWith,
   status: Type.Union([Type.Literal('draft'), Type.Literal('final')]),
   version: Type.Integer(),
   authorId: Type.String(),
+  /** When the owner sees it (owner notes); null while not released. */
+  releaseAt: Nullable(Type.String()),
   createdAt: Type.String(),
   updatedAt: Type.String(),
   finalizedAt: Nullable(Type.String()),
@@ -166,6 +183,7 @@ export const NoteRevision = Type.Object({
     Type.Literal('edited'),
     Type.Literal('finalized'),
     Type.Literal('addendum'),
+    Type.Literal('released'),
   ]),
   kind: NoteKind,
   title: Nullable(Type.String()),
@@ -217,6 +235,8 @@ export const Document = Type.Object({
   patientId: Type.String(),
   title: Nullable(Type.String()),
   kind: DocumentKind,
+  visibility: Visibility,
+  sharedWith: SharedWith,
   status: literalUnion(['active', 'deleted', 'purged'] as const),
   updatedAt: Type.String(),
   deletedAt: Nullable(Type.String()),

@@ -12,6 +12,7 @@ import { findSubscriptionById, subscribersOf } from '../store/subscription.store
 import type { SubscriptionRow } from '../store/tables.js';
 import { PermanentFailure, type OutboxHandler } from './outbox-relay.js';
 import { resolvesToPrivate } from '../services/webhook-address.js';
+import { mailText, type MailPayload } from '../services/mail.js';
 
 export interface NotificationSettings {
   smtpUrl: string;
@@ -37,7 +38,7 @@ export function createNotificationHandlers(deps: {
   clock: Clock;
   vault: Vault;
   settings: NotificationSettings;
-}): { event: OutboxHandler; deliver: OutboxHandler; close: () => void } {
+}): { event: OutboxHandler; deliver: OutboxHandler; mail: OutboxHandler; close: () => void } {
   const { db, clock, vault, settings } = deps;
   const transport =
     settings.smtpUrl === ''
@@ -144,5 +145,20 @@ export function createNotificationHandlers(deps: {
     },
   };
 
-  return { event, deliver, close: () => transport?.close() };
+  const mail: OutboxHandler = {
+    kind: 'io',
+    async run(payload, row) {
+      if (!transport) throw new Error('email is not configured (CARETRAIL_SMTP_URL is empty)');
+      const m = payload as MailPayload;
+      await transport.sendMail({
+        from: settings.mailFrom,
+        to: m.to,
+        subject: `[Caretrail] ${m.subject}`,
+        text: mailText(vault, m),
+        messageId: `<${row.id}@caretrail>`,
+      });
+    },
+  };
+
+  return { event, deliver, mail, close: () => transport?.close() };
 }

@@ -5,7 +5,7 @@ import type { AuditAction, AuditOutcome } from '../domain/audit.js';
 import { GENESIS_CHAIN } from '../domain/audit.js';
 import { ChainVerifier, withContentCheck, type VerifyResult } from '../domain/audit-verify.js';
 import { firstAlteredEvent } from '../store/audit-content-check.js';
-import { AppError, notFound } from '../domain/errors.js';
+import { AppError } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
   auditEventFromRow,
@@ -23,10 +23,10 @@ import {
   streamAuditEvents,
   type AuditFilter,
 } from '../store/audit.store.js';
-import { findPatient } from '../store/patient.store.js';
 import type { AuditEventRow, Tx } from '../store/tables.js';
 import { audited, auditedRead, recordRefusal } from './audit.service.js';
-import { requireActor, type RequestContext } from './context.js';
+import { accessPatient } from './access.js';
+import { requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { decodeCursor, decodeSeqCursor, toPage, type Page } from './pagination.js';
 
@@ -282,7 +282,7 @@ export function createAuditTrailService(
       ctx,
       { action: 'E', type: 'audit.search', permission: 'audit.read', hideForbidden: true },
       async (record) => {
-        const actor = requireActor(ctx);
+        const actor = requireStaff(ctx);
         const rows = await searchAuditEvents(db.read, filterFor(actor.organizationId, query), {
           beforeSeq,
           limit: page.limit + 1,
@@ -316,7 +316,8 @@ export function createAuditTrailService(
   ): Promise<AsyncGenerator<AuditEventRow>> {
     checkRange(query);
     const filter: AuditFilter = ctx?.actor
-      ? filterFor(ctx.actor.organizationId, query)
+      ? // People outside any organization are refused by the permission check below.
+        filterFor(ctx.actor.organizationId ?? '', query)
       : {
           ...(query.patientId !== undefined ? { patientId: query.patientId } : {}),
           ...(query.actorId !== undefined ? { actorUserId: query.actorId } : {}),
@@ -355,13 +356,11 @@ export function createAuditTrailService(
       {
         action: 'R',
         type: 'patient.access-report',
-        permission: 'patients.read',
         patientId,
         entity: { type: 'Patient', id: patientId, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        if (!(await findPatient(tx, actor.organizationId, patientId))) throw notFound('Patient');
+        await accessPatient(tx, ctx, patientId, 'access_report.read', record, clock.now());
         const rows = await accessReportRows(tx, patientId, { beforeSeq, limit: page.limit + 1 });
         const result = toPage(
           rows,
@@ -432,7 +431,7 @@ export function createAuditTrailService(
       ctx,
       { action: 'R', type: 'audit.alerts', permission: 'audit.read', hideForbidden: true },
       async (record) => {
-        const actor = requireActor(ctx);
+        const actor = requireStaff(ctx);
         let q = db.read
           .selectFrom('audit_alerts')
           .selectAll()

@@ -33,6 +33,10 @@ export interface AuditRecord {
   actorUserId?: string | null;
   actorOrganizationId?: string | null;
   actorRole?: string | null;
+  /** Overrides the spec's purpose of use ('BTG' for break-glass access). */
+  purpose?: string | null;
+  /** The break-glass grant this access used: marked on the event. */
+  breakGlassId?: string;
 }
 
 /** Counts the events a request wrote, so the HTTP layer can add one for requests that wrote none. */
@@ -51,6 +55,7 @@ export function outcomeOf(err: unknown): AuditOutcome {
     case 'insufficient_storage':
       return 'error';
     case 'conflict':
+    case 'consent_required':
     case 'invalid':
     case 'mfa_required':
     case 'precondition_failed':
@@ -82,7 +87,12 @@ export async function writeAuditEvent(
     outcome,
     actor: {
       userId: record.actorUserId !== undefined ? record.actorUserId : (ctx.actor?.userId ?? null),
-      role: record.actorRole !== undefined ? record.actorRole : (ctx.actor?.role ?? null),
+      role:
+        record.actorRole !== undefined
+          ? record.actorRole
+          : ctx.actor?.kind === 'integration'
+            ? 'integration'
+            : (ctx.actor?.role ?? null),
       organizationId:
         record.actorOrganizationId !== undefined
           ? record.actorOrganizationId
@@ -92,9 +102,12 @@ export async function writeAuditEvent(
     },
     patientId: record.patientId,
     entity: record.entity,
-    purpose: spec.purpose ?? null,
+    purpose: record.purpose !== undefined ? record.purpose : (spec.purpose ?? null),
     requestId: ctx.requestId,
-    detail: record.detail,
+    detail:
+      record.breakGlassId === undefined
+        ? record.detail
+        : { ...(record.detail ?? {}), breakGlassId: record.breakGlassId },
   });
 }
 

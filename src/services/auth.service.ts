@@ -1,20 +1,22 @@
 // Sign-in, sign-out, session lookup and TOTP multi-factor authentication.
 import { Secret, TOTP } from 'otpauth';
-import { AppError } from '../domain/errors.js';
+import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
   clearLoginFailures,
   refundLoginAttempt,
   registerLoginAttempt,
 } from '../store/login-failure.store.js';
-import { findActiveSession, insertSession, revokeSession } from '../store/session.store.js';
-import type { UserRow } from '../store/tables.js';
 import {
-  findUserByEmail,
-  findUserInOrganization,
-  updateUser,
-  useTotpStep,
-} from '../store/user.store.js';
+  findActiveSession,
+  insertSession,
+  liveSessionsOf,
+  revokeOwnSession,
+  revokeSession,
+  touchSession,
+} from '../store/session.store.js';
+import type { UserRow } from '../store/tables.js';
+import { findUserByEmail, findUserById, updateUser, useTotpStep } from '../store/user.store.js';
 import { audited } from './audit.service.js';
 import { requireActor, type Actor, type RequestContext } from './context.js';
 import { openTotpSecret, sealTotpSecret } from './secret-box.js';
@@ -22,6 +24,16 @@ import type { ServiceDeps } from './deps.js';
 import { verifyPassword } from './passwords.js';
 import { hashToken, newToken } from './tokens.js';
 import { toUser, type User } from './user.service.js';
+
+export interface SessionInfo {
+  id: string;
+  createdAt: string;
+  lastSeenAt: string;
+  expiresAt: string;
+  ip: string | null;
+  userAgent: string | null;
+  current: boolean;
+}
 
 export interface LoginResult {
   token: string;
@@ -165,15 +177,84 @@ export function createAuthService(deps: ServiceDeps) {
     return { token, expiresAt, user: toUser(signedIn) };
   }
 
-  /** Resolves a bearer token to its actor, or throws unauthenticated. */
+  const idleMs = settings.sessionIdleMinutes * 60_000;
+  // Activity is recorded at most this often, so a session ends at most this much early.
+  const touchEveryMs = Math.min(60_000, idleMs / 10);
+
+  /**
+   * Resolves a session token to its actor, or throws unauthenticated: expired, ended, unused
+   * for longer than the inactivity limit, or the user disabled.
+   */
   async function authenticate(token: string): Promise<Actor> {
-    const session = await findActiveSession(db.read, hashToken(token), clock.now().toISOString());
+    const now = clock.now();
+    const session = await findActiveSession(
+      db.read,
+      hashToken(token),
+      now.toISOString(),
+      new Date(now.getTime() - idleMs).toISOString(),
+    );
     if (!session)
       throw new AppError(
         'unauthenticated',
         'Your session has expired or was ended; sign in again.',
       );
-    return { ...session };
+    if (
+      session.lastSeenAt === null ||
+      now.getTime() - Date.parse(session.lastSeenAt) >= touchEveryMs
+    ) {
+      await db.write((tx) => touchSession(tx, session.sessionId, now.toISOString()));
+    }
+    return {
+      kind: 'user',
+      userId: session.userId,
+      organizationId: session.organizationId,
+      role: session.role,
+      email: session.email,
+      name: session.name,
+      sessionId: session.sessionId,
+    };
+  }
+
+  /** The caller's sessions still in force; `current` marks the one making the request. */
+  async function listSessions(ctx: RequestContext): Promise<SessionInfo[]> {
+    return audited(deps, ctx, { action: 'R', type: 'session.list' }, async (tx, record) => {
+      const actor = requireActor(ctx);
+      const now = clock.now();
+      const rows = await liveSessionsOf(
+        tx,
+        actor.userId,
+        now.toISOString(),
+        new Date(now.getTime() - idleMs).toISOString(),
+      );
+      record.detail = { count: rows.length };
+      return rows.map((r) => ({
+        id: r.id,
+        createdAt: r.created_at,
+        lastSeenAt: r.last_seen_at ?? r.created_at,
+        expiresAt: r.expires_at,
+        ip: r.ip,
+        userAgent: r.user_agent,
+        current: r.id === actor.sessionId,
+      }));
+    });
+  }
+
+  /** Ends one of the caller's own sessions (another device); someone else's is 404. */
+  async function revokeMySession(ctx: RequestContext, sessionId: string): Promise<void> {
+    await audited(
+      deps,
+      ctx,
+      {
+        action: 'E',
+        type: 'session.revoke',
+        entity: { type: 'Session', id: sessionId, version: null },
+      },
+      async (tx) => {
+        const actor = requireActor(ctx);
+        if (!(await revokeOwnSession(tx, actor.userId, sessionId, clock.now().toISOString())))
+          throw notFound('Session');
+      },
+    );
   }
 
   async function logout(ctx: RequestContext): Promise<void> {
@@ -191,7 +272,7 @@ export function createAuthService(deps: ServiceDeps) {
     return audited(deps, ctx, { action: 'U', type: 'mfa.enrol' }, async (tx, record) => {
       const actor = requireActor(ctx);
       record.entity = { type: 'User', id: actor.userId, version: null };
-      const user = await findUserInOrganization(tx, actor.organizationId, actor.userId);
+      const user = await findUserById(tx, actor.userId);
       if (!user) throw new AppError('unauthenticated', 'Sign in again.');
       if (user.totp_enabled === 1)
         throw new AppError('conflict', 'Two-factor sign-in is already on for this account.');
@@ -211,7 +292,7 @@ export function createAuthService(deps: ServiceDeps) {
     return audited(deps, ctx, { action: 'U', type: 'mfa.verify' }, async (tx, record) => {
       const actor = requireActor(ctx);
       record.entity = { type: 'User', id: actor.userId, version: null };
-      const user = await findUserInOrganization(tx, actor.organizationId, actor.userId);
+      const user = await findUserById(tx, actor.userId);
       if (!user?.totp_pending_secret) {
         throw new AppError('conflict', 'Start the enrolment first (POST /api/v1/me/mfa/totp).');
       }
@@ -237,7 +318,15 @@ export function createAuthService(deps: ServiceDeps) {
     });
   }
 
-  return { login, authenticate, logout, startTotpEnrolment, verifyTotpEnrolment };
+  return {
+    login,
+    authenticate,
+    logout,
+    listSessions,
+    revokeMySession,
+    startTotpEnrolment,
+    verifyTotpEnrolment,
+  };
 }
 
 export type AuthService = ReturnType<typeof createAuthService>;

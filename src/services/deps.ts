@@ -16,6 +16,10 @@ export type ServiceSettings = Pick<
   | 'maxUploadBytes'
   | 'previewMaxBytes'
   | 'webhookAllowPrivate'
+  | 'sessionIdleMinutes'
+  | 'invitationTtlHours'
+  | 'breakGlassMinutes'
+  | 'ownerReleaseDelayHours'
 >;
 
 export interface ServiceDeps {

@@ -24,10 +24,18 @@ import {
   versionsOf,
 } from '../store/document.store.js';
 import { enqueue } from '../store/outbox.store.js';
-import { findPatient } from '../store/patient.store.js';
 import type { DocumentRow, DocumentVersionRow, Tx } from '../store/tables.js';
 import { audited, auditedStaged, writeAuditEvent, type AuditRecord } from './audit.service.js';
-import { systemContext, requireActor, type Actor, type RequestContext } from './context.js';
+import {
+  allows,
+  parseSharedWith,
+  seenBy,
+  type CareRole,
+  type PatientCapability,
+  type Visibility,
+} from '../domain/access.js';
+import { accessPatient, sees, type PatientGrant } from './access.js';
+import { systemContext, type Actor, type RequestContext } from './context.js';
 import { sniffContentType } from './content-type.js';
 import type { ServiceDeps } from './deps.js';
 import { emitEvent } from './events.js';
@@ -64,6 +72,8 @@ export interface Document extends DocumentVersion {
   patientId: string;
   title: string | null;
   kind: DocumentKind;
+  visibility: Visibility;
+  sharedWith: CareRole[];
   status: DocumentStatus;
   /** The current content version (also the ETag); older versions stay readable. */
   version: number;
@@ -82,6 +92,8 @@ export interface IncomingFile {
 export interface UploadFields {
   title?: string | null;
   kind?: DocumentKind;
+  visibility?: Visibility;
+  sharedWith?: CareRole[];
 }
 
 type Received = StoredBlob & { contentType: string };
@@ -158,6 +170,8 @@ export function createDocumentService(deps: ServiceDeps) {
     patientId: d.patient_id,
     title: d.title,
     kind: d.kind as DocumentKind,
+    visibility: d.visibility as Visibility,
+    sharedWith: parseSharedWith(d.shared_with),
     status: d.status as DocumentStatus,
     version: d.current_version,
     createdAt: d.created_at,
@@ -167,18 +181,34 @@ export function createDocumentService(deps: ServiceDeps) {
     purgedAt: d.purged_at,
   });
 
+  /**
+   * The document if the caller may see it and use `capability` on its patient (404 when they
+   * cannot see it, 403 when they see it but may not do this). People outside the organization
+   * change only files they added themselves.
+   */
   async function loadDocument(
     tx: Tx,
-    actor: Actor,
+    ctx: RequestContext,
     id: string,
     record: AuditRecord,
+    capability: PatientCapability,
     lock = false,
-  ): Promise<DocumentRow> {
-    const row = await findDocument(tx, actor.organizationId, id, { forUpdate: lock });
+  ): Promise<{ doc: DocumentRow; grant: PatientGrant }> {
+    const row = await findDocument(tx, id, { forUpdate: lock });
     if (!row) throw notFound('Document');
-    record.patientId = row.patient_id;
+    const now = clock.now();
+    const grant = await accessPatient(tx, ctx, row.patient_id, 'documents.read', record, now);
+    if (!sees(grant, { ...row, author: row.created_by }, now)) throw notFound('Document');
     record.entity = { type: 'Document', id: row.id, version: row.current_version };
-    return row;
+    if (!allows(grant.access, capability))
+      throw new AppError('forbidden', 'Your access to this patient does not allow this.');
+    if (
+      capability === 'documents.write' &&
+      grant.access.via !== 'organization' &&
+      row.created_by !== grant.actor.userId
+    )
+      throw new AppError('forbidden', 'Only the person who added this file may change it.');
+    return { doc: row, grant };
   }
 
   async function loadVersion(tx: Tx, doc: DocumentRow, version: number) {
@@ -278,11 +308,6 @@ export function createDocumentService(deps: ServiceDeps) {
     }
   }
 
-  async function checkPatient(actor: Actor, patientId: string): Promise<void> {
-    if (!(await findPatient(deps.db.read, actor.organizationId, patientId)))
-      throw notFound('Patient');
-  }
-
   async function create(
     ctx: RequestContext,
     patientId: string,
@@ -292,22 +317,31 @@ export function createDocumentService(deps: ServiceDeps) {
     return auditedStaged(
       deps,
       ctx,
-      { action: 'C', type: 'document.create', permission: 'documents.write', patientId },
-      async () => {
-        const actor = requireActor(ctx);
-        // Refuse before reading a byte of a file for a patient the caller cannot see.
-        await checkPatient(actor, patientId);
+      { action: 'C', type: 'document.create', patientId },
+      async (record) => {
+        // Refuse before reading a byte of a file for a patient the caller cannot write to.
+        await accessPatient(deps.db.read, ctx, patientId, 'documents.write', record, clock.now());
         const { value: fields, file, stored } = await receiveFile(receive);
         return { fields, file, stored };
       },
       async (tx, record, { fields, file: f, stored: s }) => {
-        const actor = requireActor(ctx);
-        if (!(await findPatient(tx, actor.organizationId, patientId))) throw notFound('Patient');
         const now = clock.now();
+        const { actor, patient, access } = await accessPatient(
+          tx,
+          ctx,
+          patientId,
+          'documents.write',
+          record,
+          now,
+        );
         const at = now.toISOString();
+        // What an owner adds is theirs to see; others' files start inside the organization.
+        const visibility =
+          fields.visibility ??
+          (access.via === 'share' && access.shareRole === 'owner' ? 'owner' : 'internal');
         const doc: DocumentRow = {
           id: uuidv7(now.getTime()),
-          organization_id: actor.organizationId,
+          organization_id: patient.organization_id,
           patient_id: patientId,
           title: fields.title?.trim() || null,
           kind: fields.kind ?? defaultKind(s.contentType),
@@ -320,6 +354,8 @@ export function createDocumentService(deps: ServiceDeps) {
           deleted_at: null,
           deleted_by: null,
           purged_at: null,
+          visibility,
+          shared_with: JSON.stringify(fields.sharedWith ?? []),
         };
         await insertDocument(tx, doc);
         const version = versionRow(doc, 1, f, s, actor, at);
@@ -357,12 +393,10 @@ export function createDocumentService(deps: ServiceDeps) {
       {
         action: 'U',
         type: 'document.version.create',
-        permission: 'documents.write',
         entity: { type: 'Document', id, version: null },
       },
       async (record) => {
-        const actor = requireActor(ctx);
-        const doc = await loadDocument(deps.db.read, actor, id, record);
+        const { doc } = await loadDocument(deps.db.read, ctx, id, record, 'documents.write');
         assertActive(doc);
         if (expectedVersion !== undefined && doc.current_version !== expectedVersion)
           throw staleVersion('document', doc.current_version);
@@ -370,8 +404,8 @@ export function createDocumentService(deps: ServiceDeps) {
         return { file, stored };
       },
       async (tx, record, { file: f, stored: s }) => {
-        const actor = requireActor(ctx);
-        const doc = await loadDocument(tx, actor, id, record, true);
+        const { doc, grant } = await loadDocument(tx, ctx, id, record, 'documents.write', true);
+        const actor = grant.actor;
         assertActive(doc);
         if (expectedVersion !== undefined && doc.current_version !== expectedVersion)
           throw staleVersion('document', doc.current_version);
@@ -419,10 +453,10 @@ export function createDocumentService(deps: ServiceDeps) {
       {
         action: 'R',
         type: 'document.read',
-        permission: 'documents.read',
         entity: { type: 'Document', id, version: null },
       },
-      async (tx, record) => asDto(tx, await loadDocument(tx, requireActor(ctx), id, record)),
+      async (tx, record) =>
+        asDto(tx, (await loadDocument(tx, ctx, id, record, 'documents.read')).doc),
     );
   }
 
@@ -435,11 +469,12 @@ export function createDocumentService(deps: ServiceDeps) {
     return audited(
       deps,
       ctx,
-      { action: 'R', type: 'document.list', permission: 'documents.read', patientId },
+      { action: 'R', type: 'document.list', patientId },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        if (!(await findPatient(tx, actor.organizationId, patientId))) throw notFound('Patient');
-        const rows = await listDocuments(tx, actor.organizationId, patientId, {
+        const now = clock.now();
+        const grant = await accessPatient(tx, ctx, patientId, 'documents.read', record, now);
+        const filter = seenBy(grant.access, grant.actor.userId, now);
+        const rows = await listDocuments(tx, patientId, filter, {
           beforeId,
           limit: page.limit + 1,
           includeDeleted: page.includeDeleted === true,
@@ -473,11 +508,10 @@ export function createDocumentService(deps: ServiceDeps) {
       {
         action: 'R',
         type: 'document.versions.list',
-        permission: 'documents.read',
         entity: { type: 'Document', id, version: null },
       },
       async (tx, record) => {
-        const doc = await loadDocument(tx, requireActor(ctx), id, record);
+        const { doc } = await loadDocument(tx, ctx, id, record, 'documents.read');
         return { items: (await versionsOf(tx, [doc.id])).map(toVersion) };
       },
     );
@@ -500,12 +534,10 @@ export function createDocumentService(deps: ServiceDeps) {
       {
         action: 'R',
         type: version === undefined ? 'document.content.read' : 'document.version.read',
-        permission: 'documents.read',
         entity: { type: 'Document', id, version: version ?? null },
       },
       async (record) => {
-        const actor = requireActor(ctx);
-        const doc = await loadDocument(deps.db.read, actor, id, record);
+        const { doc } = await loadDocument(deps.db.read, ctx, id, record, 'documents.read');
         assertActive(doc);
         const row = await loadVersion(deps.db.read, doc, version ?? doc.current_version);
         record.entity = { type: 'Document', id: doc.id, version: row.version };
@@ -578,12 +610,10 @@ export function createDocumentService(deps: ServiceDeps) {
       {
         action: 'R',
         type: 'document.thumbnail.read',
-        permission: 'documents.read',
         entity: { type: 'Document', id, version: null },
       },
       async (record) => {
-        const actor = requireActor(ctx);
-        const doc = await loadDocument(deps.db.read, actor, id, record);
+        const { doc } = await loadDocument(deps.db.read, ctx, id, record, 'documents.read');
         assertActive(doc);
         const row = await loadVersion(deps.db.read, doc, doc.current_version);
         const ref = thumbRefOf(row);
@@ -608,6 +638,41 @@ export function createDocumentService(deps: ServiceDeps) {
     );
   }
 
+  /** Title, kind, and who sees the document (mark it for the owner, share it with a role). */
+  async function updateInfo(
+    ctx: RequestContext,
+    id: string,
+    changes: {
+      title?: string | null;
+      kind?: DocumentKind;
+      visibility?: Visibility;
+      sharedWith?: CareRole[];
+    },
+  ): Promise<Document> {
+    return audited(
+      deps,
+      ctx,
+      { action: 'U', type: 'document.update', entity: { type: 'Document', id, version: null } },
+      async (tx, record) => {
+        const { doc } = await loadDocument(tx, ctx, id, record, 'documents.write', true);
+        assertActive(doc);
+        const set = {
+          ...(changes.title !== undefined ? { title: changes.title?.trim() || null } : {}),
+          ...(changes.kind !== undefined ? { kind: changes.kind } : {}),
+          ...(changes.visibility !== undefined ? { visibility: changes.visibility } : {}),
+          ...(changes.sharedWith !== undefined
+            ? { shared_with: JSON.stringify(changes.sharedWith) }
+            : {}),
+          updated_at: clock.now().toISOString(),
+        };
+        if (!(await updateDocumentIfVersion(tx, doc.id, doc.version, set)))
+          throw staleVersion('document');
+        record.detail = { fields: Object.keys(changes).sort() };
+        return asDto(tx, { ...doc, ...set, version: doc.version + 1 });
+      },
+    );
+  }
+
   async function changeStatus(
     ctx: RequestContext,
     id: string,
@@ -620,12 +685,11 @@ export function createDocumentService(deps: ServiceDeps) {
       {
         action: deleting ? 'D' : 'U',
         type,
-        permission: 'documents.write',
         entity: { type: 'Document', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        const doc = await loadDocument(tx, actor, id, record, true);
+        const { doc, grant } = await loadDocument(tx, ctx, id, record, 'documents.write', true);
+        const actor = grant.actor;
         const expected = deleting ? 'active' : 'deleted';
         if (doc.status !== expected) {
           throw new AppError(
@@ -657,13 +721,11 @@ export function createDocumentService(deps: ServiceDeps) {
       {
         action: 'D',
         type: 'document.purge',
-        permission: 'documents.purge',
         entity: { type: 'Document', id, version: null },
         purpose: reason,
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        const doc = await loadDocument(tx, actor, id, record, true);
+        const { doc } = await loadDocument(tx, ctx, id, record, 'documents.purge', true);
         if (doc.status !== 'deleted') {
           throw new AppError(
             'conflict',
@@ -708,7 +770,7 @@ export function createDocumentService(deps: ServiceDeps) {
   async function makeVersionPreview(documentId: string, version: number): Promise<void> {
     const row = await findDocumentVersion(deps.db.read, documentId, version);
     if (!row || row.preview_status !== 'pending' || row.purged_at !== null) return;
-    const doc = await findDocument(deps.db.read, row.organization_id, documentId);
+    const doc = await findDocument(deps.db.read, documentId);
     if (!doc) return;
     let outcome: {
       status: PreviewStatus;
@@ -789,6 +851,7 @@ export function createDocumentService(deps: ServiceDeps) {
     versions,
     openContent,
     thumbnail,
+    updateInfo,
     remove: (ctx: RequestContext, id: string) => changeStatus(ctx, id, 'document.delete'),
     restore: (ctx: RequestContext, id: string) => changeStatus(ctx, id, 'document.restore'),
     purge,

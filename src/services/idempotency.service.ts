@@ -9,7 +9,9 @@ import {
   type ClaimResult,
 } from '../store/idempotency.store.js';
 import type { AuditEntity } from '../domain/audit.js';
+import type { PatientCapability } from '../domain/access.js';
 import type { Permission } from '../domain/roles.js';
+import { accessPatient } from './access.js';
 import { audited } from './audit.service.js';
 import type { IdempotencyClaim, RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
@@ -95,22 +97,28 @@ export function createIdempotencyService(deps: ServiceDeps) {
     ctx: RequestContext,
     replay: {
       type: string;
-      permission: Permission;
+      requires: { capability: PatientCapability } | { permission: Permission };
       patientId: string | null;
       entity: AuditEntity | null;
     },
   ): Promise<void> {
+    const { requires, patientId } = replay;
     await audited(
       deps,
       ctx,
       {
         action: 'R',
         type: `${replay.type}.replay`,
-        permission: replay.permission,
-        patientId: replay.patientId,
+        ...('permission' in requires ? { permission: requires.permission } : {}),
+        patientId,
         entity: replay.entity,
       },
-      async () => {},
+      async (tx, record) => {
+        if ('capability' in requires) {
+          if (patientId === null) throw new AppError('not_found', 'Not found.');
+          await accessPatient(tx, ctx, patientId, requires.capability, record, deps.clock.now());
+        }
+      },
     );
   }
 

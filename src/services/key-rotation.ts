@@ -1,4 +1,4 @@
-// Re-wraps every data key (document contents, thumbnails, webhook secrets) under the active
+// Re-wraps every data key (document contents, thumbnails, webhook and integration secrets) under the active
 // master key. File bodies are not touched: only the small wrapped keys in the database change.
 import type { Vault } from '../blobs/vault.js';
 import type { Database } from '../store/database.js';
@@ -6,6 +6,7 @@ import { updateDocumentVersion, versionsWrappedByOtherKeys } from '../store/docu
 import { subscriptionsWrappedByOtherKeys } from '../store/subscription.store.js';
 import { openTotpSecret, sealedBy, sealTotpSecret } from './secret-box.js';
 import { secretContext } from './subscription.service.js';
+import { integrationSecretContext } from './integration-key.service.js';
 
 export interface RewrapCounts {
   contents: number;
@@ -63,6 +64,30 @@ export async function rewrapAll(db: Database, vault: Vault): Promise<RewrapCount
           .updateTable('subscriptions')
           .set({ secret_key_id: w.keyId, secret_wrapped: w.wrapped })
           .where('id', '=', s.id)
+          .execute();
+        counts.secrets += 1;
+      }
+    });
+  }
+  // Integration key HMAC secrets: few rows, one per device or lab system.
+  const keys = await db.read
+    .selectFrom('integration_keys')
+    .select(['id', 'secret_key_id', 'secret_wrapped'])
+    .where('secret_key_id', '<>', active)
+    .execute();
+  if (keys.length > 0) {
+    await db.write(async (tx) => {
+      for (const k of keys) {
+        const context = integrationSecretContext(k.id);
+        const secret = vault.unwrapSecret(
+          { keyId: k.secret_key_id, wrapped: k.secret_wrapped },
+          context,
+        );
+        const w = vault.wrapSecret(secret, context);
+        await tx
+          .updateTable('integration_keys')
+          .set({ secret_key_id: w.keyId, secret_wrapped: w.wrapped })
+          .where('id', '=', k.id)
           .execute();
         counts.secrets += 1;
       }

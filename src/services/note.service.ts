@@ -19,10 +19,17 @@ import {
   revisionsOf,
   updateNoteIfVersion,
 } from '../store/note.store.js';
-import { findPatient } from '../store/patient.store.js';
 import type { NoteRow, Tx } from '../store/tables.js';
+import {
+  allows,
+  parseSharedWith,
+  seenBy,
+  type CareRole,
+  type PatientCapability,
+} from '../domain/access.js';
+import { accessPatient, sees, type PatientGrant } from './access.js';
 import { audited, type AuditRecord } from './audit.service.js';
-import { requireActor, type Actor, type RequestContext } from './context.js';
+import type { Actor, RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { emitEvent } from './events.js';
 import { decodeCursor, toPage, type Page } from './pagination.js';
@@ -41,9 +48,11 @@ export interface Note {
   title: string | null;
   body: string;
   visibility: NoteVisibility;
+  sharedWith: CareRole[];
   status: NoteStatus;
   version: number;
   authorId: string;
+  releaseAt: string | null;
   createdAt: string;
   updatedAt: string;
   finalizedAt: string | null;
@@ -69,6 +78,7 @@ export interface NoteInput {
   title?: string | null;
   body: string;
   visibility?: NoteVisibility;
+  sharedWith?: CareRole[];
 }
 
 function toNote(row: NoteRow, addenda: Addendum[]): Note {
@@ -79,9 +89,11 @@ function toNote(row: NoteRow, addenda: Addendum[]): Note {
     title: row.title,
     body: row.body,
     visibility: row.visibility as NoteVisibility,
+    sharedWith: parseSharedWith(row.shared_with),
     status: row.status as NoteStatus,
     version: row.version,
     authorId: row.author_id,
+    releaseAt: row.release_at,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     finalizedAt: row.finalized_at,
@@ -96,7 +108,7 @@ function checkBody(body: string): string {
 }
 
 export function createNoteService(deps: ServiceDeps) {
-  const { clock } = deps;
+  const { clock, settings } = deps;
 
   async function withAddenda(tx: Tx, rows: NoteRow[]): Promise<Note[]> {
     const addenda = await addendaOf(
@@ -144,27 +156,40 @@ export function createNoteService(deps: ServiceDeps) {
   }
 
   /**
-   * The note in the actor's organization, or 404; records which patient it belongs to. Changes
-   * lock the row, so concurrent addenda or edits queue up instead of failing on the version.
+   * The note if the caller may see it and use `capability` on its patient, else 404 (403 when
+   * they see it but may not do this); records which patient it belongs to. Changes lock the
+   * row, so concurrent addenda or edits queue up instead of failing on the version.
    */
   async function loadNote(
     tx: Tx,
-    actor: Actor,
+    ctx: RequestContext,
     id: string,
     record: AuditRecord,
+    capability: PatientCapability,
     lock = false,
-  ): Promise<NoteRow> {
-    const row = await findNote(tx, actor.organizationId, id, { forUpdate: lock });
+  ): Promise<{ row: NoteRow; grant: PatientGrant }> {
+    const row = await findNote(tx, id, { forUpdate: lock });
     if (!row) throw notFound('Note');
-    record.patientId = row.patient_id;
+    const now = clock.now();
+    // Seeing the note comes first: a note the caller cannot see does not exist for them.
+    const grant = await accessPatient(tx, ctx, row.patient_id, 'notes.read', record, now);
+    if (!sees(grant, { ...row, author: row.author_id }, now)) throw notFound('Note');
     record.entity = { type: 'Note', id: row.id, version: row.version };
+    if (!allows(grant.access, capability))
+      throw new AppError('forbidden', 'Your access to this patient does not allow this.');
+    return { row, grant };
+  }
+
+  async function reload(tx: Tx, id: string): Promise<NoteRow> {
+    const row = await findNote(tx, id);
+    if (!row) throw notFound('Note');
     return row;
   }
 
-  async function reload(tx: Tx, actor: Actor, id: string): Promise<NoteRow> {
-    const row = await findNote(tx, actor.organizationId, id);
-    if (!row) throw notFound('Note');
-    return row;
+  /** People outside the organization change only what they wrote themselves. */
+  function requireOwnWorkOutside(grant: PatientGrant, row: NoteRow, what: string): void {
+    if (grant.access.via !== 'organization' && row.author_id !== grant.actor.userId)
+      throw new AppError('forbidden', `Only the author may ${what} this note.`);
   }
 
   /**
@@ -181,7 +206,7 @@ export function createNoteService(deps: ServiceDeps) {
     addendumId: string | null = null,
   ): Promise<Note> {
     if (!(await updateNoteIfVersion(tx, row.id, row.version, changes))) throw staleVersion('note');
-    const updated = await reload(tx, actor, row.id);
+    const updated = await reload(tx, row.id);
     await revise(tx, updated, change, actor, changes.updated_at, addendumId);
     record.entity = { type: 'Note', id: row.id, version: updated.version };
     return noteAsDto(tx, updated);
@@ -192,19 +217,26 @@ export function createNoteService(deps: ServiceDeps) {
     return audited(
       deps,
       ctx,
-      { action: 'C', type: 'note.create', permission: 'notes.write', patientId },
+      { action: 'C', type: 'note.create', patientId },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        if (!(await findPatient(tx, actor.organizationId, patientId))) throw notFound('Patient');
+        const { actor, patient } = await accessPatient(
+          tx,
+          ctx,
+          patientId,
+          'notes.write',
+          record,
+          clock.now(),
+        );
         const now = clock.now().toISOString();
         const row: NoteRow = {
           id: uuidv7(),
-          organization_id: actor.organizationId,
+          organization_id: patient.organization_id,
           patient_id: patientId,
           kind: input.kind,
           title: input.title?.trim() || null,
           body,
           visibility: input.visibility ?? 'internal',
+          shared_with: JSON.stringify(input.sharedWith ?? []),
           status: 'draft',
           version: 1,
           author_id: actor.userId,
@@ -212,6 +244,8 @@ export function createNoteService(deps: ServiceDeps) {
           updated_at: now,
           finalized_at: null,
           finalized_by: null,
+          release_at: null,
+          released_by: null,
         };
         await insertNote(tx, row);
         await revise(tx, row, 'created', actor, now);
@@ -227,27 +261,22 @@ export function createNoteService(deps: ServiceDeps) {
     page: { limit: number; cursor?: string },
   ): Promise<Page<Note>> {
     const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
-    return audited(
-      deps,
-      ctx,
-      { action: 'R', type: 'note.list', permission: 'notes.read', patientId },
-      async (tx, record) => {
-        const actor = requireActor(ctx);
-        if (!(await findPatient(tx, actor.organizationId, patientId))) throw notFound('Patient');
-        const rows = await listNotes(tx, actor.organizationId, patientId, {
-          beforeId,
-          limit: page.limit + 1,
-        });
-        const result = toPage(
-          rows,
-          page.limit,
-          (r) => [r.id],
-          (r) => r,
-        );
-        record.detail = { count: result.items.length, noteIds: result.items.map((r) => r.id) };
-        return { items: await withAddenda(tx, result.items), nextCursor: result.nextCursor };
-      },
-    );
+    return audited(deps, ctx, { action: 'R', type: 'note.list', patientId }, async (tx, record) => {
+      const now = clock.now();
+      const grant = await accessPatient(tx, ctx, patientId, 'notes.read', record, now);
+      const rows = await listNotes(tx, patientId, seenBy(grant.access, grant.actor.userId, now), {
+        beforeId,
+        limit: page.limit + 1,
+      });
+      const result = toPage(
+        rows,
+        page.limit,
+        (r) => [r.id],
+        (r) => r,
+      );
+      record.detail = { count: result.items.length, noteIds: result.items.map((r) => r.id) };
+      return { items: await withAddenda(tx, result.items), nextCursor: result.nextCursor };
+    });
   }
 
   async function get(ctx: RequestContext, id: string): Promise<Note> {
@@ -257,12 +286,11 @@ export function createNoteService(deps: ServiceDeps) {
       {
         action: 'R',
         type: 'note.read',
-        permission: 'notes.read',
         entity: { type: 'Note', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        return noteAsDto(tx, await loadNote(tx, actor, id, record));
+        const { row } = await loadNote(tx, ctx, id, record, 'notes.read');
+        return noteAsDto(tx, row);
       },
     );
   }
@@ -271,7 +299,13 @@ export function createNoteService(deps: ServiceDeps) {
     ctx: RequestContext,
     id: string,
     expectedVersion: number,
-    changes: { kind?: NoteKind; title?: string | null; body?: string; visibility?: NoteVisibility },
+    changes: {
+      kind?: NoteKind;
+      title?: string | null;
+      body?: string;
+      visibility?: NoteVisibility;
+      sharedWith?: CareRole[];
+    },
   ): Promise<Note> {
     if (changes.body !== undefined) checkBody(changes.body);
     return audited(
@@ -280,12 +314,11 @@ export function createNoteService(deps: ServiceDeps) {
       {
         action: 'U',
         type: 'note.update',
-        permission: 'notes.write',
         entity: { type: 'Note', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        const row = await loadNote(tx, actor, id, record, true);
+        const { row, grant } = await loadNote(tx, ctx, id, record, 'notes.write', true);
+        const actor = grant.actor;
         assertEditable(row.status as NoteStatus);
         if (row.author_id !== actor.userId)
           throw new AppError('forbidden', 'Only the author may edit a draft note.');
@@ -297,6 +330,9 @@ export function createNoteService(deps: ServiceDeps) {
           ...(changes.title !== undefined ? { title: changes.title?.trim() || null } : {}),
           ...(changes.body !== undefined ? { body: changes.body } : {}),
           ...(changes.visibility !== undefined ? { visibility: changes.visibility } : {}),
+          ...(changes.sharedWith !== undefined
+            ? { shared_with: JSON.stringify(changes.sharedWith) }
+            : {}),
           updated_at: now,
         });
       },
@@ -314,15 +350,17 @@ export function createNoteService(deps: ServiceDeps) {
       {
         action: 'U',
         type: 'note.finalize',
-        permission: 'notes.finalize',
         entity: { type: 'Note', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        const row = await loadNote(tx, actor, id, record, true);
+        const { row, grant } = await loadNote(tx, ctx, id, record, 'notes.finalize', true);
+        const actor = grant.actor;
         assertEditable(row.status as NoteStatus);
-        // The author signs their own note; a clinician may also sign off a colleague's draft.
-        if (row.author_id !== actor.userId && actor.role !== 'clinician') {
+        // The author signs their own note; a clinician of the patient's organization may also
+        // sign off a colleague's draft.
+        const orgClinician =
+          grant.access.via === 'organization' && grant.access.role === 'clinician';
+        if (row.author_id !== actor.userId && !orgClinician) {
           throw new AppError('forbidden', 'Only the author or a clinician may finalize this note.');
         }
         if (expectedVersion !== undefined && row.version !== expectedVersion) {
@@ -359,12 +397,12 @@ export function createNoteService(deps: ServiceDeps) {
       {
         action: 'U',
         type: 'note.addendum',
-        permission: 'notes.amend',
         entity: { type: 'Note', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        const row = await loadNote(tx, actor, id, record, true);
+        const { row, grant } = await loadNote(tx, ctx, id, record, 'notes.amend', true);
+        const actor = grant.actor;
+        requireOwnWorkOutside(grant, row, 'amend');
         assertCanAmend(row.status as NoteStatus);
         const now = clock.now().toISOString();
         const addendumId = uuidv7();
@@ -381,6 +419,47 @@ export function createNoteService(deps: ServiceDeps) {
     );
   }
 
+  /**
+   * Releases a final owner-visible note to the owner, now or at a later time (the clinic's
+   * delay when none is given). A release still in the future can be moved.
+   */
+  async function release(ctx: RequestContext, id: string, input: { at?: string }): Promise<Note> {
+    const now = clock.now();
+    let at = new Date(now.getTime() + settings.ownerReleaseDelayHours * 3_600_000);
+    if (input.at !== undefined) {
+      at = new Date(input.at);
+      if (Number.isNaN(at.getTime()))
+        throw new AppError('invalid', 'at must be a date and time (ISO 8601).');
+      // A minute of grace for clocks; anything earlier is a mistake, not "release now".
+      if (at.getTime() < now.getTime() - 60_000)
+        throw new AppError('invalid', 'at is in the past; leave it out to release now.');
+      if (at.getTime() < now.getTime()) at = now;
+    }
+    return audited(
+      deps,
+      ctx,
+      { action: 'U', type: 'note.release', entity: { type: 'Note', id, version: null } },
+      async (tx, record) => {
+        const { row, grant } = await loadNote(tx, ctx, id, record, 'notes.release', true);
+        if (row.visibility !== 'owner')
+          throw new AppError(
+            'conflict',
+            'Only notes with visibility "owner" can be released to the owner.',
+          );
+        if (row.status !== 'final')
+          throw new AppError('conflict', 'Finalize the note before releasing it to the owner.');
+        if (row.release_at !== null && Date.parse(row.release_at) <= now.getTime())
+          throw new AppError('conflict', 'This note is already released to the owner.');
+        record.detail = { releaseAt: at.toISOString() };
+        return applyChange(tx, grant.actor, record, row, 'released', {
+          release_at: at.toISOString(),
+          released_by: grant.actor.userId,
+          updated_at: now.toISOString(),
+        });
+      },
+    );
+  }
+
   async function history(
     ctx: RequestContext,
     id: string,
@@ -391,12 +470,10 @@ export function createNoteService(deps: ServiceDeps) {
       {
         action: 'R',
         type: 'note.history',
-        permission: 'notes.read',
         entity: { type: 'Note', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        const row = await loadNote(tx, actor, id, record);
+        const { row } = await loadNote(tx, ctx, id, record, 'notes.read');
         const [revisions, note] = [await revisionsOf(tx, id), await noteAsDto(tx, row)];
         return {
           items: revisions.map((r) => ({
@@ -417,7 +494,7 @@ export function createNoteService(deps: ServiceDeps) {
     );
   }
 
-  return { create, list, get, update, finalize, addAddendum, history };
+  return { create, list, get, update, finalize, addAddendum, release, history };
 }
 
 export type NoteService = ReturnType<typeof createNoteService>;

@@ -1,4 +1,12 @@
 // Patients and owners: register, read, search, update with optimistic concurrency.
+import {
+  summarize,
+  type AccessSummary,
+  type PatientAccess,
+  type ShareAccess,
+  type ShareRole,
+} from '../domain/access.js';
+import { findPatientById, liveSharesOf } from '../store/access.store.js';
 import { AppError, notFound, staleVersion } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
@@ -26,7 +34,8 @@ import {
 } from '../store/patient.store.js';
 import type { PatientRow, Tx } from '../store/tables.js';
 import { audited } from './audit.service.js';
-import { requireActor, type RequestContext } from './context.js';
+import { accessPatient } from './access.js';
+import { requireActor, requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { decodeCursor, toPage, type Page } from './pagination.js';
 
@@ -67,6 +76,7 @@ export interface Patient {
   version: number;
   createdAt: string;
   updatedAt: string;
+  access: AccessSummary;
 }
 
 function checkBirthDate(value: string | null | undefined, today: Date): string | null {
@@ -102,7 +112,8 @@ function checkOwnerInput(o: OwnerInput): void {
 export function createPatientService(deps: ServiceDeps) {
   const { clock } = deps;
 
-  async function assemble(tx: Tx, rows: PatientRow[]): Promise<Patient[]> {
+  /** Patients as answered; `access` is how the caller reaches them (one value for all rows). */
+  async function assemble(tx: Tx, rows: PatientRow[], access: PatientAccess): Promise<Patient[]> {
     const ids = rows.map((r) => r.id);
     const [identifiers, owners] = await Promise.all([identifiersOf(tx, ids), ownersOf(tx, ids)]);
     return rows.map((row) => ({
@@ -122,11 +133,12 @@ export function createPatientService(deps: ServiceDeps) {
       version: row.version,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
+      access: summarize(access),
     }));
   }
 
-  async function assembleOne(tx: Tx, row: PatientRow): Promise<Patient> {
-    const [patient] = await assemble(tx, [row]);
+  async function assembleOne(tx: Tx, row: PatientRow, access: PatientAccess): Promise<Patient> {
+    const [patient] = await assemble(tx, [row], access);
     if (!patient) throw notFound('Patient');
     return patient;
   }
@@ -210,7 +222,7 @@ export function createPatientService(deps: ServiceDeps) {
       ctx,
       { action: 'C', type: 'patient.create', permission: 'patients.write' },
       async (tx, record) => {
-        const actor = requireActor(ctx);
+        const actor = requireStaff(ctx);
         const now = clock.now().toISOString();
         const id = uuidv7();
         record.patientId = id;
@@ -238,7 +250,7 @@ export function createPatientService(deps: ServiceDeps) {
         );
         const row = await findPatient(tx, actor.organizationId, id);
         if (!row) throw notFound('Patient');
-        return assembleOne(tx, row);
+        return assembleOne(tx, row, { via: 'organization', role: actor.role });
       },
     );
   }
@@ -250,16 +262,20 @@ export function createPatientService(deps: ServiceDeps) {
       {
         action: 'R',
         type: 'patient.read',
-        permission: 'patients.read',
         patientId: id,
         entity: { type: 'Patient', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        const row = await findPatient(tx, actor.organizationId, id);
-        if (!row) throw notFound('Patient');
+        const { patient: row, access } = await accessPatient(
+          tx,
+          ctx,
+          id,
+          'patient.read',
+          record,
+          clock.now(),
+        );
         record.entity = { type: 'Patient', id, version: row.version };
-        return assembleOne(tx, row);
+        return assembleOne(tx, row, access);
       },
     );
   }
@@ -295,7 +311,7 @@ export function createPatientService(deps: ServiceDeps) {
       ctx,
       { action: 'E', type: 'patient.search', permission: 'patients.read' },
       async (tx, record) => {
-        const actor = requireActor(ctx);
+        const actor = requireStaff(ctx);
         const rows = await searchPatients(tx, {
           organizationId: actor.organizationId,
           ...(text !== undefined && text !== '' ? { text, identifierValues } : {}),
@@ -313,7 +329,10 @@ export function createPatientService(deps: ServiceDeps) {
         );
         // Which patients were disclosed, never the search terms (they are patient data).
         record.detail = { count: page.items.length, patientIds: page.items.map((r) => r.id) };
-        return { items: await assemble(tx, page.items), nextCursor: page.nextCursor };
+        return {
+          items: await assemble(tx, page.items, { via: 'organization', role: actor.role }),
+          nextCursor: page.nextCursor,
+        };
       },
     );
   }
@@ -337,14 +356,20 @@ export function createPatientService(deps: ServiceDeps) {
       {
         action: 'U',
         type: 'patient.update',
-        permission: 'patients.write',
         patientId: id,
         entity: { type: 'Patient', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
-        const row = await findPatient(tx, actor.organizationId, id);
-        if (!row) throw notFound('Patient');
+        const { patient: row, access } = await accessPatient(
+          tx,
+          ctx,
+          id,
+          'patient.write',
+          record,
+          clock.now(),
+        );
+        // Only the patient's own organization may change it (allowed above), so this is staff.
+        const actor = requireStaff(ctx);
         if (row.version !== expectedVersion) {
           throw staleVersion('patient', row.version);
         }
@@ -373,12 +398,53 @@ export function createPatientService(deps: ServiceDeps) {
         record.detail = { fields: Object.keys(changes).sort() };
         const after = await findPatient(tx, actor.organizationId, id);
         if (!after) throw notFound('Patient');
-        return assembleOne(tx, after);
+        return assembleOne(tx, after, access);
       },
     );
   }
 
-  return { create, get, search, update };
+  /**
+   * The portal's "my animals" (and any sharee's list): patients shared with the caller through
+   * a share in force, newest share first, each with the caller's access.
+   */
+  async function listShared(
+    ctx: RequestContext,
+    page: { limit: number; cursor?: string },
+  ): Promise<Page<Patient>> {
+    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    return audited(deps, ctx, { action: 'E', type: 'patient.list-shared' }, async (tx, record) => {
+      const actor = requireActor(ctx);
+      const now = clock.now();
+      const shares = await liveSharesOf(tx, actor.userId, now.toISOString(), {
+        beforeId,
+        limit: page.limit + 1,
+      });
+      const result = toPage(
+        shares,
+        page.limit,
+        (r) => [r.id],
+        (r) => r,
+      );
+      const items: Patient[] = [];
+      for (const share of result.items) {
+        const row = await findPatientById(tx, share.patient_id);
+        if (!row) continue;
+        items.push(
+          await assembleOne(tx, row, {
+            via: 'share',
+            shareId: share.id,
+            shareRole: share.role as ShareRole,
+            access: share.access as ShareAccess,
+            expiresAt: share.expires_at,
+          }),
+        );
+      }
+      record.detail = { count: items.length, patientIds: items.map((p) => p.id) };
+      return { items, nextCursor: result.nextCursor };
+    });
+  }
+
+  return { create, get, search, update, listShared };
 }
 
 export type PatientService = ReturnType<typeof createPatientService>;

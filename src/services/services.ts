@@ -10,6 +10,8 @@ import { createSetupService } from './setup.service.js';
 import { createUserService } from './user.service.js';
 import { createDocumentService } from './document.service.js';
 import { createSubscriptionService } from './subscription.service.js';
+import { createSharingService } from './sharing.service.js';
+import { createIntegrationKeyService } from './integration-key.service.js';
 
 /** How often one user's recent reads are counted for the unusual-access rule. */
 export const ALERT_CHECK_INTERVAL_MS = 2000;
@@ -31,10 +33,12 @@ export function createServices(
   };
   deps.onPatientRead = (ctx) => {
     const actor = ctx.actor;
-    if (!actor) return;
+    // The rule watches staff; people outside an organization reach only patients shared with them.
+    if (!actor || actor.organizationId === null || actor.kind !== 'user') return;
+    const organizationId = actor.organizationId;
     const wait = (lastCheck.get(actor.userId) ?? 0) + ALERT_CHECK_INTERVAL_MS - Date.now();
     if (wait <= 0) {
-      check(actor.userId, actor.organizationId);
+      check(actor.userId, organizationId);
       return;
     }
     // Reads in between are counted by one trailing check at the end of the interval.
@@ -42,7 +46,7 @@ export function createServices(
     pending.add(actor.userId);
     setTimeout(() => {
       pending.delete(actor.userId);
-      check(actor.userId, actor.organizationId);
+      check(actor.userId, organizationId);
     }, wait).unref();
     if (lastCheck.size > 10_000) lastCheck.clear();
   };
@@ -56,6 +60,8 @@ export function createServices(
     notes: createNoteService(deps),
     documents: createDocumentService(deps),
     subscriptions: createSubscriptionService(deps),
+    sharing: createSharingService(deps),
+    integrationKeys: createIntegrationKeyService(deps),
     idempotency: createIdempotencyService(deps),
   };
 }

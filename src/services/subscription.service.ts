@@ -12,7 +12,7 @@ import {
 } from '../store/subscription.store.js';
 import type { OutboxRow, SubscriptionRow } from '../store/tables.js';
 import { audited } from './audit.service.js';
-import { requireActor, type RequestContext } from './context.js';
+import { requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { isPrivateLiteral } from './webhook-address.js';
 import { EVENT_TYPES, type EventType } from './events.js';
@@ -132,7 +132,7 @@ export function createSubscriptionService(deps: ServiceDeps) {
         patientId: input.patientId ?? null,
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
+        const actor = requireStaff(ctx);
         if (
           input.patientId != null &&
           !(await findPatient(tx, actor.organizationId, input.patientId))
@@ -171,7 +171,7 @@ export function createSubscriptionService(deps: ServiceDeps) {
       ctx,
       { action: 'R', type: 'subscription.list', permission: 'subscriptions.manage' },
       async (tx) => ({
-        items: (await listSubscriptions(tx, requireActor(ctx).organizationId)).map(toSubscription),
+        items: (await listSubscriptions(tx, requireStaff(ctx).organizationId)).map(toSubscription),
       }),
     );
   }
@@ -187,7 +187,7 @@ export function createSubscriptionService(deps: ServiceDeps) {
         entity: { type: 'Subscription', id, version: null },
       },
       async (tx, record) => {
-        const row = await findSubscription(tx, requireActor(ctx).organizationId, id);
+        const row = await findSubscription(tx, requireStaff(ctx).organizationId, id);
         if (!row || row.disabled_at !== null) throw notFound('Subscription');
         await disableSubscription(tx, id, clock.now().toISOString());
         // Retries already scheduled would otherwise run later and be marked done unsent.
@@ -213,7 +213,7 @@ export function createSubscriptionService(deps: ServiceDeps) {
         entity: { type: 'Subscription', id, version: null },
       },
       async (tx) => {
-        const row = await findSubscription(tx, requireActor(ctx).organizationId, id);
+        const row = await findSubscription(tx, requireStaff(ctx).organizationId, id);
         if (!row) throw notFound('Subscription');
         const rows = await deliveriesOf(tx, id, { beforeId, limit: page.limit + 1 });
         return toPage(rows, page.limit, (r) => [r.id], toDelivery);

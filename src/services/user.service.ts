@@ -8,23 +8,26 @@ import type { Tx, UserRow } from '../store/tables.js';
 import {
   countActiveAdmins,
   findUserByEmail,
+  findUserById,
   findUserInOrganization,
   insertUser,
   listUsers,
   updateUser,
 } from '../store/user.store.js';
 import { audited, auditedRead } from './audit.service.js';
-import { requireActor, type RequestContext } from './context.js';
+import { requireActor, requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { decodeCursor, toPage, type Page } from './pagination.js';
 import { checkPasswordRule, hashPassword, normalizeEmail } from './passwords.js';
 
 export interface User {
   id: string;
-  organizationId: string;
+  /** null for people outside any organization */
+  organizationId: string | null;
   email: string;
   name: string;
-  role: Role;
+  /** The organization role; null for people outside any organization. */
+  role: Role | null;
   disabled: boolean;
   mfaEnabled: boolean;
   version: number;
@@ -37,7 +40,7 @@ export function toUser(row: UserRow): User {
     organizationId: row.organization_id,
     email: row.email,
     name: row.name,
-    role: row.role as Role,
+    role: row.role as Role | null,
     disabled: row.disabled === 1,
     mfaEnabled: row.totp_enabled === 1,
     version: row.version,
@@ -100,7 +103,7 @@ export function createUserService(deps: ServiceDeps) {
       ctx,
       { action: 'C', type: 'user.create', permission: 'users.manage' },
       async (tx, record) => {
-        const actor = requireActor(ctx);
+        const actor = requireStaff(ctx);
         const row = await insertNewUser(tx, {
           organizationId: actor.organizationId,
           email,
@@ -126,7 +129,7 @@ export function createUserService(deps: ServiceDeps) {
       ctx,
       { action: 'R', type: 'user.list', permission: 'users.manage' },
       async (tx, record) => {
-        const actor = requireActor(ctx);
+        const actor = requireStaff(ctx);
         const rows = await listUsers(tx, actor.organizationId, { afterId, limit: page.limit + 1 });
         record.detail = { count: Math.min(rows.length, page.limit) };
         return toPage(rows, page.limit, (r) => [r.id], toUser);
@@ -149,7 +152,7 @@ export function createUserService(deps: ServiceDeps) {
         entity: { type: 'User', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireActor(ctx);
+        const actor = requireStaff(ctx);
         const user = await findUserInOrganization(tx, actor.organizationId, id);
         if (!user) throw notFound('User');
         const losesAdmin =
@@ -189,6 +192,28 @@ export function createUserService(deps: ServiceDeps) {
     );
   }
 
+  /** Ends every session of a user of the organization (a lost device, a leaving employee). */
+  async function forceLogout(ctx: RequestContext, id: string): Promise<{ sessionsEnded: number }> {
+    return audited(
+      deps,
+      ctx,
+      {
+        action: 'E',
+        type: 'user.logout-all',
+        permission: 'users.manage',
+        entity: { type: 'User', id, version: null },
+      },
+      async (tx, record) => {
+        const actor = requireStaff(ctx);
+        const user = await findUserInOrganization(tx, actor.organizationId, id);
+        if (!user) throw notFound('User');
+        const ended = await revokeUserSessions(tx, id, clock.now().toISOString());
+        record.detail = { sessionsEnded: ended };
+        return { sessionsEnded: ended };
+      },
+    );
+  }
+
   async function me(ctx: RequestContext): Promise<User> {
     const actor = requireActor(ctx);
     return auditedRead(
@@ -196,14 +221,14 @@ export function createUserService(deps: ServiceDeps) {
       ctx,
       { action: 'R', type: 'user.me', entity: { type: 'User', id: actor.userId, version: null } },
       async () => {
-        const row = await findUserInOrganization(deps.db.read, actor.organizationId, actor.userId);
+        const row = await findUserById(deps.db.read, actor.userId);
         if (!row) throw new AppError('unauthenticated', 'Sign in again.');
         return toUser(row);
       },
     );
   }
 
-  return { create, list, update, me };
+  return { create, list, update, forceLogout, me };
 }
 
 export type UserService = ReturnType<typeof createUserService>;

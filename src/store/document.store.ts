@@ -1,6 +1,8 @@
 // Documents and their versions. Bodies live in the blob store; rows hold what is needed to find,
 // decrypt and check them.
+import type { SeenBy } from '../domain/access.js';
 import { engineOf } from './dialect.js';
+import { visibleWhere } from './visibility.js';
 import type { DocumentRow, DocumentVersionRow, DocumentVersionsTable, Tx } from './tables.js';
 
 export async function insertDocument(tx: Tx, row: DocumentRow): Promise<void> {
@@ -13,7 +15,6 @@ export async function insertDocumentVersion(tx: Tx, row: DocumentVersionRow): Pr
 
 export async function findDocument(
   tx: Tx,
-  organizationId: string,
   id: string,
   options: { forUpdate?: boolean } = {},
 ): Promise<DocumentRow | undefined> {
@@ -21,7 +22,6 @@ export async function findDocument(
     .selectFrom('documents')
     .selectAll()
     .where('id', '=', id)
-    .where('organization_id', '=', organizationId)
     .$if(options.forUpdate === true && engineOf(tx) === 'postgres', (q) => q.forUpdate())
     .executeTakeFirst();
 }
@@ -53,15 +53,21 @@ export async function versionsOf(tx: Tx, documentIds: string[]): Promise<Documen
 /** Newest first (ids are time-ordered); deleted documents only when asked for. */
 export async function listDocuments(
   tx: Tx,
-  organizationId: string,
   patientId: string,
+  filter: SeenBy,
   page: { beforeId: string | null; limit: number; includeDeleted: boolean },
 ): Promise<DocumentRow[]> {
   return tx
     .selectFrom('documents')
     .selectAll()
-    .where('organization_id', '=', organizationId)
     .where('patient_id', '=', patientId)
+    .where(
+      visibleWhere(filter, {
+        visibility: 'documents.visibility',
+        sharedWith: 'documents.shared_with',
+        author: 'documents.created_by',
+      }),
+    )
     .$if(!page.includeDeleted, (q) => q.where('status', '=', 'active'))
     .$if(page.beforeId !== null, (q) => q.where('id', '<', page.beforeId ?? ''))
     .orderBy('id', 'desc')
@@ -77,7 +83,15 @@ export async function updateDocumentIfVersion(
   changes: Partial<
     Pick<
       DocumentRow,
-      'current_version' | 'status' | 'deleted_at' | 'deleted_by' | 'purged_at' | 'title'
+      | 'current_version'
+      | 'status'
+      | 'deleted_at'
+      | 'deleted_by'
+      | 'purged_at'
+      | 'title'
+      | 'kind'
+      | 'visibility'
+      | 'shared_with'
     >
   > & { updated_at: string },
 ): Promise<boolean> {

@@ -1,5 +1,7 @@
 // Notes, their addenda and their revision history (every change keeps a full snapshot).
+import type { SeenBy } from '../domain/access.js';
 import { engineOf } from './dialect.js';
+import { visibleWhere } from './visibility.js';
 import type { NewNoteRow, NoteAddendumRow, NoteRevisionRow, NoteRow, Tx } from './tables.js';
 
 export async function insertNote(tx: Tx, row: NewNoteRow): Promise<void> {
@@ -9,15 +11,10 @@ export async function insertNote(tx: Tx, row: NewNoteRow): Promise<void> {
 /** `forUpdate`: lock the row until the transaction ends (PostgreSQL; SQLite has one writer). */
 export async function findNote(
   tx: Tx,
-  organizationId: string,
   id: string,
   options: { forUpdate?: boolean } = {},
 ): Promise<NoteRow | undefined> {
-  let q = tx
-    .selectFrom('notes')
-    .selectAll()
-    .where('id', '=', id)
-    .where('organization_id', '=', organizationId);
+  let q = tx.selectFrom('notes').selectAll().where('id', '=', id);
   if (options.forUpdate && engineOf(tx) === 'postgres') q = q.forUpdate();
   return q.executeTakeFirst();
 }
@@ -30,7 +27,16 @@ export async function updateNoteIfVersion(
   changes: Partial<
     Pick<
       NoteRow,
-      'kind' | 'title' | 'body' | 'visibility' | 'status' | 'finalized_at' | 'finalized_by'
+      | 'kind'
+      | 'title'
+      | 'body'
+      | 'visibility'
+      | 'shared_with'
+      | 'status'
+      | 'finalized_at'
+      | 'finalized_by'
+      | 'release_at'
+      | 'released_by'
     >
   > & { updated_at: string },
 ): Promise<boolean> {
@@ -46,15 +52,22 @@ export async function updateNoteIfVersion(
 /** Newest first (ids are time-ordered). */
 export async function listNotes(
   tx: Tx,
-  organizationId: string,
   patientId: string,
+  filter: SeenBy,
   page: { beforeId: string | null; limit: number },
 ): Promise<NoteRow[]> {
   let q = tx
     .selectFrom('notes')
     .selectAll()
-    .where('organization_id', '=', organizationId)
     .where('patient_id', '=', patientId)
+    .where(
+      visibleWhere(filter, {
+        visibility: 'notes.visibility',
+        sharedWith: 'notes.shared_with',
+        author: 'notes.author_id',
+        releaseAt: 'notes.release_at',
+      }),
+    )
     .orderBy('id', 'desc')
     .limit(page.limit);
   if (page.beforeId !== null) q = q.where('id', '<', page.beforeId);

@@ -1,6 +1,6 @@
 // Login sessions: opaque bearer tokens, stored only as their SHA-256.
 import type { Role } from '../domain/roles.js';
-import type { Tx } from './tables.js';
+import type { SessionRow, Tx } from './tables.js';
 
 export async function insertSession(
   tx: Tx,
@@ -16,24 +16,29 @@ export async function insertSession(
 ): Promise<void> {
   await tx
     .insertInto('sessions')
-    .values({ ...row, revoked_at: null })
+    .values({ ...row, revoked_at: null, last_seen_at: row.created_at })
     .execute();
 }
 
 export interface ActiveSession {
   sessionId: string;
   userId: string;
-  organizationId: string;
-  role: Role;
+  organizationId: string | null;
+  role: Role | null;
   email: string;
   name: string;
+  lastSeenAt: string | null;
 }
 
-/** The live session for a token: not revoked, not expired, user not disabled. */
+/**
+ * The live session for a token: not revoked, not expired, used since `idleSince` (inactivity
+ * logoff), user not disabled.
+ */
 export async function findActiveSession(
   tx: Tx,
   tokenHash: string,
   now: string,
+  idleSince: string,
 ): Promise<ActiveSession | undefined> {
   const row = await tx
     .selectFrom('sessions')
@@ -45,13 +50,61 @@ export async function findActiveSession(
       'users.role as role',
       'users.email as email',
       'users.name as name',
+      'sessions.last_seen_at as lastSeenAt',
     ])
     .where('sessions.token_hash', '=', tokenHash)
     .where('sessions.revoked_at', 'is', null)
     .where('sessions.expires_at', '>', now)
+    .where('sessions.last_seen_at', '>', idleSince)
     .where('users.disabled', '=', 0)
     .executeTakeFirst();
-  return row ? { ...row, role: row.role as Role } : undefined;
+  return row ? { ...row, role: row.role as Role | null } : undefined;
+}
+
+/** Records activity on a session (the caller keeps this to about once a minute). */
+export async function touchSession(tx: Tx, sessionId: string, now: string): Promise<void> {
+  await tx
+    .updateTable('sessions')
+    .set({ last_seen_at: now })
+    .where('id', '=', sessionId)
+    .where((eb) => eb.or([eb('last_seen_at', 'is', null), eb('last_seen_at', '<', now)]))
+    .execute();
+}
+
+/** A user's sessions still in force, newest first. */
+export async function liveSessionsOf(
+  tx: Tx,
+  userId: string,
+  now: string,
+  idleSince: string,
+): Promise<SessionRow[]> {
+  return tx
+    .selectFrom('sessions')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .where('expires_at', '>', now)
+    .where('last_seen_at', '>', idleSince)
+    .orderBy('id', 'desc')
+    .limit(200)
+    .execute();
+}
+
+/** Ends one of the user's sessions; false when there is no such live session of theirs. */
+export async function revokeOwnSession(
+  tx: Tx,
+  userId: string,
+  sessionId: string,
+  now: string,
+): Promise<boolean> {
+  const result = await tx
+    .updateTable('sessions')
+    .set({ revoked_at: now })
+    .where('id', '=', sessionId)
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
 }
 
 export async function revokeSession(tx: Tx, sessionId: string, now: string): Promise<void> {
@@ -63,11 +116,14 @@ export async function revokeSession(tx: Tx, sessionId: string, now: string): Pro
     .execute();
 }
 
-export async function revokeUserSessions(tx: Tx, userId: string, now: string): Promise<void> {
-  await tx
+/** Ends every session of a user; returns how many were still open. */
+export async function revokeUserSessions(tx: Tx, userId: string, now: string): Promise<number> {
+  const result = await tx
     .updateTable('sessions')
     .set({ revoked_at: now })
     .where('user_id', '=', userId)
     .where('revoked_at', 'is', null)
-    .execute();
+    .where('expires_at', '>', now)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
 }

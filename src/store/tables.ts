@@ -10,10 +10,12 @@ export interface OrganizationsTable {
 
 export interface UsersTable {
   id: string;
-  organization_id: string;
+  /** null for people outside any organization (invited trainers, walkers, carers, owners) */
+  organization_id: string | null;
   email: string;
   name: string;
-  role: string;
+  /** the organization role; null outside an organization */
+  role: string | null;
   password_hash: string;
   disabled: number;
   totp_secret: string | null;
@@ -34,6 +36,8 @@ export interface SessionsTable {
   revoked_at: string | null;
   ip: string | null;
   user_agent: string | null;
+  /** last request, kept to within a minute; for the inactivity logoff */
+  last_seen_at: string | null;
 }
 
 export interface LoginFailuresTable {
@@ -105,6 +109,11 @@ export interface NotesTable {
   updated_at: string;
   finalized_at: string | null;
   finalized_by: string | null;
+  /** JSON array of care roles (trainer, walker, carer) that see a shared or owner note */
+  shared_with: string;
+  /** when an owner-visible note becomes visible to the owner (null: not released) */
+  release_at: string | null;
+  released_by: string | null;
 }
 
 export interface NoteRevisionsTable {
@@ -208,6 +217,10 @@ export interface DocumentsTable {
   deleted_at: string | null;
   deleted_by: string | null;
   purged_at: string | null;
+  /** internal, shared or owner (as for notes) */
+  visibility: string;
+  /** JSON array of care roles that see a shared or owner document */
+  shared_with: string;
 }
 
 export interface DocumentVersionsTable {
@@ -275,6 +288,91 @@ export interface SubscriptionsTable {
   disabled_at: string | null;
 }
 
+export interface SharesTable {
+  id: string;
+  /** the patient's organization */
+  organization_id: string;
+  patient_id: string;
+  grantee_email: string;
+  /** null until the invitee has an account */
+  grantee_user_id: string | null;
+  role: string;
+  access: string;
+  expires_at: string | null;
+  consent_id: string | null;
+  created_by: string;
+  created_at: string;
+  revoked_at: string | null;
+  revoked_by: string | null;
+}
+
+export interface InvitationsTable {
+  id: string;
+  token_hash: string;
+  email: string;
+  share_id: string;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
+export interface ConsentsTable {
+  id: string;
+  organization_id: string;
+  patient_id: string;
+  grantee_email: string;
+  purpose: string;
+  /** read or write: the most a share under this consent may grant */
+  scope: string;
+  /** in_person, portal or signed_form */
+  method: string;
+  consented_by_owner_id: string | null;
+  consented_by_user_id: string | null;
+  /** the signed form, a document of the same patient */
+  document_id: string | null;
+  recorded_by: string;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  revoked_by: string | null;
+  version: number;
+}
+
+export interface ConsentVersionsTable {
+  consent_id: string;
+  version: number;
+  change: string;
+  /** JSON of the consent as it was after the change */
+  snapshot: string;
+  actor_id: string;
+  at: string;
+}
+
+export interface BreakGlassGrantsTable {
+  id: string;
+  /** the patient's organization */
+  organization_id: string;
+  patient_id: string;
+  user_id: string;
+  reason: string;
+  created_at: string;
+  expires_at: string;
+}
+
+export interface IntegrationKeysTable {
+  id: string;
+  organization_id: string;
+  name: string;
+  key_hash: string;
+  secret_key_id: string;
+  secret_wrapped: string;
+  created_by: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
 export interface DB {
   organizations: OrganizationsTable;
   users: UsersTable;
@@ -298,6 +396,12 @@ export interface DB {
   document_versions: DocumentVersionsTable;
   outbox: OutboxTable;
   subscriptions: SubscriptionsTable;
+  shares: SharesTable;
+  invitations: InvitationsTable;
+  consents: ConsentsTable;
+  consent_versions: ConsentVersionsTable;
+  break_glass_grants: BreakGlassGrantsTable;
+  integration_keys: IntegrationKeysTable;
 }
 
 /** A database handle inside a unit of work (a transaction, or a savepoint in a group commit). */
@@ -318,3 +422,8 @@ export type DocumentRow = Selectable<DocumentsTable>;
 export type DocumentVersionRow = Selectable<DocumentVersionsTable>;
 export type OutboxRow = Selectable<OutboxTable>;
 export type SubscriptionRow = Selectable<SubscriptionsTable>;
+export type ShareRow = Selectable<SharesTable>;
+export type InvitationRow = Selectable<InvitationsTable>;
+export type ConsentRow = Selectable<ConsentsTable>;
+export type BreakGlassGrantRow = Selectable<BreakGlassGrantsTable>;
+export type IntegrationKeyRow = Selectable<IntegrationKeysTable>;

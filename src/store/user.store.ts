@@ -6,6 +6,10 @@ export async function findUserByEmail(tx: Tx, email: string): Promise<UserRow | 
   return tx.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst();
 }
 
+export async function findUserById(tx: Tx, id: string): Promise<UserRow | undefined> {
+  return tx.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
 export async function findUserInOrganization(
   tx: Tx,
   organizationId: string,

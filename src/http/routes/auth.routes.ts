@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
-import { Email, errorResponses, Password, User } from '../schemas.js';
+import { Email, errorResponses, IdParams, Nullable, Password, User } from '../schemas.js';
 
 export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
   app,
@@ -39,6 +39,40 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = asy
     '/api/v1/me',
     { schema: { response: { 200: User, ...errorResponses } } },
     async (request) => services.users.me(request.ctx),
+  );
+
+  app.get(
+    '/api/v1/me/sessions',
+    {
+      schema: {
+        response: {
+          200: Type.Object({
+            items: Type.Array(
+              Type.Object({
+                id: Type.String(),
+                createdAt: Type.String(),
+                lastSeenAt: Type.String(),
+                expiresAt: Type.String(),
+                ip: Nullable(Type.String()),
+                userAgent: Nullable(Type.String()),
+                current: Type.Boolean(),
+              }),
+            ),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => ({ items: await services.auth.listSessions(request.ctx) }),
+  );
+
+  app.delete(
+    '/api/v1/me/sessions/:id',
+    { schema: { params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
+    async (request, reply) => {
+      await services.auth.revokeMySession(request.ctx, request.params.id);
+      return reply.code(204).send(null);
+    },
   );
 
   app.post(

@@ -22,16 +22,21 @@ import type { Services } from '../../services/services.js';
 import { createOnce, optionalVersion, type ReplayAudit } from '../request-helpers.js';
 import {
   Document,
+  DocumentKind as DocumentKindSchema,
   DocumentVersion,
   errorResponses,
   IdParams,
+  Nullable,
   PageQuery,
   pageOf,
+  SharedWith,
+  Visibility as VisibilitySchema,
 } from '../schemas.js';
+import { CARE_ROLES, VISIBILITIES, type CareRole, type Visibility } from '../../domain/access.js';
 
 const DOCUMENT_CREATE_REPLAY: ReplayAudit<DocumentDto> = {
   type: 'document.create',
-  permission: 'documents.read',
+  requires: { capability: 'documents.read' },
   entityType: 'Document',
   patientIdOf: (d) => d.patientId,
 };
@@ -60,7 +65,10 @@ function uploadError(err: unknown, maxUploadBytes: number): unknown {
       `The file is larger than the limit of ${maxUploadBytes} bytes; nothing was stored.`,
     );
   if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT')
-    return new AppError('invalid', 'Send one "file" part and at most a title and a kind.');
+    return new AppError(
+      'invalid',
+      'Send one "file" part and at most a title, a kind, a visibility and sharedWith.',
+    );
   if (code === 'FST_INVALID_MULTIPART_CONTENT_TYPE')
     return new AppError('unsupported_media_type', 'Send the upload as multipart/form-data.');
   if (
@@ -123,6 +131,19 @@ async function readMultipart(
       if (!(DOCUMENT_KINDS as readonly string[]).includes(value))
         throw new AppError('invalid', `kind must be one of: ${DOCUMENT_KINDS.join(', ')}.`);
       fields.kind = value as DocumentKind;
+    } else if (part.fieldname === 'visibility') {
+      if (!(VISIBILITIES as readonly string[]).includes(value))
+        throw new AppError('invalid', `visibility must be one of: ${VISIBILITIES.join(', ')}.`);
+      fields.visibility = value as Visibility;
+    } else if (part.fieldname === 'sharedWith') {
+      // A comma-separated list of care roles, e.g. "trainer,walker" (empty: none).
+      const roles = value === '' ? [] : value.split(',').map((r) => r.trim());
+      if (!roles.every((r) => (CARE_ROLES as readonly string[]).includes(r)))
+        throw new AppError(
+          'invalid',
+          `sharedWith must list care roles separated by commas: ${CARE_ROLES.join(', ')}.`,
+        );
+      fields.sharedWith = [...new Set(roles)] as CareRole[];
     } else {
       throw new AppError('invalid', `Unknown field "${part.fieldname.slice(0, 40)}".`);
     }
@@ -195,9 +216,9 @@ const uploadRoutes: FastifyPluginAsyncTypebox<Options> = async (
       // (busboy alone would cut the file at the limit and report it only sometimes).
       fileSize: maxUploadBytes + 1,
       files: 1,
-      fields: 4,
+      fields: 6,
       fieldSize: 1000,
-      parts: 6,
+      parts: 8,
       headerPairs: 50,
     },
     throwFileSizeLimit: true,
@@ -261,7 +282,7 @@ const uploadRoutes: FastifyPluginAsyncTypebox<Options> = async (
           try {
             if (request.isMultipart()) {
               const fields = await readMultipart(request, maxUploadBytes, onFile);
-              if (fields.title !== undefined || fields.kind !== undefined)
+              if (Object.keys(fields).length > 0)
                 throw new AppError('invalid', 'A new version takes only a "file" part.');
               return;
             }
@@ -363,6 +384,26 @@ export const documentsRoutes: FastifyPluginAsyncTypebox<Options> = async (app, o
         .header('content-security-policy', "default-src 'none'; sandbox")
         .send(image);
     },
+  );
+
+  app.patch(
+    '/api/v1/documents/:id',
+    {
+      schema: {
+        params: IdParams,
+        body: Type.Object(
+          {
+            title: Type.Optional(Nullable(Type.String({ maxLength: 300 }))),
+            kind: Type.Optional(DocumentKindSchema),
+            visibility: Type.Optional(VisibilitySchema),
+            sharedWith: Type.Optional(SharedWith),
+          },
+          { additionalProperties: false, minProperties: 1 },
+        ),
+        response: { 200: Document, ...errorResponses },
+      },
+    },
+    async (request) => services.documents.updateInfo(request.ctx, request.params.id, request.body),
   );
 
   app.delete(

@@ -24,13 +24,13 @@ import {
 
 const NOTE_CREATE_REPLAY: ReplayAudit<NoteDto> = {
   type: 'note.create',
-  permission: 'notes.read',
+  requires: { capability: 'notes.read' },
   entityType: 'Note',
   patientIdOf: (n) => n.patientId,
 };
 const ADDENDUM_REPLAY: ReplayAudit<NoteDto> = {
   type: 'note.addendum',
-  permission: 'notes.read',
+  requires: { capability: 'notes.read' },
   entityType: 'Note',
   patientIdOf: (n) => n.patientId,
 };
@@ -121,6 +121,33 @@ export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
       createOnce(services, request, reply, ADDENDUM_REPLAY, (ctx) =>
         services.notes.addAddendum(ctx, request.params.id, request.body),
       ),
+  );
+
+  app.post(
+    '/api/v1/notes/:id/release',
+    {
+      schema: {
+        params: IdParams,
+        body: Type.Optional(
+          Type.Object(
+            { at: Type.Optional(Type.String({ minLength: 10, maxLength: 40 })) },
+            { additionalProperties: false },
+          ),
+        ),
+        response: { 200: Note, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      // The body is optional: a bare POST releases now (or after the clinic's delay).
+      const body = request.body as { at?: string } | undefined;
+      const note = await services.notes.release(
+        request.ctx,
+        request.params.id,
+        body?.at !== undefined ? { at: body.at } : {},
+      );
+      reply.header('etag', `"${note.version}"`);
+      return note;
+    },
   );
 
   app.get(

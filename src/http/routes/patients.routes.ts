@@ -16,7 +16,7 @@ import {
 
 const PATIENT_REPLAY: ReplayAudit<PatientDto> = {
   type: 'patient.create',
-  permission: 'patients.read',
+  requires: { capability: 'patient.read' },
   entityType: 'Patient',
   patientIdOf: (p) => p.id,
 };

@@ -18,7 +18,7 @@ import {
 
 const USER_REPLAY: ReplayAudit<UserDto> = {
   type: 'user.create',
-  permission: 'users.manage',
+  requires: { permission: 'users.manage' },
   entityType: 'User',
   patientIdOf: () => null,
 };
@@ -78,5 +78,16 @@ export const usersRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
       },
     },
     async (request) => services.users.update(request.ctx, request.params.id, request.body),
+  );
+
+  app.post(
+    '/api/v1/users/:id/logout',
+    {
+      schema: {
+        params: IdParams,
+        response: { 200: Type.Object({ sessionsEnded: Type.Integer() }), ...errorResponses },
+      },
+    },
+    async (request) => services.users.forceLogout(request.ctx, request.params.id),
   );
 };

@@ -1,0 +1,86 @@
+// The rows that decide patient access: the patient itself, live shares and break-glass grants.
+import type { ExpressionBuilder } from 'kysely';
+import type { BreakGlassGrantRow, DB, PatientRow, ShareRow, Tx } from './tables.js';
+
+/**
+ * A share in force at `now`: not revoked, not expired, and its consent (if it needed one)
+ * neither revoked nor expired. Checked at every request, so no job has to run for expiry.
+ */
+export function isLive(now: string) {
+  return (eb: ExpressionBuilder<DB, 'shares' | 'consents'>) =>
+    eb.and([
+      eb('shares.revoked_at', 'is', null),
+      eb.or([eb('shares.expires_at', 'is', null), eb('shares.expires_at', '>', now)]),
+      eb.or([
+        eb('shares.consent_id', 'is', null),
+        eb.and([
+          eb('consents.revoked_at', 'is', null),
+          eb.or([eb('consents.expires_at', 'is', null), eb('consents.expires_at', '>', now)]),
+        ]),
+      ]),
+    ]);
+}
+
+/** A patient by id, in whichever organization: callers decide access before disclosing it. */
+export async function findPatientById(tx: Tx, id: string): Promise<PatientRow | undefined> {
+  return tx.selectFrom('patients').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** The caller's live share of a patient; write access wins when there are several. */
+export async function findLiveShare(
+  tx: Tx,
+  patientId: string,
+  userId: string,
+  now: string,
+): Promise<ShareRow | undefined> {
+  const rows = await tx
+    .selectFrom('shares')
+    .leftJoin('consents', 'consents.id', 'shares.consent_id')
+    .selectAll('shares')
+    .where('shares.patient_id', '=', patientId)
+    .where('shares.grantee_user_id', '=', userId)
+    .where(isLive(now))
+    .orderBy('shares.access', 'desc')
+    .orderBy('shares.id')
+    .execute();
+  return rows[0];
+}
+
+/** Patients the user holds a live share of (the portal's "my animals"), newest share first. */
+export async function liveSharesOf(
+  tx: Tx,
+  userId: string,
+  now: string,
+  page: { beforeId: string | null; limit: number },
+): Promise<ShareRow[]> {
+  let q = tx
+    .selectFrom('shares')
+    .leftJoin('consents', 'consents.id', 'shares.consent_id')
+    .selectAll('shares')
+    .where('shares.grantee_user_id', '=', userId)
+    .where(isLive(now))
+    .orderBy('shares.id', 'desc')
+    .limit(page.limit);
+  if (page.beforeId !== null) q = q.where('shares.id', '<', page.beforeId);
+  return q.execute();
+}
+
+export async function findLiveBreakGlass(
+  tx: Tx,
+  patientId: string,
+  userId: string,
+  now: string,
+): Promise<BreakGlassGrantRow | undefined> {
+  return tx
+    .selectFrom('break_glass_grants')
+    .selectAll()
+    .where('patient_id', '=', patientId)
+    .where('user_id', '=', userId)
+    .where('expires_at', '>', now)
+    .orderBy('expires_at', 'desc')
+    .executeTakeFirst();
+}
+
+export async function insertBreakGlass(tx: Tx, row: BreakGlassGrantRow): Promise<void> {
+  await tx.insertInto('break_glass_grants').values(row).execute();
+}
