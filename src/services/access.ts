@@ -49,9 +49,40 @@ export async function accessOf(
 }
 
 /**
- * The patient, if the caller may use `capability` on it. No relation at all is 404 (as if it
- * did not exist); a relation that does not allow this operation is 403. The audit record learns
- * the patient, the role the caller acted in, and a break-glass grant when one was used.
+ * How the caller reaches the patient; no relation at all is 404, as if it did not exist. The
+ * audit record learns the patient, the role the caller acted in, and a break-glass grant when
+ * one was used.
+ */
+async function reachPatient(
+  tx: Tx,
+  ctx: RequestContext,
+  patientId: string,
+  record: AuditRecord,
+  now: Date,
+  /** What the request named, for the 404: a note of an unreachable patient is "Note not found". */
+  named = 'Patient',
+): Promise<PatientGrant> {
+  const actor = requireActor(ctx);
+  const patient = await findPatientById(tx, patientId);
+  const access = patient ? await accessOf(tx, actor, patient, now) : undefined;
+  if (!patient || !access) throw notFound(named);
+  record.patientId = patient.id;
+  record.actorRole = auditRoleOf(access);
+  if (access.via === 'break_glass') {
+    record.purpose = 'BTG';
+    record.breakGlassId = access.grantId;
+  }
+  return { actor, patient, access };
+}
+
+function requireCapability(grant: PatientGrant, capability: PatientCapability): void {
+  if (!allows(grant.access, capability))
+    throw new AppError('forbidden', 'Your access to this patient does not allow this.');
+}
+
+/**
+ * The patient, if the caller may use `capability` on it: no relation at all is 404; a relation
+ * that does not allow this operation is 403 (the caller knows the patient exists).
  */
 export async function accessPatient(
   tx: Tx,
@@ -60,32 +91,45 @@ export async function accessPatient(
   capability: PatientCapability,
   record: AuditRecord,
   now: Date,
+  named = 'Patient',
 ): Promise<PatientGrant> {
-  const actor = requireActor(ctx);
-  const patient = await findPatientById(tx, patientId);
-  const access = patient ? await accessOf(tx, actor, patient, now) : undefined;
-  if (!patient || !access) throw notFound('Patient');
-  record.patientId = patient.id;
-  record.actorRole = auditRoleOf(access);
-  if (access.via === 'break_glass') {
-    record.purpose = 'BTG';
-    record.breakGlassId = access.grantId;
-  }
-  if (!allows(access, capability)) {
-    throw new AppError('forbidden', 'Your access to this patient does not allow this.');
-  }
-  return { actor, patient, access };
+  const grant = await reachPatient(tx, ctx, patientId, record, now, named);
+  requireCapability(grant, capability);
+  return grant;
+}
+
+/** A note or document row as far as access goes. */
+export interface RecordItem {
+  patient_id: string;
+  visibility: string;
+  shared_with: string;
+  author: string;
+  release_at?: string | null;
+}
+
+/**
+ * A note or document of a patient: one the caller cannot see is 404 whatever they asked to do
+ * with it (so its existence is not revealed); one they see but may not act on is 403.
+ */
+export async function accessItem(
+  tx: Tx,
+  ctx: RequestContext,
+  item: RecordItem,
+  capability: PatientCapability,
+  record: AuditRecord,
+  now: Date,
+  what: string,
+): Promise<PatientGrant> {
+  const grant = await reachPatient(tx, ctx, item.patient_id, record, now, what);
+  if (!sees(grant, item, now)) throw notFound(what);
+  requireCapability(grant, capability);
+  return grant;
 }
 
 /** Whether the grant lets its holder see this note or document. */
 export function sees(
   grant: PatientGrant,
-  item: {
-    visibility: string;
-    shared_with: string;
-    author: string;
-    release_at?: string | null;
-  },
+  item: Omit<RecordItem, 'patient_id'>,
   now: Date,
 ): boolean {
   return canSee(

@@ -27,14 +27,13 @@ import { enqueue } from '../store/outbox.store.js';
 import type { DocumentRow, DocumentVersionRow, Tx } from '../store/tables.js';
 import { audited, auditedStaged, writeAuditEvent, type AuditRecord } from './audit.service.js';
 import {
-  allows,
   parseSharedWith,
   seenBy,
   type CareRole,
   type PatientCapability,
   type Visibility,
 } from '../domain/access.js';
-import { accessPatient, sees, type PatientGrant } from './access.js';
+import { accessItem, accessPatient, type PatientGrant } from './access.js';
 import { systemContext, type Actor, type RequestContext } from './context.js';
 import { sniffContentType } from './content-type.js';
 import type { ServiceDeps } from './deps.js';
@@ -197,11 +196,16 @@ export function createDocumentService(deps: ServiceDeps) {
     const row = await findDocument(tx, id, { forUpdate: lock });
     if (!row) throw notFound('Document');
     const now = clock.now();
-    const grant = await accessPatient(tx, ctx, row.patient_id, 'documents.read', record, now);
-    if (!sees(grant, { ...row, author: row.created_by }, now)) throw notFound('Document');
+    const grant = await accessItem(
+      tx,
+      ctx,
+      { ...row, author: row.created_by },
+      capability,
+      record,
+      now,
+      'Document',
+    );
     record.entity = { type: 'Document', id: row.id, version: row.current_version };
-    if (!allows(grant.access, capability))
-      throw new AppError('forbidden', 'Your access to this patient does not allow this.');
     if (
       capability === 'documents.write' &&
       grant.access.via !== 'organization' &&

@@ -21,13 +21,12 @@ import {
 } from '../store/note.store.js';
 import type { NoteRow, Tx } from '../store/tables.js';
 import {
-  allows,
   parseSharedWith,
   seenBy,
   type CareRole,
   type PatientCapability,
 } from '../domain/access.js';
-import { accessPatient, sees, type PatientGrant } from './access.js';
+import { accessItem, accessPatient, type PatientGrant } from './access.js';
 import { audited, type AuditRecord } from './audit.service.js';
 import type { Actor, RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
@@ -171,12 +170,16 @@ export function createNoteService(deps: ServiceDeps) {
     const row = await findNote(tx, id, { forUpdate: lock });
     if (!row) throw notFound('Note');
     const now = clock.now();
-    // Seeing the note comes first: a note the caller cannot see does not exist for them.
-    const grant = await accessPatient(tx, ctx, row.patient_id, 'notes.read', record, now);
-    if (!sees(grant, { ...row, author: row.author_id }, now)) throw notFound('Note');
+    const grant = await accessItem(
+      tx,
+      ctx,
+      { ...row, author: row.author_id },
+      capability,
+      record,
+      now,
+      'Note',
+    );
     record.entity = { type: 'Note', id: row.id, version: row.version };
-    if (!allows(grant.access, capability))
-      throw new AppError('forbidden', 'Your access to this patient does not allow this.');
     return { row, grant };
   }
 

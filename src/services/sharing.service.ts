@@ -517,7 +517,7 @@ export function createSharingService(deps: ServiceDeps) {
         const now = clock.now();
         const row = await findConsent(tx, id);
         if (!row) throw notFound('Consent');
-        await accessPatient(tx, ctx, row.patient_id, 'consents.read', record, now);
+        await accessPatient(tx, ctx, row.patient_id, 'consents.read', record, now, 'Consent');
         record.entity = { type: 'Consent', id, version: row.version };
         const history = (await consentVersionsOf(tx, id)).map((v) => ({
           version: v.version,
@@ -547,6 +547,7 @@ export function createSharingService(deps: ServiceDeps) {
           'consents.record',
           record,
           now,
+          'Consent',
         );
         if (row.revoked_at !== null)
           throw new AppError('conflict', 'This consent was already withdrawn.');
