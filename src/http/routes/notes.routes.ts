@@ -1,6 +1,7 @@
 // Notes: drafts, finalization, addenda and history.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import { AppError } from '../../domain/errors.js';
 import type { Services } from '../../services/services.js';
 import type { Note as NoteDto } from '../../services/note.service.js';
 import {
@@ -34,6 +35,21 @@ const ADDENDUM_REPLAY: ReplayAudit<NoteDto> = {
   entityType: 'Note',
   patientIdOf: (n) => n.patientId,
 };
+
+/** `{}` or `{ at: "<ISO time>" }`, or no body at all. */
+function releaseBody(body: unknown): { at?: string } {
+  if (body === undefined || body === null) return {};
+  if (typeof body !== 'object' || Array.isArray(body))
+    throw new AppError('invalid', 'The body must be a JSON object like {"at": "<ISO time>"}.');
+  const { at, ...rest } = body as Record<string, unknown>;
+  const unknown = Object.keys(rest)[0];
+  if (unknown !== undefined)
+    throw new AppError('invalid', `body has an unknown field "${unknown.slice(0, 64)}".`);
+  if (at === undefined) return {};
+  if (typeof at !== 'string' || at.length > 40)
+    throw new AppError('invalid', 'at must be a date and time (ISO 8601).');
+  return { at };
+}
 
 export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
   app,
@@ -125,25 +141,14 @@ export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
 
   app.post(
     '/api/v1/notes/:id/release',
-    {
-      schema: {
-        params: IdParams,
-        body: Type.Optional(
-          Type.Object(
-            { at: Type.Optional(Type.String({ minLength: 10, maxLength: 40 })) },
-            { additionalProperties: false },
-          ),
-        ),
-        response: { 200: Note, ...errorResponses },
-      },
-    },
+    { schema: { params: IdParams, response: { 200: Note, ...errorResponses } } },
     async (request, reply) => {
-      // The body is optional: a bare POST releases now (or after the clinic's delay).
-      const body = request.body as { at?: string } | undefined;
+      // The body is optional (a bare POST releases now, or after the clinic's delay), which a
+      // body schema cannot say; it is checked here instead.
       const note = await services.notes.release(
         request.ctx,
         request.params.id,
-        body?.at !== undefined ? { at: body.at } : {},
+        releaseBody(request.body),
       );
       reply.header('etag', `"${note.version}"`);
       return note;
