@@ -28,6 +28,7 @@ import { audited, auditedRead, recordRefusal } from './audit.service.js';
 import { accessPatient } from './access.js';
 import { requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
+import { mailAdmins } from './mail.js';
 import { decodeCursor, decodeSeqCursor, toPage, type Page } from './pagination.js';
 
 /** Logs at least this long are verified on several threads (SQLite). */
@@ -389,39 +390,44 @@ export function createAuditTrailService(
     const since = new Date(now.getTime() - settings.alertWindowMinutes * 60_000).toISOString();
     const distinct = await distinctPatientsSeen(db.read, userId, since);
     if (distinct <= settings.alertDistinctPatients) return false;
-    return db.write(async (tx) => {
-      const recent = await tx
-        .selectFrom('audit_alerts')
-        .select('id')
-        .where('user_id', '=', userId)
-        .where('rule', '=', 'many_patients')
-        .where('created_at', '>=', since)
-        .executeTakeFirst();
-      if (recent) return false;
-      const id = uuidv7(now.getTime());
-      const detail = {
-        distinctPatients: distinct,
-        windowMinutes: settings.alertWindowMinutes,
-        threshold: settings.alertDistinctPatients,
-      };
-      await tx
-        .insertInto('audit_alerts')
-        .values({
-          id,
-          organization_id: organizationId,
-          user_id: userId,
-          rule: 'many_patients',
-          detail: JSON.stringify(detail),
-          created_at: now.toISOString(),
-        })
-        .execute();
-      // Until the notifications work lands, the admins' channel is this log line.
-      log.warn(
-        { alertId: id, organizationId, userId, rule: 'many_patients', ...detail },
-        'unusual access: notify the organization admins',
-      );
-      return true;
-    });
+    return db
+      .write(async (tx) => {
+        const recent = await tx
+          .selectFrom('audit_alerts')
+          .select('id')
+          .where('user_id', '=', userId)
+          .where('rule', '=', 'many_patients')
+          .where('created_at', '>=', since)
+          .executeTakeFirst();
+        if (recent) return false;
+        const id = uuidv7(now.getTime());
+        const detail = {
+          distinctPatients: distinct,
+          windowMinutes: settings.alertWindowMinutes,
+          threshold: settings.alertDistinctPatients,
+        };
+        await tx
+          .insertInto('audit_alerts')
+          .values({
+            id,
+            organization_id: organizationId,
+            user_id: userId,
+            rule: 'many_patients',
+            detail: JSON.stringify(detail),
+            created_at: now.toISOString(),
+          })
+          .execute();
+        log.warn(
+          { alertId: id, organizationId, userId, rule: 'many_patients', ...detail },
+          'unusual access: the organization admins are notified',
+        );
+        await mailAdmins(tx, now, deps.vault, organizationId, {
+          subject: 'Unusual access to patient records',
+          text: `A user of your organization (user id ${userId}) opened ${distinct} different patient records within ${settings.alertWindowMinutes} minutes (threshold ${settings.alertDistinctPatients}).\n\nThe alert (${id}) and the accesses are in the audit trail: ${deps.settings.publicUrl}/\n`,
+        });
+        return true;
+      })
+      .finally(() => deps.onOutbox?.());
   }
 
   async function listAlerts(ctx: RequestContext, page: { limit: number; cursor?: string }) {

@@ -3,6 +3,7 @@
 import type { Vault } from '../blobs/vault.js';
 import type { WrappedKey } from '../blobs/master-key.js';
 import { enqueue } from '../store/outbox.store.js';
+import { activeAdminEmails } from '../store/user.store.js';
 import type { Tx } from '../store/tables.js';
 
 /** Where the secret goes in `text`. */
@@ -48,4 +49,17 @@ export function mailText(vault: Vault, payload: MailPayload): string {
     )
     .toString('utf8');
   return payload.text.split(SECRET_PLACEHOLDER).join(secret);
+}
+
+/** One mail to each active admin of the organization (alerts: break-glass, unusual access). */
+export async function mailAdmins(
+  tx: Tx,
+  now: Date,
+  vault: Vault,
+  organizationId: string,
+  mail: { subject: string; text: string },
+): Promise<number> {
+  const admins = await activeAdminEmails(tx, organizationId);
+  for (const to of admins) await queueMail(tx, now, vault, { ...mail, to, organizationId });
+  return admins.length;
 }

@@ -27,6 +27,7 @@ import {
   revokeSharesOfConsent,
   sharesOf,
   updateConsent,
+  type ShareWithConsent,
 } from '../store/sharing.store.js';
 import type { ConsentRow, ShareRow, Tx } from '../store/tables.js';
 import { findUserByEmail, insertUser } from '../store/user.store.js';
@@ -34,7 +35,7 @@ import { accessOf, accessPatient } from './access.js';
 import { audited } from './audit.service.js';
 import { requirePermission, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
-import { queueMail, SECRET_PLACEHOLDER } from './mail.js';
+import { mailAdmins, queueMail, SECRET_PLACEHOLDER } from './mail.js';
 import { decodeCursor, toPage, type Page } from './pagination.js';
 import { checkPasswordRule, hashPassword, normalizeEmail } from './passwords.js';
 import { hashToken, newToken } from './tokens.js';
@@ -101,13 +102,16 @@ export interface BreakGlassGrant {
   access: AccessSummary;
 }
 
-function shareStatus(row: ShareRow, now: Date): Share['status'] {
-  if (row.revoked_at !== null) return 'revoked';
-  if (row.expires_at !== null && Date.parse(row.expires_at) <= now.getTime()) return 'expired';
+/** As `isLive` decides access: the share's own revocation and expiry, then its consent's. */
+function shareStatus(row: Partial<ShareWithConsent> & ShareRow, now: Date): Share['status'] {
+  const past = (at: string | null | undefined) =>
+    at !== null && at !== undefined && Date.parse(at) <= now.getTime();
+  if (row.revoked_at !== null || (row.consent_revoked_at ?? null) !== null) return 'revoked';
+  if (past(row.expires_at) || past(row.consent_expires_at)) return 'expired';
   return row.grantee_user_id === null ? 'pending' : 'active';
 }
 
-function toShare(row: ShareRow, now: Date): Share {
+function toShare(row: Partial<ShareWithConsent> & ShareRow, now: Date): Share {
   return {
     id: row.id,
     patientId: row.patient_id,
@@ -361,10 +365,16 @@ export function createSharingService(deps: ServiceDeps) {
           'This invitation link is not valid: it was used already or it expired. Ask for a new one.',
         );
       record.entity = { type: 'Invitation', id: invitation.id, version: null };
+      // The event belongs to the shared patient, so the clinic finds it in its trail.
+      const invitedTo = await tx
+        .selectFrom('shares')
+        .select('patient_id')
+        .where('id', '=', invitation.share_id)
+        .executeTakeFirst();
+      record.patientId = invitedTo?.patient_id ?? null;
       const existing = await findUserByEmail(tx, invitation.email);
-      let userId = existing?.id;
+      const userId = existing?.id ?? uuidv7(now.getTime());
       if (!existing) {
-        userId = uuidv7(now.getTime());
         await insertUser(tx, {
           id: userId,
           organization_id: null,
@@ -382,8 +392,8 @@ export function createSharingService(deps: ServiceDeps) {
           updated_at: at,
         });
       }
-      const linked = await linkSharesToUser(tx, invitation.email, userId ?? '');
-      record.actorUserId = userId ?? null;
+      const linked = await linkSharesToUser(tx, invitation.email, userId);
+      record.actorUserId = userId;
       record.detail = { accountCreated: !existing, sharesLinked: linked };
       const user = await findUserByEmail(tx, invitation.email);
       if (!user) throw notFound('User');
@@ -634,21 +644,10 @@ export function createSharingService(deps: ServiceDeps) {
             created_at: at,
           })
           .execute();
-        const admins = await tx
-          .selectFrom('users')
-          .select('email')
-          .where('organization_id', '=', patient.organization_id)
-          .where('role', '=', 'admin')
-          .where('disabled', '=', 0)
-          .execute();
-        for (const admin of admins) {
-          await queueMail(tx, now, vault, {
-            to: admin.email,
-            subject: 'Break-glass access to a patient record',
-            text: `${actor.name} (${actor.email}) opened a patient record of your organization with break-glass access at ${at}, until ${grant.expires_at}.\n\nThe reason they gave and every access are in the audit trail (alert and events marked BTG, grant ${grant.id}): ${settings.publicUrl}/\n`,
-            organizationId: patient.organization_id,
-          });
-        }
+        await mailAdmins(tx, now, vault, patient.organization_id, {
+          subject: 'Break-glass access to a patient record',
+          text: `${actor.name} (${actor.email}) opened a patient record of your organization with break-glass access at ${at}, until ${grant.expires_at}.\n\nThe reason they gave and every access are in the audit trail (alert and events marked BTG, grant ${grant.id}): ${settings.publicUrl}/\n`,
+        });
         return {
           id: grant.id,
           patientId,

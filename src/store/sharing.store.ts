@@ -19,18 +19,29 @@ export async function findShare(
     .executeTakeFirst();
 }
 
+/** A share with the consent it rests on, as far as the share's status goes. */
+export type ShareWithConsent = ShareRow & {
+  consent_expires_at: string | null;
+  consent_revoked_at: string | null;
+};
+
 /** Every share of a patient, newest first, revoked and expired ones included (it is a record). */
 export async function sharesOf(
   tx: Tx,
   patientId: string,
   page: { beforeId: string | null; limit: number },
-): Promise<ShareRow[]> {
+): Promise<ShareWithConsent[]> {
   return tx
     .selectFrom('shares')
-    .selectAll()
-    .where('patient_id', '=', patientId)
-    .$if(page.beforeId !== null, (q) => q.where('id', '<', page.beforeId ?? ''))
-    .orderBy('id', 'desc')
+    .leftJoin('consents', 'consents.id', 'shares.consent_id')
+    .selectAll('shares')
+    .select([
+      'consents.expires_at as consent_expires_at',
+      'consents.revoked_at as consent_revoked_at',
+    ])
+    .where('shares.patient_id', '=', patientId)
+    .$if(page.beforeId !== null, (q) => q.where('shares.id', '<', page.beforeId ?? ''))
+    .orderBy('shares.id', 'desc')
     .limit(page.limit)
     .execute();
 }

@@ -105,3 +105,15 @@ export async function useTotpStep(
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }
+
+/** Where the organization's alerts go: its active admins. */
+export async function activeAdminEmails(tx: Tx, organizationId: string): Promise<string[]> {
+  const rows = await tx
+    .selectFrom('users')
+    .select('email')
+    .where('organization_id', '=', organizationId)
+    .where('role', '=', 'admin')
+    .where('disabled', '=', 0)
+    .execute();
+  return rows.map((r) => r.email);
+}

@@ -278,8 +278,19 @@ describeEachEngine('audit API', ({ url }) => {
     assert.equal(alert.rule, 'many_patients');
     assert.ok(alert.detail.distinctPatients > 3);
     const line = h.logs.find((l) => l.includes('unusual access') && l.includes(nurse.userId));
-    assert.ok(line, 'the admins are told (log line until notifications exist)');
+    assert.ok(line, 'operators see the alert in the log');
     assert.ok(!line.includes('Alert 0'), 'no patient data in the alert');
+    // The admins get a mail (queued with the alert, sent by the relay).
+    const mails = await h.runtime.db.read
+      .selectFrom('outbox')
+      .select('payload')
+      .where('topic', '=', 'mail')
+      .execute();
+    const toAdmin = mails
+      .map((m) => JSON.parse(m.payload) as { to: string; subject: string; text: string })
+      .filter((m) => m.to === admin.email && m.text.includes(nurse.userId));
+    assert.equal(toAdmin.length, 1, 'one mail to the admin for the alert');
+    assert.ok(!toAdmin[0]?.text.includes('Alert 0'), 'no patient data in the mail');
   });
 
   test('a search that lists more distinct patients than the rule allows raises an alert too', async () => {

@@ -16,39 +16,25 @@ import {
 import { startMailServer, type MailServer, type ReceivedMail } from '../helpers/mail.js';
 
 /** Anyone signed in: staff, or a person outside any organization. */
-interface Account {
-  token: string;
-  userId: string;
-  email: string;
-}
+type Account = { token: string; userId: string; email: string };
 
-interface AccessJson {
-  via: string;
-  role: string;
-  write: boolean;
-  expiresAt: string | null;
-}
+type AccessJson = { via: string; role: string; write: boolean; expiresAt: string | null };
 
 type SharedPatientJson = PatientJson & { access: AccessJson };
 
 interface ShareJson {
   id: string;
-  patientId: string;
   email: string;
   userId: string | null;
   role: string;
-  access: string;
-  expiresAt: string | null;
   consentId: string | null;
   status: 'active' | 'pending' | 'expired' | 'revoked';
-  revokedAt: string | null;
   invitation?: { url: string; expiresAt: string } | null;
 }
 
 interface ConsentJson {
   id: string;
   granteeEmail: string;
-  scope: string;
   method: string;
   consentedBy: { ownerId: string | null; userId: string | null };
   documentId: string | null;
@@ -59,6 +45,7 @@ interface ConsentJson {
   history?: { version: number; change: string; actorId: string }[];
 }
 
+/** A note or a document, as far as these tests read them. */
 interface ItemJson {
   id: string;
   body?: string;
@@ -67,19 +54,16 @@ interface ItemJson {
   releaseAt?: string | null;
 }
 
-interface UserJson {
-  id: string;
-  email: string;
-  name: string;
-  organizationId: string | null;
-  role: string | null;
-}
+type UserJson = { email: string; name: string; organizationId: string | null; role: string | null };
+type LoginJson = { token: string; user: { id: string } };
 
 interface Clinic {
   admin: SignedIn;
   clinician: SignedIn;
   nurse: SignedIn;
   patient: PatientJson;
+  /** `/api/v1/patients/<patient id>` */
+  path: string;
   ownerId: string;
   ownerEmail: string;
   /** Another patient of the same clinic, with another owner. */
@@ -87,7 +71,7 @@ interface Clinic {
 }
 
 type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
-type CareRole = 'trainer' | 'walker' | 'carer' | 'clinician';
+type Page<T> = { items: T[] };
 
 const PATIENT_NAME = 'Biscuit Featherstonehaugh';
 const HOUR = 3_600_000;
@@ -103,7 +87,20 @@ function mailText(m: ReceivedMail): string {
   return Buffer.from(bytes, 'latin1').toString('utf8');
 }
 
-const statusOf = (res: LightMyRequestResponse) => `${res.statusCode} ${res.body}`;
+/** The answer, after checking its status. */
+function ok(res: LightMyRequestResponse, status = 200): LightMyRequestResponse {
+  assert.equal(res.statusCode, status, res.body);
+  return res;
+}
+
+/** A refusal that does not reveal more than it must: 403 or 404, never a success. */
+function refused(res: LightMyRequestResponse): void {
+  assert.ok([403, 404].includes(res.statusCode), `${res.statusCode} ${res.body}`);
+}
+
+const sorted = (ids: string[]) => [...ids].sort();
+/** Note or document fields: visible outside the clinic to these care roles. */
+const forRoles = (...roles: string[]) => ({ visibility: 'shared', sharedWith: roles });
 
 describeEachEngine('sharing', ({ url }) => {
   let h: Harness;
@@ -131,28 +128,25 @@ describeEachEngine('sharing', ({ url }) => {
       ...(body !== undefined ? { body } : {}),
       ...(headers ? { headers } : {}),
     });
-
-  /** The JSON answer, after checking the status. */
-  function ok<T>(res: LightMyRequestResponse, status = 200): T {
-    assert.equal(res.statusCode, status, res.body);
-    return res.json<T>();
-  }
+  const get = (user: Account, path: string) => call(user, 'GET', path);
+  const post = (user: Account | null, path: string, body?: unknown) =>
+    call(user, 'POST', path, body);
 
   const later = (ms: number) => new Date(h.clock.now().getTime() + ms).toISOString();
 
   async function login(email: string, password = PASSWORD): Promise<Account> {
-    const res = await call(null, 'POST', '/api/v1/auth/login', { email, password });
-    const json = ok<{ token: string; user: { id: string } }>(res);
-    return { token: json.token, userId: json.user.id, email };
+    const res = await post(null, '/api/v1/auth/login', { email, password });
+    const { token, user } = ok(res).json<LoginJson>();
+    return { token, userId: user.id, email };
   }
 
   async function newPatient(user: SignedIn, name: string, ownerEmail: string) {
-    const res = await call(user, 'POST', '/api/v1/patients', {
+    const res = await post(user, '/api/v1/patients', {
       name,
       species: 'canine',
       owners: [{ name: 'Olive Owner', email: ownerEmail }],
     });
-    return ok<PatientJson>(res, 201);
+    return ok(res, 201).json<PatientJson>();
   }
 
   /** A clinic with an admin, a clinician and a nurse, and two patients with their owners. */
@@ -165,12 +159,13 @@ describeEachEngine('sharing', ({ url }) => {
     const other = await newPatient(clinician, 'Pickles', uniqueEmail('other-owner'));
     const ownerId = patient.owners[0]?.id;
     assert.ok(ownerId);
-    return { admin, clinician, nurse, patient, ownerId, ownerEmail, other };
+    const path = `/api/v1/patients/${patient.id}`;
+    return { admin, clinician, nurse, patient, path, ownerId, ownerEmail, other };
   }
 
   /** Staff record the owner's in-person consent for `email`. */
   async function consent(c: Clinic, email: string, scope = 'read', extra = {}) {
-    const res = await call(c.clinician, 'POST', `/api/v1/patients/${c.patient.id}/consents`, {
+    const res = await post(c.clinician, `${c.path}/consents`, {
       granteeEmail: email,
       purpose: 'Behaviour training',
       scope,
@@ -178,19 +173,14 @@ describeEachEngine('sharing', ({ url }) => {
       ownerId: c.ownerId,
       ...extra,
     });
-    return ok<ConsentJson>(res, 201);
+    return ok(res, 201).json<ConsentJson>();
   }
 
   const shareRequest = (c: Clinic, email: string, role: string, access = 'read', extra = {}) =>
-    call(c.clinician, 'POST', `/api/v1/patients/${c.patient.id}/shares`, {
-      email,
-      role,
-      access,
-      ...extra,
-    });
+    post(c.clinician, `${c.path}/shares`, { email, role, access, ...extra });
 
   async function share(c: Clinic, email: string, role: string, access = 'read', extra = {}) {
-    return ok<ShareJson>(await shareRequest(c, email, role, access, extra), 201);
+    return ok(await shareRequest(c, email, role, access, extra), 201).json<ShareJson>();
   }
 
   function tokenOf(created: ShareJson): string {
@@ -200,16 +190,16 @@ describeEachEngine('sharing', ({ url }) => {
   }
 
   const acceptRequest = (token: string, name: string, password = PASSWORD) =>
-    call(null, 'POST', `/api/v1/invitations/${token}/accept`, { name, password });
+    post(null, `/api/v1/invitations/${token}/accept`, { name, password });
 
   /** Accepts the invitation of a new share and signs in. */
   async function accept(created: ShareJson, name = 'Tess Sharee'): Promise<Account> {
-    ok<UserJson>(await acceptRequest(tokenOf(created), name));
+    ok(await acceptRequest(tokenOf(created), name));
     return login(created.email);
   }
 
   /** A person without an account, given a consented share and signed in. */
-  async function sharee(c: Clinic, role: CareRole, access = 'read', name = 'Tess Sharee') {
+  async function sharee(c: Clinic, role: string, access = 'read', name = 'Tess Sharee') {
     const email = uniqueEmail(role);
     await consent(c, email, access);
     const created = await share(c, email, role, access);
@@ -223,17 +213,21 @@ describeEachEngine('sharing', ({ url }) => {
     return { ...(await accept(created, 'Olive Owner')), share: created };
   }
 
-  async function note(user: Account, patientId: string, body: string, extra = {}) {
-    const res = await call(user, 'POST', `/api/v1/patients/${patientId}/notes`, {
+  /** A draft note; `patientPath` is `/api/v1/patients/<id>`. */
+  async function note(user: Account, patientPath: string, body: string, extra = {}) {
+    const res = await post(user, `${patientPath}/notes`, {
       kind: 'clinical',
       body,
       ...extra,
     });
-    return ok<ItemJson>(res, 201);
+    return ok(res, 201).json<ItemJson>();
   }
 
-  async function finalize(user: Account, id: string): Promise<void> {
-    ok(await call(user, 'POST', `/api/v1/notes/${id}/finalize`));
+  /** A final note with visibility "owner" (not yet released). */
+  async function ownerNote(c: Clinic, body: string): Promise<ItemJson> {
+    const created = await note(c.clinician, c.path, body, { visibility: 'owner' });
+    ok(await post(c.clinician, `/api/v1/notes/${created.id}/finalize`));
+    return created;
   }
 
   /** A multipart upload of a small text file, as a browser sends it. */
@@ -253,31 +247,27 @@ describeEachEngine('sharing', ({ url }) => {
   }
 
   async function uploaded(user: Account, patientId: string, text: string): Promise<ItemJson> {
-    return ok<ItemJson>(await upload(user, patientId, text), 201);
+    return ok(await upload(user, patientId, text), 201).json<ItemJson>();
   }
 
-  /** The ids of a patient's notes or documents as `user` lists them. */
-  async function listed(user: Account, patientId: string, what: 'notes' | 'documents') {
-    const res = await call(user, 'GET', `/api/v1/patients/${patientId}/${what}`);
-    return ok<{ items: ItemJson[] }>(res)
-      .items.map((i) => i.id)
-      .sort();
+  /** The ids of a patient's notes or documents as `user` lists them, sorted. */
+  async function listed(user: Account, c: Clinic, what: 'notes' | 'documents') {
+    const res = ok(await get(user, `${c.path}/${what}`));
+    return sorted(res.json<Page<ItemJson>>().items.map((i) => i.id));
   }
 
-  async function sharesOf(user: Account, patientId: string): Promise<ShareJson[]> {
-    return ok<{ items: ShareJson[] }>(
-      await call(user, 'GET', `/api/v1/patients/${patientId}/shares`),
-    ).items;
-  }
-
-  const getPatient = (user: Account, id: string) => call(user, 'GET', `/api/v1/patients/${id}`);
+  const sharesOf = async (user: Account, c: Clinic) =>
+    ok(await get(user, `${c.path}/shares`)).json<Page<ShareJson>>().items;
+  /** The shares of the patient as `user` lists them: "role:status", sorted. */
+  const shareStates = async (user: Account, c: Clinic) =>
+    sorted((await sharesOf(user, c)).map((s) => `${s.role}:${s.status}`));
 
   void test('a trainer without an account: consent first, then a mailed invitation without the patient name, then sign-in', async () => {
     const c = await clinic();
     const email = uniqueEmail('trainer');
-    const refused = await shareRequest(c, email, 'trainer');
-    assert.equal(refused.statusCode, 409, refused.body);
-    assert.equal(errorOf(refused).code, 'consent_required');
+    const noConsent = await shareRequest(c, email, 'trainer');
+    assert.equal(noConsent.statusCode, 409, noConsent.body);
+    assert.equal(errorOf(noConsent).code, 'consent_required');
 
     const given = await consent(c, email, 'read');
     const tooWide = await shareRequest(c, email, 'trainer', 'write');
@@ -285,11 +275,10 @@ describeEachEngine('sharing', ({ url }) => {
     assert.equal(errorOf(tooWide).code, 'consent_required');
 
     const created = await share(c, email, 'trainer', 'read');
-    assert.equal(created.status, 'pending');
-    assert.equal(created.userId, null);
-    assert.equal(created.consentId, given.id);
-    const token = tokenOf(created);
-
+    assert.deepEqual(
+      [created.status, created.userId, created.consentId],
+      ['pending', null, given.id],
+    );
     await h.runtime.relay.runUntilIdle();
     const received = mail.messages.filter((m) => m.envelopeTo.includes(email));
     assert.equal(received.length, 1, 'one invitation mail');
@@ -300,19 +289,18 @@ describeEachEngine('sharing', ({ url }) => {
     for (const secret of [PATIENT_NAME, 'Biscuit', 'Featherstonehaugh'])
       assert.ok(!`${invitation.subject}\n${text}`.includes(secret), `no "${secret}" in the mail`);
 
-    const user = ok<UserJson>(await acceptRequest(token, 'Tess Trainer'));
+    const user = ok(await acceptRequest(tokenOf(created), 'Tess Trainer')).json<UserJson>();
     assert.deepEqual(
       [user.email, user.name, user.organizationId, user.role],
       [email, 'Tess Trainer', null, null],
     );
     const trainer = await login(email);
-    const seen = ok<SharedPatientJson>(await getPatient(trainer, c.patient.id));
+    const seen = ok(await get(trainer, c.path)).json<SharedPatientJson>();
     assert.equal(seen.name, PATIENT_NAME);
     assert.deepEqual(seen.access, { via: 'share', role: 'trainer', write: false, expiresAt: null });
-    const [listedShare] = await sharesOf(c.clinician, c.patient.id);
     assert.deepEqual(
-      [listedShare?.id, listedShare?.status, listedShare?.userId],
-      [created.id, 'active', trainer.userId],
+      (await sharesOf(c.clinician, c)).map((s) => [s.id, s.status, s.userId]),
+      [[created.id, 'active', trainer.userId]],
     );
   });
 
@@ -331,22 +319,17 @@ describeEachEngine('sharing', ({ url }) => {
       ['owner access for someone not an owner on record', { role: 'owner' }],
     ];
     for (const [label, change] of cases) {
-      const res = await call(c.clinician, 'POST', `/api/v1/patients/${c.patient.id}/shares`, {
-        email: consented,
-        role: 'walker',
-        access: 'read',
-        ...change,
-      });
+      const res = await shareRequest(c, consented, 'walker', 'read', change);
       assert.equal(res.statusCode, 400, `${label}: ${res.body}`);
     }
     const reception = await h.newUser(c.admin, 'reception');
-    const denied = await call(reception, 'POST', `/api/v1/patients/${c.patient.id}/shares`, {
+    const denied = await post(reception, `${c.path}/shares`, {
       email: consented,
       role: 'walker',
       access: 'read',
     });
     assert.equal(denied.statusCode, 403, denied.body);
-    assert.deepEqual(await sharesOf(c.clinician, c.patient.id), []);
+    assert.deepEqual(await sharesOf(c.clinician, c), []);
   });
 
   void test('an invitation works once, wants a 12-character password, and expires after 72 hours', async () => {
@@ -361,52 +344,42 @@ describeEachEngine('sharing', ({ url }) => {
 
     const short = await acceptRequest(tokenOf(first), 'Cara Carer', 'elevenchars');
     assert.equal(short.statusCode, 400, short.body);
-    const noAccount = await call(null, 'POST', '/api/v1/auth/login', {
-      email: firstEmail,
-      password: 'elevenchars',
-    });
+    const signIn = (email: string, password: string) =>
+      post(null, '/api/v1/auth/login', { email, password });
+    const noAccount = await signIn(firstEmail, 'elevenchars');
     assert.equal(noAccount.statusCode, 401, 'the refused password made no account');
 
     h.clock.advance(71 * HOUR);
-    ok(await acceptRequest(tokenOf(first), 'Cara Carer'), 200);
+    ok(await acceptRequest(tokenOf(first), 'Cara Carer'));
     const replay = await acceptRequest(tokenOf(first), 'Mallory', 'another long password');
     assert.equal(replay.statusCode, 404, replay.body);
     const carer = await login(firstEmail);
-    assert.equal((await getPatient(carer, c.patient.id)).statusCode, 200);
+    assert.equal((await get(carer, c.path)).statusCode, 200);
 
     h.clock.advance(2 * HOUR);
     const expired = await acceptRequest(tokenOf(second), 'Walt Walker');
     assert.equal(expired.statusCode, 404, expired.body);
-    const none = await call(null, 'POST', '/api/v1/auth/login', {
-      email: secondEmail,
-      password: PASSWORD,
-    });
+    const none = await signIn(secondEmail, PASSWORD);
     assert.equal(none.statusCode, 401, 'an expired link creates no account');
   });
 
   void test("revoking a share ends access on the sharee's next request; a second revoke is 409; a sharee cannot revoke", async () => {
     const c = await clinic();
     const trainer = await sharee(c, 'trainer');
-    assert.equal((await getPatient(trainer, c.patient.id)).statusCode, 200);
-    const path = `/api/v1/patients/${c.patient.id}/shares/${trainer.share.id}`;
+    assert.equal((await get(trainer, c.path)).statusCode, 200);
+    const path = `${c.path}/shares/${trainer.share.id}`;
 
-    const bySharee = await call(trainer, 'DELETE', path);
-    assert.ok([403, 404].includes(bySharee.statusCode), statusOf(bySharee));
-    assert.equal((await getPatient(trainer, c.patient.id)).statusCode, 200, 'still shared');
+    refused(await call(trainer, 'DELETE', path));
+    assert.equal((await get(trainer, c.path)).statusCode, 200, 'still shared');
 
-    const revoked = ok<ShareJson>(await call(c.nurse, 'DELETE', path));
+    const revoked = ok(await call(c.nurse, 'DELETE', path)).json<ShareJson>();
     assert.equal(revoked.status, 'revoked');
-    assert.equal((await getPatient(trainer, c.patient.id)).statusCode, 404);
-    const notes = await call(trainer, 'GET', `/api/v1/patients/${c.patient.id}/notes`);
-    assert.equal(notes.statusCode, 404);
-    assert.deepEqual(ok<{ items: unknown[] }>(await call(trainer, 'GET', '/api/v1/me/patients')), {
-      items: [],
-      nextCursor: null,
-    });
+    assert.equal((await get(trainer, c.path)).statusCode, 404);
+    assert.equal((await get(trainer, `${c.path}/notes`)).statusCode, 404);
+    assert.deepEqual(ok(await get(trainer, '/api/v1/me/patients')).json<Page<unknown>>().items, []);
     const again = await call(c.clinician, 'DELETE', path);
     assert.equal(again.statusCode, 409, again.body);
-    const [listedShare] = await sharesOf(c.clinician, c.patient.id);
-    assert.equal(listedShare?.status, 'revoked');
+    assert.deepEqual(await shareStates(c.clinician, c), ['trainer:revoked']);
   });
 
   void test('a share past its expiresAt stops working without any job', async () => {
@@ -415,31 +388,29 @@ describeEachEngine('sharing', ({ url }) => {
     await consent(c, email);
     const until = later(2 * HOUR);
     const walker = await accept(await share(c, email, 'walker', 'read', { expiresAt: until }));
-    const before = ok<SharedPatientJson>(await getPatient(walker, c.patient.id));
-    assert.equal(before.access.expiresAt, until);
+    assert.equal(ok(await get(walker, c.path)).json<SharedPatientJson>().access.expiresAt, until);
 
     h.clock.advance(2 * HOUR + 1000);
     const again = await login(email);
-    assert.equal((await getPatient(again, c.patient.id)).statusCode, 404);
-    const mine = ok<{ items: unknown[] }>(await call(again, 'GET', '/api/v1/me/patients'));
-    assert.deepEqual(mine.items, []);
+    assert.equal((await get(again, c.path)).statusCode, 404);
+    assert.deepEqual(ok(await get(again, '/api/v1/me/patients')).json<Page<unknown>>().items, []);
     const clinician = await login(c.clinician.email);
-    assert.equal((await sharesOf(clinician, c.patient.id))[0]?.status, 'expired');
+    assert.deepEqual(await shareStates(clinician, c), ['walker:expired']);
   });
 
-  void test('a share whose consent has expired stops working and is not listed as active', async () => {
+  void test('a share whose consent has expired stops working and is listed as expired', async () => {
     const c = await clinic();
     const email = uniqueEmail('carer');
     await consent(c, email, 'read', { expiresAt: later(HOUR) });
     const carer = await accept(await share(c, email, 'carer'));
-    assert.equal((await getPatient(carer, c.patient.id)).statusCode, 200);
+    assert.equal((await get(carer, c.path)).statusCode, 200);
 
     h.clock.advance(HOUR + 1000);
     const again = await login(email);
-    assert.equal((await getPatient(again, c.patient.id)).statusCode, 404);
+    assert.equal((await get(again, c.path)).statusCode, 404);
     const clinician = await login(c.clinician.email);
-    const [listedShare] = await sharesOf(clinician, c.patient.id);
-    assert.notEqual(listedShare?.status, 'active', 'staff are not told the carer still has access');
+    const states = await shareStates(clinician, c);
+    assert.deepEqual(states, ['carer:expired'], 'staff are not told the carer still has access');
   });
 
   void test('staff record consent for an owner on record; a signed form is a document of the same patient', async () => {
@@ -449,45 +420,38 @@ describeEachEngine('sharing', ({ url }) => {
     const foreignForm = await uploaded(c.nurse, c.other.id, 'A form about another dog.');
     const otherOwner = c.other.owners[0]?.id;
     assert.ok(otherOwner);
+    const consentBody = { granteeEmail: email, purpose: 'Training', scope: 'read' };
     const cases: [string, Record<string, unknown>][] = [
-      ['no ownerId', { ownerId: undefined }],
-      ["another patient's owner", { ownerId: otherOwner }],
-      ['portal, which is the owner’s own', { method: 'portal' }],
-      ['a signed form without its document', { method: 'signed_form' }],
-      ['a signed form of another patient', { method: 'signed_form', documentId: foreignForm.id }],
+      ['no ownerId', { method: 'in_person' }],
+      ["another patient's owner", { method: 'in_person', ownerId: otherOwner }],
+      ['portal, which is the owner’s own', { method: 'portal', ownerId: c.ownerId }],
+      ['a signed form without its document', { method: 'signed_form', ownerId: c.ownerId }],
+      [
+        'a signed form of another patient',
+        { method: 'signed_form', ownerId: c.ownerId, documentId: foreignForm.id },
+      ],
     ];
     for (const [label, change] of cases) {
-      const res = await call(c.nurse, 'POST', `/api/v1/patients/${c.patient.id}/consents`, {
-        granteeEmail: email,
-        purpose: 'Training',
-        scope: 'read',
-        method: 'in_person',
-        ownerId: c.ownerId,
-        ...change,
-      });
+      const res = await post(c.nurse, `${c.path}/consents`, { ...consentBody, ...change });
       assert.equal(res.statusCode, 400, `${label}: ${res.body}`);
     }
-    const signed = ok<ConsentJson>(
-      await call(c.nurse, 'POST', `/api/v1/patients/${c.patient.id}/consents`, {
-        granteeEmail: email,
-        purpose: 'Training',
-        scope: 'read',
+    const signed = ok(
+      await post(c.nurse, `${c.path}/consents`, {
+        ...consentBody,
         method: 'signed_form',
         ownerId: c.ownerId,
         documentId: form.id,
       }),
       201,
-    );
+    ).json<ConsentJson>();
     assert.deepEqual(
       [signed.method, signed.documentId, signed.consentedBy.ownerId, signed.recordedBy],
       ['signed_form', form.id, c.ownerId, c.nurse.userId],
     );
-    const list = ok<{ items: ConsentJson[] }>(
-      await call(c.clinician, 'GET', `/api/v1/patients/${c.patient.id}/consents`),
-    );
+    const list = ok(await get(c.clinician, `${c.path}/consents`)).json<Page<ConsentJson>>();
     assert.deepEqual(
-      list.items.map((i) => [i.id, i.status]),
-      [[signed.id, 'active']],
+      list.items.map((i) => `${i.id}:${i.status}`),
+      [`${signed.id}:active`],
     );
   });
 
@@ -495,49 +459,35 @@ describeEachEngine('sharing', ({ url }) => {
     const c = await clinic();
     const olive = await owner(c);
     const walker = await sharee(c, 'walker', 'write');
-    assert.equal((await getPatient(walker, c.patient.id)).statusCode, 200);
+    assert.equal((await get(walker, c.path)).statusCode, 200);
     const consentId = walker.share.consentId ?? '';
 
-    const inPerson = await call(olive, 'POST', `/api/v1/patients/${c.patient.id}/consents`, {
-      granteeEmail: uniqueEmail('carer'),
-      purpose: 'Holiday care',
-      scope: 'read',
+    const ownConsent = { granteeEmail: uniqueEmail('carer'), purpose: 'Holidays', scope: 'read' };
+    const inPerson = await post(olive, `${c.path}/consents`, {
+      ...ownConsent,
       method: 'in_person',
     });
     assert.equal(inPerson.statusCode, 400, 'the owner consents through the portal');
-    const portal = ok<ConsentJson>(
-      await call(olive, 'POST', `/api/v1/patients/${c.patient.id}/consents`, {
-        granteeEmail: uniqueEmail('carer'),
-        purpose: 'Holiday care',
-        scope: 'read',
-        method: 'portal',
-      }),
+    const portal = ok(
+      await post(olive, `${c.path}/consents`, { ...ownConsent, method: 'portal' }),
       201,
-    );
+    ).json<ConsentJson>();
     assert.deepEqual(portal.consentedBy, { ownerId: null, userId: olive.userId });
-    const mine = ok<{ items: ConsentJson[] }>(
-      await call(olive, 'GET', `/api/v1/patients/${c.patient.id}/consents`),
-    );
-    assert.ok(mine.items.some((i) => i.id === consentId));
+    const mine = ok(await get(olive, `${c.path}/consents`)).json<Page<ConsentJson>>();
+    assert.deepEqual(sorted(mine.items.map((i) => i.id)), sorted([consentId, portal.id]));
 
-    const revoked = ok<ConsentJson>(
-      await call(olive, 'POST', `/api/v1/consents/${consentId}/revoke`),
-    );
+    const revoked = ok(
+      await post(olive, `/api/v1/consents/${consentId}/revoke`),
+    ).json<ConsentJson>();
     assert.deepEqual(
       [revoked.status, revoked.version, revoked.revokedBy],
       ['revoked', 2, olive.userId],
     );
-    assert.equal((await getPatient(walker, c.patient.id)).statusCode, 404);
-    const write = await call(walker, 'POST', `/api/v1/patients/${c.patient.id}/notes`, {
-      kind: 'behavior',
-      body: 'Walked well.',
-    });
+    assert.equal((await get(walker, c.path)).statusCode, 404);
+    const write = await post(walker, `${c.path}/notes`, { kind: 'behavior', body: 'Walked well.' });
     assert.equal(write.statusCode, 404, write.body);
-    const listedShare = (await sharesOf(c.clinician, c.patient.id)).find(
-      (s) => s.id === walker.share.id,
-    );
-    assert.equal(listedShare?.status, 'revoked');
-    const detail = ok<ConsentJson>(await call(c.clinician, 'GET', `/api/v1/consents/${consentId}`));
+    assert.deepEqual(await shareStates(c.clinician, c), ['owner:active', 'walker:revoked']);
+    const detail = ok(await get(c.clinician, `/api/v1/consents/${consentId}`)).json<ConsentJson>();
     assert.deepEqual(
       detail.history?.map((v) => [v.version, v.change, v.actorId]),
       [
@@ -549,35 +499,26 @@ describeEachEngine('sharing', ({ url }) => {
 
   void test('internal notes never leave the clinic; shared notes reach referral clinicians and the care roles listed', async () => {
     const c = await clinic();
-    const internal = await note(c.clinician, c.patient.id, 'Owner is behind on payments.');
-    const forTrainer = await note(c.clinician, c.patient.id, 'Reactive to bikes.', {
-      visibility: 'shared',
-      sharedWith: ['trainer'],
-    });
-    const forWalker = await note(c.clinician, c.patient.id, 'Pulls on the lead.', {
-      visibility: 'shared',
-      sharedWith: ['walker'],
-    });
-    const forOwner = await note(c.clinician, c.patient.id, 'Home care advice.', {
-      visibility: 'owner',
-    });
-    const otherClinic = await h.newOrganization();
-    const referral = await h.newUser(otherClinic, 'clinician');
+    const internal = await note(c.clinician, c.path, 'Owner is behind on payments.');
+    const forTrainer = await note(c.clinician, c.path, 'Reactive to bikes.', forRoles('trainer'));
+    const forWalker = await note(c.clinician, c.path, 'Pulls on the lead.', forRoles('walker'));
+    const forOwner = await note(c.clinician, c.path, 'Home care.', { visibility: 'owner' });
+    const referral = await h.newUser(await h.newOrganization(), 'clinician');
     await consent(c, referral.email);
     const notice = await share(c, referral.email, 'clinician');
     assert.equal(notice.invitation, null, 'an existing account gets no invitation');
     const trainer = await sharee(c, 'trainer');
     const walker = await sharee(c, 'walker');
 
-    const all = [internal, forTrainer, forWalker, forOwner].map((n) => n.id).sort();
-    assert.deepEqual(await listed(c.nurse, c.patient.id, 'notes'), all);
+    const ids = (...items: ItemJson[]) => sorted(items.map((n) => n.id));
     assert.deepEqual(
-      await listed(referral, c.patient.id, 'notes'),
-      [forTrainer, forWalker, forOwner].map((n) => n.id).sort(),
+      await listed(c.nurse, c, 'notes'),
+      ids(internal, forTrainer, forWalker, forOwner),
     );
-    assert.deepEqual(await listed(trainer, c.patient.id, 'notes'), [forTrainer.id]);
-    assert.deepEqual(await listed(walker, c.patient.id, 'notes'), [forWalker.id]);
-    const read = ok<ItemJson>(await call(trainer, 'GET', `/api/v1/notes/${forTrainer.id}`));
+    assert.deepEqual(await listed(referral, c, 'notes'), ids(forTrainer, forWalker, forOwner));
+    assert.deepEqual(await listed(trainer, c, 'notes'), [forTrainer.id]);
+    assert.deepEqual(await listed(walker, c, 'notes'), [forWalker.id]);
+    const read = ok(await get(trainer, `/api/v1/notes/${forTrainer.id}`)).json<ItemJson>();
     assert.equal(read.body, 'Reactive to bikes.');
     for (const [who, id] of [
       [referral, internal.id],
@@ -586,7 +527,7 @@ describeEachEngine('sharing', ({ url }) => {
       [trainer, forOwner.id],
       [walker, internal.id],
     ] as const) {
-      const res = await call(who, 'GET', `/api/v1/notes/${id}`);
+      const res = await get(who, `/api/v1/notes/${id}`);
       assert.equal(res.statusCode, 404, res.body);
       assert.ok(!res.body.includes('payments'));
     }
@@ -595,48 +536,42 @@ describeEachEngine('sharing', ({ url }) => {
   void test('the owner sees final owner notes only once released, and a future release only when its time comes', async () => {
     const c = await clinic();
     const olive = await owner(c);
-    const advice = await note(c.clinician, c.patient.id, 'Rest for a week.', {
-      visibility: 'owner',
-    });
-    const draftRelease = await call(c.nurse, 'POST', `/api/v1/notes/${advice.id}/release`);
+    const draft = await note(c.clinician, c.path, 'Draft advice.', { visibility: 'owner' });
+    const draftRelease = await post(c.nurse, `/api/v1/notes/${draft.id}/release`);
     assert.equal(draftRelease.statusCode, 409, 'a draft cannot be released');
-    await finalize(c.clinician, advice.id);
-    const shared = await note(c.clinician, c.patient.id, 'For the team only.', {
-      visibility: 'shared',
-    });
-    await finalize(c.clinician, shared.id);
-    const notForOwner = await call(c.nurse, 'POST', `/api/v1/notes/${shared.id}/release`);
+    const shared = await note(c.clinician, c.path, 'For the team.', { visibility: 'shared' });
+    ok(await post(c.clinician, `/api/v1/notes/${shared.id}/finalize`));
+    const notForOwner = await post(c.nurse, `/api/v1/notes/${shared.id}/release`);
     assert.equal(notForOwner.statusCode, 409, 'a shared note cannot be released to the owner');
 
-    assert.deepEqual(await listed(olive, c.patient.id, 'notes'), []);
-    assert.equal((await call(olive, 'GET', `/api/v1/notes/${advice.id}`)).statusCode, 404);
-    const byOwner = await call(olive, 'POST', `/api/v1/notes/${advice.id}/release`);
-    assert.ok([403, 404].includes(byOwner.statusCode), statusOf(byOwner));
+    const advice = await ownerNote(c, 'Rest for a week.');
+    assert.deepEqual(await listed(olive, c, 'notes'), []);
+    assert.equal((await get(olive, `/api/v1/notes/${advice.id}`)).statusCode, 404);
+    refused(await post(olive, `/api/v1/notes/${advice.id}/release`));
+    assert.deepEqual(await listed(olive, c, 'notes'), [], 'the owner could not release it');
 
-    const released = ok<ItemJson>(
-      await call(c.nurse, 'POST', `/api/v1/notes/${advice.id}/release`),
-    );
+    const released = ok(await post(c.nurse, `/api/v1/notes/${advice.id}/release`)).json<ItemJson>();
     assert.equal(released.releaseAt, h.clock.now().toISOString());
-    assert.deepEqual(await listed(olive, c.patient.id, 'notes'), [advice.id]);
-    const seen = ok<ItemJson>(await call(olive, 'GET', `/api/v1/notes/${advice.id}`));
+    assert.deepEqual(await listed(olive, c, 'notes'), [advice.id]);
+    const seen = ok(await get(olive, `/api/v1/notes/${advice.id}`)).json<ItemJson>();
     assert.equal(seen.body, 'Rest for a week.');
 
-    const results = await note(c.clinician, c.patient.id, 'Bloods normal.', {
-      visibility: 'owner',
-    });
-    await finalize(c.clinician, results.id);
+    const results = await ownerNote(c, 'Bloods normal.');
     const at = later(HOUR);
-    const scheduled = ok<ItemJson>(
-      await call(c.clinician, 'POST', `/api/v1/notes/${results.id}/release`, { at }),
-    );
+    const scheduled = ok(
+      await post(c.clinician, `/api/v1/notes/${results.id}/release`, { at }),
+    ).json<ItemJson>();
     assert.equal(scheduled.releaseAt, at);
-    assert.deepEqual(await listed(olive, c.patient.id, 'notes'), [advice.id]);
-    assert.equal((await call(olive, 'GET', `/api/v1/notes/${results.id}`)).statusCode, 404);
+    assert.deepEqual(await listed(olive, c, 'notes'), [advice.id]);
+    assert.equal((await get(olive, `/api/v1/notes/${results.id}`)).statusCode, 404);
 
     h.clock.advance(HOUR + 1000);
     const next = await login(olive.email);
-    assert.deepEqual(await listed(next, c.patient.id, 'notes'), [advice.id, results.id].sort());
-    assert.equal((await call(next, 'GET', `/api/v1/notes/${results.id}`)).statusCode, 200);
+    assert.deepEqual(await listed(next, c, 'notes'), sorted([advice.id, results.id]));
+    assert.equal(
+      ok(await get(next, `/api/v1/notes/${results.id}`)).json<ItemJson>().body,
+      'Bloods normal.',
+    );
   });
 
   void test('documents: the owner sees those marked for them and their own uploads; a care role only what is shared with it', async () => {
@@ -650,23 +585,18 @@ describeEachEngine('sharing', ({ url }) => {
       await call(c.clinician, 'PATCH', `/api/v1/documents/${leaflet.id}`, { visibility: 'owner' }),
     );
     const plan = await uploaded(c.nurse, c.patient.id, 'Training plan.');
-    ok(
-      await call(c.nurse, 'PATCH', `/api/v1/documents/${plan.id}`, {
-        visibility: 'shared',
-        sharedWith: ['trainer'],
-      }),
-    );
+    ok(await call(c.nurse, 'PATCH', `/api/v1/documents/${plan.id}`, forRoles('trainer')));
     const photo = await uploaded(olive, c.patient.id, 'A photo from home.');
     assert.equal(photo.visibility, 'owner');
 
-    assert.deepEqual(await listed(olive, c.patient.id, 'documents'), [leaflet.id, photo.id].sort());
-    const content = await call(olive, 'GET', `/api/v1/documents/${leaflet.id}/content`);
+    assert.deepEqual(await listed(olive, c, 'documents'), sorted([leaflet.id, photo.id]));
+    const content = await get(olive, `/api/v1/documents/${leaflet.id}/content`);
     assert.equal(content.statusCode, 200);
     assert.equal(content.body, 'Aftercare leaflet for the owner.');
-    assert.deepEqual(await listed(trainer, c.patient.id, 'documents'), [plan.id]);
+    assert.deepEqual(await listed(trainer, c, 'documents'), [plan.id]);
     assert.deepEqual(
-      await listed(c.clinician, c.patient.id, 'documents'),
-      [lab.id, leaflet.id, plan.id, photo.id].sort(),
+      await listed(c.clinician, c, 'documents'),
+      sorted([lab.id, leaflet.id, plan.id, photo.id]),
     );
     for (const [who, id] of [
       [olive, lab.id],
@@ -675,7 +605,7 @@ describeEachEngine('sharing', ({ url }) => {
       [trainer, leaflet.id],
       [trainer, photo.id],
     ] as const) {
-      const res = await call(who, 'GET', `/api/v1/documents/${id}/content`);
+      const res = await get(who, `/api/v1/documents/${id}/content`);
       assert.equal(res.statusCode, 404, res.body);
       assert.ok(!res.body.includes('lab report'));
     }
@@ -686,110 +616,73 @@ describeEachEngine('sharing', ({ url }) => {
     const trainer = await sharee(c, 'trainer', 'write');
     const walker = await sharee(c, 'walker', 'read');
     const olive = await owner(c, 'write');
-    const plan = await note(c.clinician, c.patient.id, 'Plan: desensitisation.', {
-      visibility: 'shared',
-      sharedWith: ['trainer', 'walker'],
-    });
+    const plan = await note(
+      c.clinician,
+      c.path,
+      'Plan: desensitisation.',
+      forRoles('trainer', 'walker'),
+    );
 
-    const session = await note(trainer, c.patient.id, 'Session 1: good focus.', {
+    const session = await note(trainer, c.path, 'Session 1: good focus.', {
       kind: 'training',
-      visibility: 'shared',
-      sharedWith: ['walker'],
+      ...forRoles('walker'),
     });
     assert.equal(session.authorId, trainer.userId);
-    const own = await note(trainer, c.patient.id, 'My private reminder.');
+    const own = await note(trainer, c.path, 'My private reminder.');
     await uploaded(trainer, c.patient.id, 'Session video transcript.');
-    const edited = await call(
-      trainer,
-      'PATCH',
-      `/api/v1/notes/${session.id}`,
-      { body: 'Session 1: great focus.' },
-      { 'if-match': '"1"' },
-    );
+    const edit = (user: Account, path: string, body: unknown, version: number) =>
+      call(user, 'PATCH', path, body, { 'if-match': `"${version}"` });
+    const edited = await edit(trainer, `/api/v1/notes/${session.id}`, { body: 'Great focus.' }, 1);
     assert.equal(edited.statusCode, 200, edited.body);
 
-    const others = await call(
-      trainer,
-      'PATCH',
-      `/api/v1/notes/${plan.id}`,
-      { body: 'Plan: none needed.' },
-      { 'if-match': '"1"' },
-    );
+    const others = await edit(trainer, `/api/v1/notes/${plan.id}`, { body: 'No plan.' }, 1);
     assert.equal(others.statusCode, 403, others.body);
-    const rename = await call(
-      trainer,
-      'PATCH',
-      `/api/v1/patients/${c.patient.id}`,
-      { name: 'Renamed' },
-      { 'if-match': `"${c.patient.version}"` },
-    );
+    const rename = await edit(trainer, c.path, { name: 'Renamed' }, c.patient.version);
     assert.equal(rename.statusCode, 403, rename.body);
-    const stillPlan = ok<ItemJson>(await call(c.clinician, 'GET', `/api/v1/notes/${plan.id}`));
+    const stillPlan = ok(await get(c.clinician, `/api/v1/notes/${plan.id}`)).json<ItemJson>();
     assert.equal(stillPlan.body, 'Plan: desensitisation.');
-    const stillNamed = ok<PatientJson>(await getPatient(c.clinician, c.patient.id));
-    assert.equal(stillNamed.name, PATIENT_NAME);
+    assert.equal(ok(await get(c.clinician, c.path)).json<PatientJson>().name, PATIENT_NAME);
 
     for (const who of [walker, olive]) {
-      const res = await call(who, 'POST', `/api/v1/patients/${c.patient.id}/notes`, {
-        kind: 'behavior',
-        body: 'Should not be stored.',
-      });
+      const res = await post(who, `${c.path}/notes`, { kind: 'behavior', body: 'Not stored.' });
       assert.equal(res.statusCode, 403, res.body);
     }
     assert.equal((await upload(walker, c.patient.id, 'Not stored.')).statusCode, 403);
     assert.deepEqual(
-      await listed(walker, c.patient.id, 'notes'),
-      [plan.id, session.id].sort(),
+      await listed(walker, c, 'notes'),
+      sorted([plan.id, session.id]),
       "the walker sees what is shared with walkers, not the trainer's own note",
     );
-    assert.deepEqual(
-      await listed(c.nurse, c.patient.id, 'notes'),
-      [plan.id, session.id, own.id].sort(),
-    );
-    assert.deepEqual(
-      await listed(trainer, c.patient.id, 'notes'),
-      [plan.id, session.id, own.id].sort(),
-    );
+    const everything = sorted([plan.id, session.id, own.id]);
+    assert.deepEqual(await listed(c.nurse, c, 'notes'), everything);
+    assert.deepEqual(await listed(trainer, c, 'notes'), everything);
   });
 
   void test("the owner portal lists my animals with my access, and the access report shows the trainer's reads", async () => {
     const c = await clinic();
     const olive = await owner(c);
     const trainer = await sharee(c, 'trainer', 'read', 'Tess Trainer');
-    ok(await getPatient(trainer, c.patient.id));
+    ok(await get(trainer, c.path));
 
-    const mine = ok<{ items: SharedPatientJson[] }>(
-      await call(olive, 'GET', '/api/v1/me/patients'),
-    );
+    const mine = ok(await get(olive, '/api/v1/me/patients')).json<Page<SharedPatientJson>>();
+    const access = { via: 'share', role: 'owner', write: false, expiresAt: null };
     assert.deepEqual(
       mine.items.map((p) => [p.id, p.name, p.access]),
-      [
-        [
-          c.patient.id,
-          PATIENT_NAME,
-          { via: 'share', role: 'owner', write: false, expiresAt: null },
-        ],
-      ],
+      [[c.patient.id, PATIENT_NAME, access]],
     );
-    const report = ok<{
-      items: { type: string; actor: { name: string | null; role: string | null } }[];
-    }>(await call(olive, 'GET', `/api/v1/patients/${c.patient.id}/access-report`));
-    assert.ok(
-      report.items.some(
-        (e) =>
-          e.type === 'patient.read' &&
-          e.actor.name === 'Tess Trainer' &&
-          e.actor.role === 'trainer',
-      ),
+    type Entry = { type: string; actor: { name: string | null; role: string | null } };
+    const report = ok(await get(olive, `${c.path}/access-report`)).json<Page<Entry>>();
+    const reads = report.items.filter(
+      (e) => e.type === 'patient.read' && e.actor.role === 'trainer',
+    );
+    assert.deepEqual(
+      reads.map((e) => e.actor.name),
+      ['Tess Trainer'],
       JSON.stringify(report.items),
     );
-    const shares = await sharesOf(olive, c.patient.id);
-    assert.deepEqual(shares.map((s) => [s.role, s.status]).sort(), [
-      ['owner', 'active'],
-      ['trainer', 'active'],
-    ]);
+    assert.deepEqual(await shareStates(olive, c), ['owner:active', 'trainer:active']);
     for (const path of ['access-report', 'shares', 'consents']) {
-      const res = await call(trainer, 'GET', `/api/v1/patients/${c.patient.id}/${path}`);
+      const res = await get(trainer, `${c.path}/${path}`);
       assert.equal(res.statusCode, 403, `${path}: ${res.body}`);
     }
   });
@@ -797,32 +690,25 @@ describeEachEngine('sharing', ({ url }) => {
   void test('a sharee reaches only the shared patient, and strangers reach nothing', async () => {
     const c = await clinic();
     const trainer = await sharee(c, 'trainer', 'write');
-    const elsewhere = await note(c.clinician, c.other.id, 'About Pickles.', {
-      visibility: 'shared',
-      sharedWith: ['trainer'],
-    });
     const stranger = await h.newUser(await h.newOrganization(), 'clinician');
-    const requests: [Account, Method, string][] = [
-      [trainer, 'GET', `/api/v1/patients/${c.other.id}`],
-      [trainer, 'GET', `/api/v1/patients/${c.other.id}/notes`],
+    const otherPath = `/api/v1/patients/${c.other.id}`;
+    const elsewhere = await note(c.clinician, otherPath, 'About Pickles.', forRoles('trainer'));
+    const newShare = { email: c.ownerEmail, role: 'owner', access: 'read' };
+    const requests: [Account, Method, string, unknown?][] = [
+      [trainer, 'GET', otherPath],
+      [trainer, 'GET', `${otherPath}/notes`],
       [trainer, 'GET', `/api/v1/notes/${elsewhere.id}`],
-      [trainer, 'POST', `/api/v1/patients/${c.other.id}/notes`],
-      [stranger, 'GET', `/api/v1/patients/${c.patient.id}`],
-      [stranger, 'GET', `/api/v1/patients/${c.patient.id}/shares`],
-      [stranger, 'POST', `/api/v1/patients/${c.patient.id}/shares`],
+      [trainer, 'POST', `${otherPath}/notes`, { kind: 'training', body: 'x' }],
+      [stranger, 'GET', c.path],
+      [stranger, 'GET', `${c.path}/shares`],
+      [stranger, 'POST', `${c.path}/shares`, newShare],
     ];
-    for (const [who, method, path] of requests) {
-      const body =
-        method === 'GET'
-          ? undefined
-          : path.endsWith('/shares')
-            ? { email: uniqueEmail('x'), role: 'owner', access: 'read' }
-            : { kind: 'training', body: 'x' };
+    for (const [who, method, path, body] of requests) {
       const res = await call(who, method, path, body);
       assert.equal(res.statusCode, 404, `${method} ${path}: ${res.body}`);
       assert.ok(!res.body.includes('Pickles') && !res.body.includes('Biscuit'));
     }
-    const mine = ok<{ items: PatientJson[] }>(await call(trainer, 'GET', '/api/v1/me/patients'));
+    const mine = ok(await get(trainer, '/api/v1/me/patients')).json<Page<PatientJson>>();
     assert.deepEqual(
       mine.items.map((p) => p.id),
       [c.patient.id],
@@ -834,15 +720,12 @@ describeEachEngine('sharing', ({ url }) => {
     const given = await consent(c, uniqueEmail('carer'), 'read');
     const created = await share(c, given.granteeEmail, 'carer');
     const carer = await accept(created);
-    ok(await call(c.clinician, 'DELETE', `/api/v1/patients/${c.patient.id}/shares/${created.id}`));
-    ok(await call(c.nurse, 'POST', `/api/v1/consents/${given.id}/revoke`));
+    ok(await call(c.clinician, 'DELETE', `${c.path}/shares/${created.id}`));
+    ok(await post(c.nurse, `/api/v1/consents/${given.id}/revoke`));
 
-    const res = await call(
-      c.admin,
-      'GET',
-      `/api/v1/audit?patientId=${c.patient.id}&outcome=success&limit=500`,
-    );
-    const events = ok<{ items: { type: string; actor: { userId: string | null } }[] }>(res).items;
+    const query = `patientId=${c.patient.id}&outcome=success&limit=500`;
+    type Event = { type: string; actor: { userId: string | null } };
+    const events = ok(await get(c.admin, `/api/v1/audit?${query}`)).json<Page<Event>>().items;
     const actorsOf = (type: string) =>
       events.filter((e) => e.type === type).map((e) => e.actor.userId);
     assert.deepEqual(actorsOf('consent.create'), [c.clinician.userId]);

@@ -2,7 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
-import { pageParams } from '../request-helpers.js';
+import { createOnce, pageParams, type ReplayAudit } from '../request-helpers.js';
+import type { Consent as ConsentDto } from '../../services/sharing.service.js';
 import { CONSENT_METHODS } from '../../services/sharing.service.js';
 import {
   Email,
@@ -79,6 +80,13 @@ const ConsentWithHistory = Type.Intersect([
 ]);
 
 const ListQuery = Type.Object(PageQuery, { additionalProperties: false });
+
+const CONSENT_REPLAY: ReplayAudit<ConsentDto> = {
+  type: 'consent.create',
+  requires: { capability: 'consents.read' },
+  entityType: 'Consent',
+  patientIdOf: (c) => c.patientId,
+};
 
 export const sharingRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
   app,
@@ -169,10 +177,10 @@ export const sharingRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = 
         response: { 201: Consent, ...errorResponses },
       },
     },
-    async (request, reply) => {
-      const consent = await sharing.recordConsent(request.ctx, request.params.id, request.body);
-      return reply.code(201).send(consent);
-    },
+    async (request, reply) =>
+      createOnce(services, request, reply, CONSENT_REPLAY, (ctx) =>
+        sharing.recordConsent(ctx, request.params.id, request.body),
+      ),
   );
 
   app.get(
