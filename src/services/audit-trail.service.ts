@@ -29,7 +29,7 @@ import { accessPatient } from './access.js';
 import { requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { mailAdmins } from './mail.js';
-import { decodeCursor, decodeSeqCursor, toPage, type Page } from './pagination.js';
+import { decodeSeqCursor, toPage, type Page, idAfter } from './pagination.js';
 
 /** Logs at least this long are verified on several threads (SQLite). */
 const PARALLEL_VERIFY_FROM = 50_000;
@@ -431,7 +431,7 @@ export function createAuditTrailService(
   }
 
   async function listAlerts(ctx: RequestContext, page: { limit: number; cursor?: string }) {
-    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    const beforeId = idAfter(page.cursor);
     return auditedRead(
       deps,
       ctx,

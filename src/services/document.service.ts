@@ -38,7 +38,7 @@ import { systemContext, type Actor, type RequestContext } from './context.js';
 import { sniffContentType } from './content-type.js';
 import type { ServiceDeps } from './deps.js';
 import { emitEvent } from './events.js';
-import { decodeCursor, toPage, type Page } from './pagination.js';
+import { toPage, type Page, idAfter } from './pagination.js';
 import { makePreview, THUMBNAIL_TYPE } from '../previews/thumbnail.js';
 
 export interface DocumentPreview {
@@ -469,7 +469,7 @@ export function createDocumentService(deps: ServiceDeps) {
     patientId: string,
     page: { limit: number; cursor?: string; includeDeleted?: boolean },
   ): Promise<Page<Document>> {
-    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    const beforeId = idAfter(page.cursor);
     return audited(
       deps,
       ctx,

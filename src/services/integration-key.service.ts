@@ -14,7 +14,7 @@ import type { IntegrationKeyRow } from '../store/tables.js';
 import { audited } from './audit.service.js';
 import { requirePermission, type Actor, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
-import { decodeCursor, toPage, type Page } from './pagination.js';
+import { toPage, type Page, idAfter } from './pagination.js';
 import { hashToken, newToken } from './tokens.js';
 
 /** Integration keys start with this, so a key is never mistaken for a session token. */
@@ -91,7 +91,7 @@ export function createIntegrationKeyService(deps: ServiceDeps) {
     ctx: RequestContext,
     page: { limit: number; cursor?: string },
   ): Promise<Page<IntegrationKey>> {
-    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    const beforeId = idAfter(page.cursor);
     return audited(
       deps,
       ctx,

@@ -31,7 +31,7 @@ import { audited, type AuditRecord } from './audit.service.js';
 import type { Actor, RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { emitEvent } from './events.js';
-import { decodeCursor, toPage, type Page } from './pagination.js';
+import { toPage, type Page, idAfter } from './pagination.js';
 
 export interface Addendum {
   id: string;
@@ -263,7 +263,7 @@ export function createNoteService(deps: ServiceDeps) {
     patientId: string,
     page: { limit: number; cursor?: string },
   ): Promise<Page<Note>> {
-    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    const beforeId = idAfter(page.cursor);
     return audited(deps, ctx, { action: 'R', type: 'note.list', patientId }, async (tx, record) => {
       const now = clock.now();
       const grant = await accessPatient(tx, ctx, patientId, 'notes.read', record, now);

@@ -55,3 +55,8 @@ export function decodeSeqCursor(cursor: string | undefined): number | null {
   }
   return seq;
 }
+
+/** The id a one-key cursor (newest-first or id-ordered lists) continues from, or null. */
+export function idAfter(cursor: string | undefined): string | null {
+  return cursor === undefined ? null : (decodeCursor(cursor, 1)[0] ?? null);
+}

@@ -37,7 +37,7 @@ import { audited } from './audit.service.js';
 import { accessPatient } from './access.js';
 import { requireActor, requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
-import { decodeCursor, toPage, type Page } from './pagination.js';
+import { decodeCursor, toPage, type Page, idAfter } from './pagination.js';
 
 export interface OwnerInput {
   id?: string;
@@ -411,7 +411,7 @@ export function createPatientService(deps: ServiceDeps) {
     ctx: RequestContext,
     page: { limit: number; cursor?: string },
   ): Promise<Page<Patient>> {
-    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    const beforeId = idAfter(page.cursor);
     return audited(deps, ctx, { action: 'E', type: 'patient.list-shared' }, async (tx, record) => {
       const actor = requireActor(ctx);
       const now = clock.now();

@@ -36,7 +36,7 @@ import { audited } from './audit.service.js';
 import { requirePermission, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { mailAdmins, queueMail, SECRET_PLACEHOLDER } from './mail.js';
-import { decodeCursor, toPage, type Page } from './pagination.js';
+import { toPage, type Page, idAfter } from './pagination.js';
 import { checkPasswordRule, hashPassword, normalizeEmail } from './passwords.js';
 import { hashToken, newToken } from './tokens.js';
 import { toUser, type User } from './user.service.js';
@@ -297,7 +297,7 @@ export function createSharingService(deps: ServiceDeps) {
     patientId: string,
     page: { limit: number; cursor?: string },
   ): Promise<Page<Share>> {
-    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    const beforeId = idAfter(page.cursor);
     return audited(
       deps,
       ctx,
@@ -492,7 +492,7 @@ export function createSharingService(deps: ServiceDeps) {
     patientId: string,
     page: { limit: number; cursor?: string },
   ): Promise<Page<Consent>> {
-    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    const beforeId = idAfter(page.cursor);
     return audited(
       deps,
       ctx,

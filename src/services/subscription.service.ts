@@ -16,7 +16,7 @@ import { requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { isPrivateLiteral } from './webhook-address.js';
 import { EVENT_TYPES, type EventType } from './events.js';
-import { decodeCursor, toPage, type Page } from './pagination.js';
+import { toPage, type Page, idAfter } from './pagination.js';
 
 export interface Subscription {
   id: string;
@@ -202,7 +202,7 @@ export function createSubscriptionService(deps: ServiceDeps) {
     id: string,
     page: { limit: number; cursor?: string },
   ): Promise<Page<Delivery>> {
-    const beforeId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    const beforeId = idAfter(page.cursor);
     return audited(
       deps,
       ctx,

@@ -17,7 +17,7 @@ import {
 import { audited, auditedRead } from './audit.service.js';
 import { requireActor, requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
-import { decodeCursor, toPage, type Page } from './pagination.js';
+import { toPage, type Page, idAfter } from './pagination.js';
 import { checkPasswordRule, hashPassword, normalizeEmail } from './passwords.js';
 
 export interface User {
@@ -88,6 +88,14 @@ export async function insertNewUser(
   return row;
 }
 
+/** A user of the caller's organization, or 404. */
+async function loadColleague(tx: Tx, ctx: RequestContext, id: string) {
+  const actor = requireStaff(ctx);
+  const user = await findUserInOrganization(tx, actor.organizationId, id);
+  if (!user) throw notFound('User');
+  return { actor, user };
+}
+
 export function createUserService(deps: ServiceDeps) {
   const { clock } = deps;
 
@@ -123,7 +131,7 @@ export function createUserService(deps: ServiceDeps) {
     ctx: RequestContext,
     page: { limit: number; cursor?: string },
   ): Promise<Page<User>> {
-    const afterId = page.cursor === undefined ? null : (decodeCursor(page.cursor, 1)[0] ?? null);
+    const afterId = idAfter(page.cursor);
     return audited(
       deps,
       ctx,
@@ -152,9 +160,7 @@ export function createUserService(deps: ServiceDeps) {
         entity: { type: 'User', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireStaff(ctx);
-        const user = await findUserInOrganization(tx, actor.organizationId, id);
-        if (!user) throw notFound('User');
+        const { actor, user } = await loadColleague(tx, ctx, id);
         const losesAdmin =
           user.role === 'admin' &&
           user.disabled === 0 &&
@@ -204,9 +210,7 @@ export function createUserService(deps: ServiceDeps) {
         entity: { type: 'User', id, version: null },
       },
       async (tx, record) => {
-        const actor = requireStaff(ctx);
-        const user = await findUserInOrganization(tx, actor.organizationId, id);
-        if (!user) throw notFound('User');
+        await loadColleague(tx, ctx, id);
         const ended = await revokeUserSessions(tx, id, clock.now().toISOString());
         record.detail = { sessionsEnded: ended };
         return { sessionsEnded: ended };

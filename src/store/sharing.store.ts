@@ -1,6 +1,6 @@
 // Shares of a patient with people, their invitations, and the owner consents they rest on.
 import { engineOf } from './dialect.js';
-import type { ConsentRow, InvitationRow, ShareRow, Tx } from './tables.js';
+import type { ConsentRow, ConsentVersionRow, InvitationRow, ShareRow, Tx } from './tables.js';
 
 export async function insertShare(tx: Tx, row: ShareRow): Promise<void> {
   await tx.insertInto('shares').values(row).execute();
@@ -171,17 +171,7 @@ export async function updateConsent(
   return Number(result.numUpdatedRows) === 1;
 }
 
-export async function insertConsentVersion(
-  tx: Tx,
-  row: {
-    consent_id: string;
-    version: number;
-    change: string;
-    snapshot: string;
-    actor_id: string;
-    at: string;
-  },
-): Promise<void> {
+export async function insertConsentVersion(tx: Tx, row: ConsentVersionRow): Promise<void> {
   await tx.insertInto('consent_versions').values(row).execute();
 }
 

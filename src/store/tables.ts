@@ -425,5 +425,6 @@ export type SubscriptionRow = Selectable<SubscriptionsTable>;
 export type ShareRow = Selectable<SharesTable>;
 export type InvitationRow = Selectable<InvitationsTable>;
 export type ConsentRow = Selectable<ConsentsTable>;
+export type ConsentVersionRow = Selectable<ConsentVersionsTable>;
 export type BreakGlassGrantRow = Selectable<BreakGlassGrantsTable>;
 export type IntegrationKeyRow = Selectable<IntegrationKeysTable>;
