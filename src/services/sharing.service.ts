@@ -635,18 +635,21 @@ export function createSharingService(deps: ServiceDeps) {
             organization_id: patient.organization_id,
             user_id: actor.userId,
             rule: 'break_glass',
+            // The stated reason is free text: it goes to the alert the admins review, not into
+            // the hash-chained events (which are exported and kept for years).
             detail: JSON.stringify({
               grantId: grant.id,
               patientId,
               actorOrganizationId: actor.organizationId,
               expiresAt: grant.expires_at,
+              reason,
             }),
             created_at: at,
           })
           .execute();
         await mailAdmins(tx, now, vault, patient.organization_id, {
           subject: 'Break-glass access to a patient record',
-          text: `${actor.name} (${actor.email}) opened a patient record of your organization with break-glass access at ${at}, until ${grant.expires_at}.\n\nThe reason they gave and every access are in the audit trail (alert and events marked BTG, grant ${grant.id}): ${settings.publicUrl}/\n`,
+          text: `${actor.name} (${actor.email}) opened a patient record of your organization with break-glass access at ${at}, until ${grant.expires_at}.\n\nThe reason they gave is in the break-glass alert, and every access is in the audit trail (events marked BTG, grant ${grant.id}): ${settings.publicUrl}/\n`,
         });
         return {
           id: grant.id,

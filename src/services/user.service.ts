@@ -98,6 +98,9 @@ async function loadColleague(tx: Tx, ctx: RequestContext, id: string) {
 
 export function createUserService(deps: ServiceDeps) {
   const { clock } = deps;
+  /** Sessions unused since then have ended by inactivity. */
+  const idleSince = (now: Date) =>
+    new Date(now.getTime() - deps.settings.sessionIdleMinutes * 60_000).toISOString();
 
   async function create(
     ctx: RequestContext,
@@ -183,7 +186,7 @@ export function createUserService(deps: ServiceDeps) {
           changes.disabled === true ||
           (changes.role !== undefined && changes.role !== user.role)
         ) {
-          await revokeUserSessions(tx, id, now);
+          await revokeUserSessions(tx, id, now, idleSince(clock.now()));
         }
         const updated = await findUserInOrganization(tx, actor.organizationId, id);
         if (!updated) throw notFound('User');
@@ -211,7 +214,12 @@ export function createUserService(deps: ServiceDeps) {
       },
       async (tx, record) => {
         await loadColleague(tx, ctx, id);
-        const ended = await revokeUserSessions(tx, id, clock.now().toISOString());
+        const ended = await revokeUserSessions(
+          tx,
+          id,
+          clock.now().toISOString(),
+          idleSince(clock.now()),
+        );
         record.detail = { sessionsEnded: ended };
         return { sessionsEnded: ended };
       },

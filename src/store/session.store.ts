@@ -116,14 +116,29 @@ export async function revokeSession(tx: Tx, sessionId: string, now: string): Pro
     .execute();
 }
 
-/** Ends every session of a user; returns how many were still open. */
-export async function revokeUserSessions(tx: Tx, userId: string, now: string): Promise<number> {
-  const result = await tx
+/**
+ * Ends every session of a user; returns how many were still in force (not expired, used since
+ * `idleSince`), which is what the user's own session list showed.
+ */
+export async function revokeUserSessions(
+  tx: Tx,
+  userId: string,
+  now: string,
+  idleSince: string,
+): Promise<number> {
+  const live = await tx
+    .selectFrom('sessions')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .where('expires_at', '>', now)
+    .where('last_seen_at', '>', idleSince)
+    .executeTakeFirstOrThrow();
+  await tx
     .updateTable('sessions')
     .set({ revoked_at: now })
     .where('user_id', '=', userId)
     .where('revoked_at', 'is', null)
-    .where('expires_at', '>', now)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows);
+    .execute();
+  return Number(live.n);
 }
