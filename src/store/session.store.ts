@@ -140,5 +140,5 @@ export async function revokeUserSessions(
     .where('user_id', '=', userId)
     .where('revoked_at', 'is', null)
     .execute();
-  return Number(live.n);
+  return live.n;
 }
