@@ -28,6 +28,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Routes that answer without a signed-in user. */
     public?: boolean;
+    /** The URL holds a secret (an invitation token): logs show the route pattern instead. */
+    secretInUrl?: boolean;
   }
 }
 
@@ -176,7 +178,10 @@ export async function buildApp(options: AppOptions) {
     request.log.info(
       {
         method: request.method,
-        url: request.url.split('?')[0],
+        url:
+          request.routeOptions.config.secretInUrl === true
+            ? request.routeOptions.url
+            : request.url.split('?')[0],
         statusCode: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
       },

@@ -98,6 +98,24 @@ export async function accessPatient(
   return grant;
 }
 
+/**
+ * For records named by their own id that only some of the patient's people may know of
+ * (consents): without `capability` the record is 404, not 403, so its id cannot be probed.
+ */
+export async function accessUnlisted(
+  tx: Tx,
+  ctx: RequestContext,
+  patientId: string,
+  capability: PatientCapability,
+  record: AuditRecord,
+  now: Date,
+  named: string,
+): Promise<PatientGrant> {
+  const grant = await reachPatient(tx, ctx, patientId, record, now, named);
+  if (!allows(grant.access, capability)) throw notFound(named);
+  return grant;
+}
+
 /** A note or document row as far as access goes. */
 export interface RecordItem {
   patient_id: string;

@@ -116,6 +116,21 @@ function normalizedRange(search: AuditSearch): Pick<AuditFilter, 'from' | 'to'> 
   };
 }
 
+/** Event types an owner's access report names as they are; others read "record.read/change". */
+const OWNER_VISIBLE_TYPES = new Set([
+  'patient.read',
+  'patient.search',
+  'patient.list-shared',
+  'patient.update',
+  'patient.access-report',
+  'break-glass.open',
+  'share.create',
+  'share.revoke',
+  'invitation.accept',
+  'consent.create',
+  'consent.revoke',
+]);
+
 export function createAuditTrailService(
   deps: ServiceDeps,
   signer: AuditSigner,
@@ -361,8 +376,24 @@ export function createAuditTrailService(
         entity: { type: 'Patient', id: patientId, version: null },
       },
       async (tx, record) => {
-        await accessPatient(tx, ctx, patientId, 'access_report.read', record, clock.now());
+        const { access } = await accessPatient(
+          tx,
+          ctx,
+          patientId,
+          'access_report.read',
+          record,
+          clock.now(),
+        );
         const rows = await accessReportRows(tx, patientId, { beforeSeq, limit: page.limit + 1 });
+        // The owner learns who accessed the record and when, not which internal notes or files
+        // exist: outside the organization, event types other than these become generic.
+        const outside = access.via !== 'organization';
+        const typeOf = (r: { type: string; action: string }) =>
+          !outside || OWNER_VISIBLE_TYPES.has(r.type)
+            ? r.type
+            : r.action === 'R'
+              ? 'record.read'
+              : 'record.change';
         const result = toPage(
           rows,
           page.limit,
@@ -370,7 +401,7 @@ export function createAuditTrailService(
           (r) => ({
             at: r.at,
             action: r.action,
-            type: r.type,
+            type: typeOf(r),
             outcome: r.outcome,
             actor: { name: r.actorName, role: r.actorRole, organization: r.organization },
           }),

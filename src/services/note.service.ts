@@ -26,7 +26,7 @@ import {
   type CareRole,
   type PatientCapability,
 } from '../domain/access.js';
-import { accessItem, accessPatient, type PatientGrant } from './access.js';
+import { accessItem, accessPatient, sees, type PatientGrant } from './access.js';
 import { audited, type AuditRecord } from './audit.service.js';
 import type { Actor, RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
@@ -147,6 +147,7 @@ export function createNoteService(deps: ServiceDeps) {
       title: note.title,
       body: note.body,
       visibility: note.visibility,
+      shared_with: note.shared_with,
       status: note.status,
       addendum_id: addendumId,
       actor_id: actor.userId,
@@ -476,8 +477,22 @@ export function createNoteService(deps: ServiceDeps) {
         entity: { type: 'Note', id, version: null },
       },
       async (tx, record) => {
-        const { row } = await loadNote(tx, ctx, id, record, 'notes.read');
-        const [revisions, note] = [await revisionsOf(tx, id), await noteAsDto(tx, row)];
+        const { row, grant } = await loadNote(tx, ctx, id, record, 'notes.read');
+        const now = clock.now();
+        // Outside the organization, only the versions the caller could have seen: an owner the
+        // final ones of an owner note, a care role those shared with it. An earlier internal
+        // draft stays internal.
+        const seen = (await revisionsOf(tx, id)).filter(
+          (r) =>
+            grant.access.via === 'organization' ||
+            (sees(grant, { ...r, author: row.author_id, release_at: row.release_at }, now) &&
+              !(
+                grant.access.via === 'share' &&
+                grant.access.shareRole === 'owner' &&
+                r.status !== 'final'
+              )),
+        );
+        const [revisions, note] = [seen, await noteAsDto(tx, row)];
         return {
           items: revisions.map((r) => ({
             version: r.version,

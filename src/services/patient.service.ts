@@ -7,6 +7,7 @@ import {
   type ShareRole,
 } from '../domain/access.js';
 import { findPatientById, liveSharesOf } from '../store/access.store.js';
+import { revokeOwnerSharesOffRecord } from '../store/sharing.store.js';
 import { AppError, notFound, staleVersion } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
@@ -387,15 +388,21 @@ export function createPatientService(deps: ServiceDeps) {
           await checkIdentifiersFree(tx, actor.organizationId, identifiers, id);
           await saveIdentifiers(tx, row, identifiers);
         }
+        let ownerSharesEnded = 0;
         if (changes.owners !== undefined) {
           await replacePatientOwners(
             tx,
             id,
             await resolveOwners(tx, actor.organizationId, changes.owners, now),
           );
+          // Someone no longer an owner on record loses owner access now.
+          ownerSharesEnded = await revokeOwnerSharesOffRecord(tx, id, actor.userId, now);
         }
         record.entity = { type: 'Patient', id, version: expectedVersion + 1 };
-        record.detail = { fields: Object.keys(changes).sort() };
+        record.detail = {
+          fields: Object.keys(changes).sort(),
+          ...(ownerSharesEnded > 0 ? { ownerSharesEnded } : {}),
+        };
         const after = await findPatient(tx, actor.organizationId, id);
         if (!after) throw notFound('Patient');
         return assembleOne(tx, after, access);

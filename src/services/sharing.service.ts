@@ -9,6 +9,7 @@ import {
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import { findPatientById, insertBreakGlass } from '../store/access.store.js';
+import { isUniqueViolation } from '../store/dialect.js';
 import { findDocument } from '../store/document.store.js';
 import { ownersOf } from '../store/patient.store.js';
 import {
@@ -31,7 +32,7 @@ import {
 } from '../store/sharing.store.js';
 import type { ConsentRow, ShareRow, Tx } from '../store/tables.js';
 import { findUserByEmail, insertUser } from '../store/user.store.js';
-import { accessOf, accessPatient } from './access.js';
+import { accessOf, accessPatient, accessUnlisted } from './access.js';
 import { audited } from './audit.service.js';
 import { requirePermission, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
@@ -48,8 +49,6 @@ export interface Share {
   id: string;
   patientId: string;
   email: string;
-  /** null until the invitee has accepted the invitation */
-  userId: string | null;
   role: ShareRole;
   access: ShareAccess;
   expiresAt: string | null;
@@ -61,8 +60,11 @@ export interface Share {
 }
 
 export interface CreatedShare extends Share {
-  /** For people without an account: the one-time link (also emailed to them). */
-  invitation: { url: string; expiresAt: string } | null;
+  /**
+   * For people without an account: when the one-time link mailed to them expires. The link goes
+   * only to the mailbox (whoever holds it creates the account for that email), never to staff.
+   */
+  invitation: { expiresAt: string } | null;
 }
 
 export interface Consent {
@@ -116,7 +118,6 @@ function toShare(row: Partial<ShareWithConsent> & ShareRow, now: Date): Share {
     id: row.id,
     patientId: row.patient_id,
     email: row.grantee_email,
-    userId: row.grantee_user_id,
     role: row.role as ShareRole,
     access: row.access as ShareAccess,
     expiresAt: row.expires_at,
@@ -277,7 +278,6 @@ export function createSharingService(deps: ServiceDeps) {
             expires_at: invitationExpires,
             used_at: null,
           });
-          const url = `${settings.publicUrl}/invitations/${token}`;
           await queueMail(tx, now, vault, {
             to: email,
             subject: 'You are invited to Caretrail',
@@ -285,7 +285,7 @@ export function createSharingService(deps: ServiceDeps) {
             secret: token,
             organizationId: patient.organization_id,
           });
-          invitation = { url, expiresAt: invitationExpires };
+          invitation = { expiresAt: invitationExpires };
         }
         return { ...toShare(row, now), invitation };
       },
@@ -390,6 +390,15 @@ export function createSharingService(deps: ServiceDeps) {
           version: 1,
           created_at: at,
           updated_at: at,
+        }).catch((err: unknown) => {
+          // Two invitations to one email accepted at the same moment: this one rolls back
+          // (its link stays unused) and works when tried again, finding the account.
+          if (isUniqueViolation(err))
+            throw new AppError(
+              'conflict',
+              'An account for this email was being created at the same moment; open the link again.',
+            );
+          throw err;
         });
       }
       const linked = await linkSharesToUser(tx, invitation.email, userId);
@@ -527,7 +536,7 @@ export function createSharingService(deps: ServiceDeps) {
         const now = clock.now();
         const row = await findConsent(tx, id);
         if (!row) throw notFound('Consent');
-        await accessPatient(tx, ctx, row.patient_id, 'consents.read', record, now, 'Consent');
+        await accessUnlisted(tx, ctx, row.patient_id, 'consents.read', record, now, 'Consent');
         record.entity = { type: 'Consent', id, version: row.version };
         const history = (await consentVersionsOf(tx, id)).map((v) => ({
           version: v.version,
@@ -550,7 +559,7 @@ export function createSharingService(deps: ServiceDeps) {
         const now = clock.now();
         const row = await findConsent(tx, id);
         if (!row) throw notFound('Consent');
-        const { actor } = await accessPatient(
+        const { actor } = await accessUnlisted(
           tx,
           ctx,
           row.patient_id,
@@ -604,7 +613,8 @@ export function createSharingService(deps: ServiceDeps) {
       async (tx, record) => {
         const actor = requirePermission(ctx, 'break_glass');
         const now = clock.now();
-        const patient = await findPatientById(tx, patientId);
+        // Locked so that parallel requests open one grant, not several (PostgreSQL).
+        const patient = await findPatientById(tx, patientId, { forUpdate: true });
         if (!patient) throw notFound('Patient');
         const current = await accessOf(tx, actor, patient, now);
         if (current)

@@ -1,10 +1,12 @@
 // The rows that decide patient access: the patient itself, live shares and break-glass grants.
 import type { ExpressionBuilder } from 'kysely';
+import { engineOf } from './dialect.js';
 import type { BreakGlassGrantRow, DB, PatientRow, ShareRow, Tx } from './tables.js';
 
 /**
- * A share in force at `now`: not revoked, not expired, and its consent (if it needed one)
- * neither revoked nor expired. Checked at every request, so no job has to run for expiry.
+ * A share in force at `now`: not revoked, not expired, its consent (if it needed one) neither
+ * revoked nor expired, and for owner access, the email still an owner's on record. Checked at
+ * every request, so no job has to run for expiry.
  */
 export function isLive(now: string) {
   return (eb: ExpressionBuilder<DB, 'shares' | 'consents'>) =>
@@ -18,12 +20,37 @@ export function isLive(now: string) {
           eb.or([eb('consents.expires_at', 'is', null), eb('consents.expires_at', '>', now)]),
         ]),
       ]),
+      // Owner access lasts while the email belongs to an owner on record of the patient.
+      eb.or([
+        eb('shares.role', '<>', 'owner'),
+        eb.exists(
+          eb
+            .selectFrom('patient_owners')
+            .innerJoin('owners', 'owners.id', 'patient_owners.owner_id')
+            .select('patient_owners.owner_id')
+            .whereRef('patient_owners.patient_id', '=', 'shares.patient_id')
+            .where((o) => o(o.fn('lower', ['owners.email']), '=', o.ref('shares.grantee_email'))),
+        ),
+      ]),
     ]);
 }
 
-/** A patient by id, in whichever organization: callers decide access before disclosing it. */
-export async function findPatientById(tx: Tx, id: string): Promise<PatientRow | undefined> {
-  return tx.selectFrom('patients').selectAll().where('id', '=', id).executeTakeFirst();
+/**
+ * A patient by id, in whichever organization: callers decide access before disclosing it.
+ * `forUpdate` serializes competing changes about one patient on PostgreSQL (SQLite has one
+ * writer).
+ */
+export async function findPatientById(
+  tx: Tx,
+  id: string,
+  options: { forUpdate?: boolean } = {},
+): Promise<PatientRow | undefined> {
+  return tx
+    .selectFrom('patients')
+    .selectAll()
+    .where('id', '=', id)
+    .$if(options.forUpdate === true && engineOf(tx) === 'postgres', (q) => q.forUpdate())
+    .executeTakeFirst();
 }
 
 /** The caller's live share of a patient; write access wins when there are several. */

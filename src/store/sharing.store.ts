@@ -72,6 +72,31 @@ export async function revokeSharesOfConsent(
   return Number(result.numUpdatedRows);
 }
 
+/** Ends the owner shares of a patient whose email is no longer any owner's on record. */
+export async function revokeOwnerSharesOffRecord(
+  tx: Tx,
+  patientId: string,
+  by: string,
+  now: string,
+): Promise<number> {
+  const owners = await tx
+    .selectFrom('patient_owners')
+    .innerJoin('owners', 'owners.id', 'patient_owners.owner_id')
+    .select('owners.email')
+    .where('patient_owners.patient_id', '=', patientId)
+    .execute();
+  const emails = owners.flatMap((o) => (o.email ? [o.email.toLowerCase()] : []));
+  const result = await tx
+    .updateTable('shares')
+    .set({ revoked_at: now, revoked_by: by })
+    .where('patient_id', '=', patientId)
+    .where('role', '=', 'owner')
+    .where('revoked_at', 'is', null)
+    .$if(emails.length > 0, (q) => q.where('grantee_email', 'not in', emails))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
 /** Shares waiting for an account with this email get the new account's id. */
 export async function linkSharesToUser(tx: Tx, email: string, userId: string): Promise<number> {
   const result = await tx

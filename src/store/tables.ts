@@ -125,6 +125,7 @@ export interface NoteRevisionsTable {
   title: string | null;
   body: string;
   visibility: string;
+  shared_with: string;
   status: string;
   addendum_id: string | null;
   actor_id: string;

@@ -467,6 +467,24 @@ describeEachEngine('sessions, integration keys and break-glass', ({ url }) => {
   const breakGlass = (user: SignedIn, patientId: string, reason = REASON) =>
     call(user.token, 'POST', `/api/v1/patients/${patientId}/break-glass`, { reason });
 
+  test('five break-glass requests at once open one grant, one alert', async () => {
+    const s = await emergency();
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, () => breakGlass(s.awayVet, s.patientId)),
+    );
+    assert.deepEqual(
+      answers.map((a) => a.statusCode).sort(),
+      [200, 409, 409, 409, 409],
+      answers.map((a) => a.body).join('\n'),
+    );
+    const grants = await h.runtime.db.read
+      .selectFrom('break_glass_grants')
+      .select('id')
+      .where('patient_id', '=', s.patientId)
+      .execute();
+    assert.equal(grants.length, 1);
+  });
+
   test('break-glass is for clinicians without access, with a stated reason', async () => {
     const s = await emergency();
     const awayNurse = await h.newUser(s.awayAdmin, 'nurse');

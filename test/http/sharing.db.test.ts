@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { errorOf, type PatientJson } from '../helpers/api.js';
 import { describeEachEngine } from '../helpers/engines.js';
+import { invitationToken } from '../helpers/invitations.js';
 import {
   PASSWORD,
   startHarness,
@@ -25,11 +26,10 @@ type SharedPatientJson = PatientJson & { access: AccessJson };
 interface ShareJson {
   id: string;
   email: string;
-  userId: string | null;
   role: string;
   consentId: string | null;
   status: 'active' | 'pending' | 'expired' | 'revoked';
-  invitation?: { url: string; expiresAt: string } | null;
+  invitation?: { expiresAt: string } | null;
 }
 
 interface ConsentJson {
@@ -183,10 +183,10 @@ describeEachEngine('sharing', ({ url }) => {
     return ok(await shareRequest(c, email, role, access, extra), 201).json<ShareJson>();
   }
 
-  function tokenOf(created: ShareJson): string {
-    const match = /\/invitations\/([^/]+)$/.exec(created.invitation?.url ?? '');
-    assert.ok(match?.[1], `an invitation link in ${JSON.stringify(created.invitation)}`);
-    return match[1];
+  /** The link goes only to the invitee's mailbox: read it from the queued mail. */
+  async function tokenOf(created: ShareJson): Promise<string> {
+    assert.ok(created.invitation, `an invitation for ${created.email}`);
+    return invitationToken(h, created.email);
   }
 
   const acceptRequest = (token: string, name: string, password = PASSWORD) =>
@@ -194,7 +194,7 @@ describeEachEngine('sharing', ({ url }) => {
 
   /** Accepts the invitation of a new share and signs in. */
   async function accept(created: ShareJson, name = 'Tess Sharee'): Promise<Account> {
-    ok(await acceptRequest(tokenOf(created), name));
+    ok(await acceptRequest(await tokenOf(created), name));
     return login(created.email);
   }
 
@@ -276,8 +276,8 @@ describeEachEngine('sharing', ({ url }) => {
 
     const created = await share(c, email, 'trainer', 'read');
     assert.deepEqual(
-      [created.status, created.userId, created.consentId],
-      ['pending', null, given.id],
+      [created.status, created.consentId, 'url' in (created.invitation ?? {})],
+      ['pending', given.id, false],
     );
     await h.runtime.relay.runUntilIdle();
     const received = mail.messages.filter((m) => m.envelopeTo.includes(email));
@@ -285,11 +285,12 @@ describeEachEngine('sharing', ({ url }) => {
     const [invitation] = received;
     assert.ok(invitation);
     const text = mailText(invitation);
-    assert.ok(text.includes(created.invitation?.url ?? '-'), `the link is in the mail: ${text}`);
+    const token = await tokenOf(created);
+    assert.ok(text.includes(`/invitations/${token}`), `the link is in the mail: ${text}`);
     for (const secret of [PATIENT_NAME, 'Biscuit', 'Featherstonehaugh'])
       assert.ok(!`${invitation.subject}\n${text}`.includes(secret), `no "${secret}" in the mail`);
 
-    const user = ok(await acceptRequest(tokenOf(created), 'Tess Trainer')).json<UserJson>();
+    const user = ok(await acceptRequest(await tokenOf(created), 'Tess Trainer')).json<UserJson>();
     assert.deepEqual(
       [user.email, user.name, user.organizationId, user.role],
       [email, 'Tess Trainer', null, null],
@@ -299,8 +300,8 @@ describeEachEngine('sharing', ({ url }) => {
     assert.equal(seen.name, PATIENT_NAME);
     assert.deepEqual(seen.access, { via: 'share', role: 'trainer', write: false, expiresAt: null });
     assert.deepEqual(
-      (await sharesOf(c.clinician, c)).map((s) => [s.id, s.status, s.userId]),
-      [[created.id, 'active', trainer.userId]],
+      (await sharesOf(c.clinician, c)).map((s) => [s.id, s.status]),
+      [[created.id, 'active']],
     );
   });
 
@@ -342,7 +343,7 @@ describeEachEngine('sharing', ({ url }) => {
     await consent(c, secondEmail);
     const second = await share(c, secondEmail, 'walker');
 
-    const short = await acceptRequest(tokenOf(first), 'Cara Carer', 'elevenchars');
+    const short = await acceptRequest(await tokenOf(first), 'Cara Carer', 'elevenchars');
     assert.equal(short.statusCode, 400, short.body);
     const signIn = (email: string, password: string) =>
       post(null, '/api/v1/auth/login', { email, password });
@@ -350,14 +351,14 @@ describeEachEngine('sharing', ({ url }) => {
     assert.equal(noAccount.statusCode, 401, 'the refused password made no account');
 
     h.clock.advance(71 * HOUR);
-    ok(await acceptRequest(tokenOf(first), 'Cara Carer'));
-    const replay = await acceptRequest(tokenOf(first), 'Mallory', 'another long password');
+    ok(await acceptRequest(await tokenOf(first), 'Cara Carer'));
+    const replay = await acceptRequest(await tokenOf(first), 'Mallory', 'another long password');
     assert.equal(replay.statusCode, 404, replay.body);
     const carer = await login(firstEmail);
     assert.equal((await get(carer, c.path)).statusCode, 200);
 
     h.clock.advance(2 * HOUR);
-    const expired = await acceptRequest(tokenOf(second), 'Walt Walker');
+    const expired = await acceptRequest(await tokenOf(second), 'Walt Walker');
     assert.equal(expired.statusCode, 404, expired.body);
     const none = await signIn(secondEmail, PASSWORD);
     assert.equal(none.statusCode, 401, 'an expired link creates no account');
@@ -736,6 +737,101 @@ describeEachEngine('sharing', ({ url }) => {
       actorsOf('invitation.accept'),
       [carer.userId],
       `the acceptance is in the patient's trail: ${events.map((e) => e.type).join(', ')}`,
+    );
+  });
+
+  /** The owner signed in through the invitation of an owner share. */
+  async function ownerOf(c: Clinic, access = 'read'): Promise<Account> {
+    return accept(await share(c, c.ownerEmail, 'owner', access), 'Olive Owner');
+  }
+
+  void test('a note’s history shows the owner only its final versions, never an earlier internal draft', async () => {
+    const c = await clinic();
+    const owner = await ownerOf(c);
+    const draft = ok(
+      await post(c.clinician, `${c.path}/notes`, {
+        kind: 'clinical',
+        body: 'Internal: suspect the owner skips the medication.',
+      }),
+      201,
+    ).json<ItemJson>();
+    const edit = await call(
+      c.clinician,
+      'PATCH',
+      `/api/v1/notes/${draft.id}`,
+      { body: 'Recovering well; keep the cone on for a week.', visibility: 'owner' },
+      { 'if-match': '"1"' },
+    );
+    ok(edit);
+    ok(await post(c.clinician, `/api/v1/notes/${draft.id}/finalize`));
+    ok(await post(c.clinician, `/api/v1/notes/${draft.id}/release`));
+    const history = ok(await get(owner, `/api/v1/notes/${draft.id}/history`));
+    assert.ok(!history.body.includes('skips the medication'), 'the internal draft stays internal');
+    const changes = history.json<{ items: { change: string }[] }>().items.map((i) => i.change);
+    assert.deepEqual(changes, ['finalized', 'released']);
+    const staff = ok(await get(c.clinician, `/api/v1/notes/${draft.id}/history`));
+    assert.ok(staff.body.includes('skips the medication'), 'the clinic keeps the full history');
+  });
+
+  void test('someone removed from the patient’s owners loses owner access at once', async () => {
+    const c = await clinic();
+    const owner = await ownerOf(c);
+    ok(await get(owner, c.path));
+    const current = ok(await get(c.clinician, c.path)).json<PatientJson>();
+    const change = await call(
+      c.clinician,
+      'PATCH',
+      c.path,
+      { owners: [{ name: 'New Owner', email: uniqueEmail('new-owner'), phone: '555-0100' }] },
+      { 'if-match': `"${current.version}"` },
+    );
+    ok(change);
+    const after = await get(owner, c.path);
+    assert.equal(after.statusCode, 404, 'the former owner no longer reaches the patient');
+    assert.ok(!after.body.includes('555-0100'), 'nor the new owner’s contact');
+    assert.deepEqual(
+      (await sharesOf(c.clinician, c)).map((s) => [s.role, s.status]),
+      [['owner', 'revoked']],
+    );
+  });
+
+  void test('the owner’s access report names who accessed the record, not which internal notes exist', async () => {
+    const c = await clinic();
+    const owner = await ownerOf(c);
+    ok(
+      await post(c.clinician, `${c.path}/notes`, { kind: 'clinical', body: 'Internal only.' }),
+      201,
+    );
+    ok(await get(c.nurse, c.path));
+    const report = ok(await get(owner, `${c.path}/access-report?limit=500`)).json<{
+      items: { type: string; actor: { name: string } }[];
+    }>();
+    const types = new Set(report.items.map((i) => i.type));
+    assert.ok(types.has('patient.read'), 'the nurse’s read is named');
+    assert.ok(types.has('record.change'), 'the note written is a generic change');
+    assert.ok(!types.has('note.create'), 'no note types reach the owner');
+    const staff = ok(await get(c.admin, `${c.path}/access-report?limit=500`)).json<{
+      items: { type: string }[];
+    }>();
+    assert.ok(
+      staff.items.some((i) => i.type === 'note.create'),
+      'the clinic sees the detail',
+    );
+  });
+
+  void test('an invitation link is never shown to staff and never written to the log', async () => {
+    const c = await clinic();
+    const email = uniqueEmail('walker');
+    await consent(c, email);
+    const created = await share(c, email, 'walker');
+    assert.deepEqual(Object.keys(created.invitation ?? {}), ['expiresAt']);
+    const token = await tokenOf(created);
+    ok(await acceptRequest(token, 'Wally Walker'));
+    assert.equal((await acceptRequest(token, 'Wally Walker')).statusCode, 404);
+    assert.ok(!h.logs.some((l) => l.includes(token)), 'the token is in no log line');
+    assert.ok(
+      h.logs.some((l) => l.includes('/api/v1/invitations/:token/accept')),
+      'the request is logged by its route',
     );
   });
 });

@@ -27,7 +27,6 @@ const Share = Type.Object({
   id: Type.String(),
   patientId: Type.String(),
   email: Type.String(),
-  userId: Nullable(Type.String()),
   role: ShareRole,
   access: ShareAccess,
   expiresAt: Nullable(Type.String()),
@@ -41,7 +40,7 @@ const Share = Type.Object({
 const CreatedShare = Type.Intersect([
   Share,
   Type.Object({
-    invitation: Nullable(Type.Object({ url: Type.String(), expiresAt: Type.String() })),
+    invitation: Nullable(Type.Object({ expiresAt: Type.String() })),
   }),
 ]);
 
@@ -144,7 +143,7 @@ export const sharingRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = 
   app.post(
     '/api/v1/invitations/:token/accept',
     {
-      config: { public: true },
+      config: { public: true, secretInUrl: true },
       schema: {
         params: Type.Object(
           { token: Type.String({ minLength: 10, maxLength: 200 }) },

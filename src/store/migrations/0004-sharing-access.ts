@@ -48,6 +48,12 @@ async function createTables(db: Kysely<unknown>): Promise<void> {
     .addColumn('shared_with', 'text', (c) => c.notNull().defaultTo('[]'))
     .execute();
   await db.schema.alterTable('notes').addColumn('release_at', 'text').execute();
+  // Each revision keeps who could see it then, so a note's history shows people outside the
+  // organization only the versions they could see.
+  await db.schema
+    .alterTable('note_revisions')
+    .addColumn('shared_with', 'text', (c) => c.notNull().defaultTo('[]'))
+    .execute();
   await db.schema.alterTable('notes').addColumn('released_by', 'text').execute();
   await db.schema
     .alterTable('documents')
