@@ -262,7 +262,7 @@ async function keysRotate(config: Config): Promise<void> {
     await db.migrate();
     const store = openBlobStore(config.blobUrl);
     const report = (counts: RewrapCounts, id: string) =>
-      `Re-wrapped ${counts.contents} file keys, ${counts.thumbnails} thumbnail keys and ${counts.secrets} secrets (webhook signing, TOTP) under master key ${id}.`;
+      `Re-wrapped ${counts.contents} file keys, ${counts.thumbnails} thumbnail keys and ${counts.secrets} secrets (webhook signing, integration keys, queued invitations, TOTP) under master key ${id}.`;
     if (config.masterKey !== '') {
       const keyring = createKeyring(parseMasterKeys(config.masterKey));
       const counts = await rewrapAll(db, createVault(store, keyring));

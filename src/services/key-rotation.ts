@@ -1,5 +1,6 @@
-// Re-wraps every data key (document contents, thumbnails, webhook and integration secrets) under the active
-// master key. File bodies are not touched: only the small wrapped keys in the database change.
+// Re-wraps every data key (document contents, thumbnails, webhook and integration secrets,
+// invitation links in queued mail) under the active master key. File bodies are not touched:
+// only the small wrapped keys in the database change.
 import type { Vault } from '../blobs/vault.js';
 import type { Database } from '../store/database.js';
 import { updateDocumentVersion, versionsWrappedByOtherKeys } from '../store/document.store.js';
@@ -7,6 +8,7 @@ import { subscriptionsWrappedByOtherKeys } from '../store/subscription.store.js'
 import { openTotpSecret, sealedBy, sealTotpSecret } from './secret-box.js';
 import { secretContext } from './subscription.service.js';
 import { integrationSecretContext } from './integration-key.service.js';
+import type { MailPayload } from './mail.js';
 
 export interface RewrapCounts {
   contents: number;
@@ -88,6 +90,33 @@ export async function rewrapAll(db: Database, vault: Vault): Promise<RewrapCount
           .updateTable('integration_keys')
           .set({ secret_key_id: w.keyId, secret_wrapped: w.wrapped })
           .where('id', '=', k.id)
+          .execute();
+        counts.secrets += 1;
+      }
+    });
+  }
+  // Mail waiting to be sent with a one-time secret in it (invitation links).
+  const mails = await db.read
+    .selectFrom('outbox')
+    .select(['id', 'payload'])
+    .where('topic', '=', 'mail')
+    .where('status', '=', 'pending')
+    .execute();
+  const staleMails = mails.flatMap((m) => {
+    const payload = JSON.parse(m.payload) as MailPayload;
+    return payload.secret && payload.secret.keyId !== active ? [{ id: m.id, payload }] : [];
+  });
+  if (staleMails.length > 0) {
+    await db.write(async (tx) => {
+      for (const { id, payload } of staleMails) {
+        const secret = payload.secret;
+        if (!secret) continue;
+        const plain = vault.unwrapSecret(secret, secret.context);
+        const rewrapped = { ...vault.wrapSecret(plain, secret.context), context: secret.context };
+        await tx
+          .updateTable('outbox')
+          .set({ payload: JSON.stringify({ ...payload, secret: rewrapped }) })
+          .where('id', '=', id)
           .execute();
         counts.secrets += 1;
       }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { MASTER_KEY_FILE, masterKeyId, newMasterKey } from '../../src/blobs/master-key.js';
 import { createTestDatabase, describeEachEngine, tempDir } from '../helpers/engines.js';
+import { invitationToken } from '../helpers/invitations.js';
 import { startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
 import { filesUnder } from '../helpers/storage.js';
 import { runCli } from '../helpers/process.js';
@@ -93,6 +94,35 @@ describeEachEngine('caretrail keys rotate', ({ engine }) => {
         token: vet.token,
       });
       assert.equal(enrol.statusCode, 200);
+      // An integration key's HMAC secret, and an invitation still waiting in the outbox (no
+      // mail server here, so it stays queued).
+      const key = await h.request({
+        method: 'POST',
+        url: '/api/v1/integrations/keys',
+        token: admin.token,
+        body: { name: 'Analyzer' },
+      });
+      assert.equal(key.statusCode, 201, key.body);
+      const { id: keyId, secret } = key.json<{ id: string; secret: string }>();
+      const patient = await h.request({
+        method: 'POST',
+        url: '/api/v1/patients',
+        token: vet.token,
+        body: {
+          name: 'Rex',
+          species: 'canine',
+          owners: [{ name: 'Olive', email: 'olive@example.test' }],
+        },
+      });
+      const patientId = patient.json<{ id: string }>().id;
+      const share = await h.request({
+        method: 'POST',
+        url: `/api/v1/patients/${patientId}/shares`,
+        token: vet.token,
+        body: { email: 'olive@example.test', role: 'owner', access: 'read' },
+      });
+      assert.equal(share.statusCode, 201, share.body);
+      const token = await invitationToken(h, 'olive@example.test');
       await h.runtime.close();
 
       const keyFile = path.join(dataDir, MASTER_KEY_FILE);
@@ -102,8 +132,8 @@ describeEachEngine('caretrail keys rotate', ({ engine }) => {
       assert.equal(result.code, 0, result.stderr);
       assert.match(
         result.stdout,
-        /Re-wrapped 1 file keys, 0 thumbnail keys and 2 secrets \(webhook signing, TOTP\)/,
-        'the webhook secret and the pending TOTP seed',
+        /Re-wrapped 1 file keys, 0 thumbnail keys and 4 secrets \(webhook signing, integration keys, queued invitations, TOTP\)/,
+        'the webhook secret, the integration key secret, the queued invitation and the TOTP seed',
       );
       const after = fs.readFileSync(keyFile, 'utf8');
       assert.notEqual(after, before);
@@ -129,6 +159,14 @@ describeEachEngine('caretrail keys rotate', ({ engine }) => {
       });
       const again = { ...vet, token: relogin.json<{ token: string }>().token };
       assert.ok((await download(base, again, doc.id)).equals(body));
+      assert.equal(await h.runtime.services.integrationKeys.secretOf(keyId), secret);
+      assert.equal(await invitationToken(h, 'olive@example.test'), token, 'the queued link opens');
+      const accepted = await h.request({
+        method: 'POST',
+        url: `/api/v1/invitations/${token}/accept`,
+        body: { name: 'Olive', password: 'correct horse battery staple' },
+      });
+      assert.equal(accepted.statusCode, 200, accepted.body);
       await h.close();
     },
   );
