@@ -51,25 +51,33 @@ export async function rewrapAll(db: Database, vault: Vault): Promise<RewrapCount
       }
     });
   }
-  for (;;) {
-    const rows = await subscriptionsWrappedByOtherKeys(db.read, active, 200);
-    if (rows.length === 0) break;
-    await db.write(async (tx) => {
-      for (const s of rows) {
-        if (!s.secret_key_id || !s.secret_wrapped) continue;
-        const secret = vault.unwrapSecret(
-          { keyId: s.secret_key_id, wrapped: s.secret_wrapped },
-          secretContext(s.id),
+  /** Moves secrets kept in `table` (secret_key_id, secret_wrapped) to the active key. */
+  const rewrapColumn = async (
+    table: 'subscriptions' | 'integration_keys',
+    rows: { id: string; secret_key_id: string | null; secret_wrapped: string | null }[],
+    contextOf: (id: string) => string,
+  ) =>
+    db.write(async (tx) => {
+      for (const r of rows) {
+        if (!r.secret_key_id || !r.secret_wrapped) continue;
+        const context = contextOf(r.id);
+        const plain = vault.unwrapSecret(
+          { keyId: r.secret_key_id, wrapped: r.secret_wrapped },
+          context,
         );
-        const w = vault.wrapSecret(secret, secretContext(s.id));
+        const w = vault.wrapSecret(plain, context);
         await tx
-          .updateTable('subscriptions')
+          .updateTable(table)
           .set({ secret_key_id: w.keyId, secret_wrapped: w.wrapped })
-          .where('id', '=', s.id)
+          .where('id', '=', r.id)
           .execute();
         counts.secrets += 1;
       }
     });
+  for (;;) {
+    const rows = await subscriptionsWrappedByOtherKeys(db.read, active, 200);
+    if (rows.length === 0) break;
+    await rewrapColumn('subscriptions', rows, secretContext);
   }
   // Integration key HMAC secrets: few rows, one per device or lab system.
   const keys = await db.read
@@ -77,24 +85,7 @@ export async function rewrapAll(db: Database, vault: Vault): Promise<RewrapCount
     .select(['id', 'secret_key_id', 'secret_wrapped'])
     .where('secret_key_id', '<>', active)
     .execute();
-  if (keys.length > 0) {
-    await db.write(async (tx) => {
-      for (const k of keys) {
-        const context = integrationSecretContext(k.id);
-        const secret = vault.unwrapSecret(
-          { keyId: k.secret_key_id, wrapped: k.secret_wrapped },
-          context,
-        );
-        const w = vault.wrapSecret(secret, context);
-        await tx
-          .updateTable('integration_keys')
-          .set({ secret_key_id: w.keyId, secret_wrapped: w.wrapped })
-          .where('id', '=', k.id)
-          .execute();
-        counts.secrets += 1;
-      }
-    });
-  }
+  if (keys.length > 0) await rewrapColumn('integration_keys', keys, integrationSecretContext);
   // Mail waiting to be sent with a one-time secret in it (invitation links).
   const mails = await db.read
     .selectFrom('outbox')

@@ -9,7 +9,6 @@ import {
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import { findPatientById, insertBreakGlass } from '../store/access.store.js';
-import { isUniqueViolation } from '../store/dialect.js';
 import { findDocument } from '../store/document.store.js';
 import { ownersOf } from '../store/patient.store.js';
 import {
@@ -31,7 +30,7 @@ import {
   type ShareWithConsent,
 } from '../store/sharing.store.js';
 import type { ConsentRow, ShareRow, Tx } from '../store/tables.js';
-import { findUserByEmail, insertUser } from '../store/user.store.js';
+import { findUserByEmail } from '../store/user.store.js';
 import { accessOf, accessPatient, accessUnlisted } from './access.js';
 import { audited } from './audit.service.js';
 import { requirePermission, type RequestContext } from './context.js';
@@ -40,7 +39,7 @@ import { mailAdmins, queueMail, SECRET_PLACEHOLDER } from './mail.js';
 import { toPage, type Page, idAfter } from './pagination.js';
 import { checkPasswordRule, hashPassword, normalizeEmail } from './passwords.js';
 import { hashToken, newToken } from './tokens.js';
-import { toUser, type User } from './user.service.js';
+import { insertNewUser, toUser, type User } from './user.service.js';
 
 export const CONSENT_METHODS = ['in_person', 'portal', 'signed_form'] as const;
 export type ConsentMethod = (typeof CONSENT_METHODS)[number];
@@ -372,35 +371,21 @@ export function createSharingService(deps: ServiceDeps) {
         .where('id', '=', invitation.share_id)
         .executeTakeFirst();
       record.patientId = invitedTo?.patient_id ?? null;
+      // Two invitations to one email accepted at the same moment: one of them is a 409 (its
+      // link stays unused) and works when opened again, finding the account.
       const existing = await findUserByEmail(tx, invitation.email);
-      const userId = existing?.id ?? uuidv7(now.getTime());
-      if (!existing) {
-        await insertUser(tx, {
-          id: userId,
-          organization_id: null,
-          email: invitation.email,
-          name,
-          role: null,
-          password_hash: passwordHash,
-          disabled: 0,
-          totp_secret: null,
-          totp_pending_secret: null,
-          totp_enabled: 0,
-          totp_last_step: null,
-          version: 1,
-          created_at: at,
-          updated_at: at,
-        }).catch((err: unknown) => {
-          // Two invitations to one email accepted at the same moment: this one rolls back
-          // (its link stays unused) and works when tried again, finding the account.
-          if (isUniqueViolation(err))
-            throw new AppError(
-              'conflict',
-              'An account for this email was being created at the same moment; open the link again.',
-            );
-          throw err;
-        });
-      }
+      const userId =
+        existing?.id ??
+        (
+          await insertNewUser(tx, {
+            organizationId: null,
+            email: invitation.email,
+            name,
+            role: null,
+            passwordHash,
+            now: at,
+          })
+        ).id;
       const linked = await linkSharesToUser(tx, invitation.email, userId);
       record.actorUserId = userId;
       record.detail = { accountCreated: !existing, sharesLinked: linked };

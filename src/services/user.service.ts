@@ -52,10 +52,11 @@ export function toUser(row: UserRow): User {
 export async function insertNewUser(
   tx: Tx,
   input: {
-    organizationId: string;
+    /** null for a person outside any organization (an accepted invitation) */
+    organizationId: string | null;
     email: string;
     name: string;
-    role: Role;
+    role: Role | null;
     passwordHash: string;
     now: string;
   },
