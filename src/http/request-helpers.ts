@@ -44,7 +44,7 @@ export interface ReplayAudit<T> {
  * (and is audited as a read), a first attempt runs `create` with a context that stores the
  * response in the same transaction; a failed attempt frees the key for a corrected retry.
  */
-export async function createOnce<T extends { id: string; version: number }>(
+export async function createOnce<T extends { id: string; version?: number }>(
   services: Services,
   request: FastifyRequest,
   reply: FastifyReply,
@@ -72,7 +72,7 @@ export async function createOnce<T extends { id: string; version: number }>(
       type: replayAudit.type,
       requires: replayAudit.requires,
       patientId: replayAudit.patientIdOf(body),
-      entity: { type: replayAudit.entityType, id: body.id, version: body.version },
+      entity: { type: replayAudit.entityType, id: body.id, version: body.version ?? null },
     });
     reply.code(decision.statusCode).header('idempotent-replayed', 'true');
     // A streamed body that was not read is dropped with the connection, not drained.

@@ -834,4 +834,47 @@ describeEachEngine('sharing', ({ url }) => {
       'the request is logged by its route',
     );
   });
+
+  void test('a retried share or consent with the same Idempotency-Key is made once, and invited once', async () => {
+    const c = await clinic();
+    const email = uniqueEmail('walker');
+    const key = { 'idempotency-key': `consent-${email}` };
+    const body = {
+      granteeEmail: email,
+      purpose: 'Walks',
+      scope: 'read',
+      method: 'in_person',
+      ownerId: c.ownerId,
+    };
+    const first = ok(await call(c.clinician, 'POST', `${c.path}/consents`, body, key), 201);
+    const again = ok(await call(c.clinician, 'POST', `${c.path}/consents`, body, key), 201);
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+    assert.equal(again.json<ConsentJson>().id, first.json<ConsentJson>().id);
+
+    const shareKey = { 'idempotency-key': `share-${email}` };
+    const shareBody = { email, role: 'walker', access: 'read' };
+    const made = ok(await call(c.clinician, 'POST', `${c.path}/shares`, shareBody, shareKey), 201);
+    const replay = ok(
+      await call(c.clinician, 'POST', `${c.path}/shares`, shareBody, shareKey),
+      201,
+    );
+    assert.equal(replay.headers['idempotent-replayed'], 'true');
+    assert.equal(replay.json<ShareJson>().id, made.json<ShareJson>().id);
+    const other = await call(
+      c.clinician,
+      'POST',
+      `${c.path}/shares`,
+      { ...shareBody, access: 'write' },
+      shareKey,
+    );
+    assert.equal(other.statusCode, 422, 'the same key with another body');
+    assert.equal((await sharesOf(c.clinician, c)).length, 1, 'one share');
+    const mails = await h.runtime.db.read
+      .selectFrom('outbox')
+      .select('payload')
+      .where('topic', '=', 'mail')
+      .execute();
+    const invitations = mails.filter((m) => (JSON.parse(m.payload) as { to: string }).to === email);
+    assert.equal(invitations.length, 1, 'one invitation mail');
+  });
 });

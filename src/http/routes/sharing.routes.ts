@@ -3,7 +3,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
 import { createOnce, pageParams, type ReplayAudit } from '../request-helpers.js';
-import type { Consent as ConsentDto } from '../../services/sharing.service.js';
+import type {
+  Consent as ConsentDto,
+  CreatedShare as CreatedShareDto,
+} from '../../services/sharing.service.js';
 import { CONSENT_METHODS } from '../../services/sharing.service.js';
 import {
   Email,
@@ -80,6 +83,15 @@ const ConsentWithHistory = Type.Intersect([
 
 const ListQuery = Type.Object(PageQuery, { additionalProperties: false });
 
+// A share's answer holds no secret (the invitation link goes only by mail), so it can be
+// stored for replays.
+const SHARE_REPLAY: ReplayAudit<CreatedShareDto> = {
+  type: 'share.create',
+  requires: { capability: 'shares.manage' },
+  entityType: 'Share',
+  patientIdOf: (s) => s.patientId,
+};
+
 const CONSENT_REPLAY: ReplayAudit<ConsentDto> = {
   type: 'consent.create',
   requires: { capability: 'consents.read' },
@@ -105,10 +117,10 @@ export const sharingRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = 
         response: { 201: CreatedShare, ...errorResponses },
       },
     },
-    async (request, reply) => {
-      const share = await sharing.create(request.ctx, request.params.id, request.body);
-      return reply.code(201).send(share);
-    },
+    async (request, reply) =>
+      createOnce(services, request, reply, SHARE_REPLAY, (ctx) =>
+        sharing.create(ctx, request.params.id, request.body),
+      ),
   );
 
   app.get(
