@@ -18,7 +18,8 @@ export type Permission =
   | 'subscriptions.manage'
   | 'shares.manage'
   | 'break_glass'
-  | 'integrations.manage';
+  | 'integrations.manage'
+  | 'results.reconcile';
 
 const PERMISSIONS: Record<Role, readonly Permission[]> = {
   // Practice manager: accounts and the patient register, not clinical notes.
@@ -44,6 +45,7 @@ const PERMISSIONS: Record<Role, readonly Permission[]> = {
     'subscriptions.manage',
     'shares.manage',
     'break_glass',
+    'results.reconcile',
   ],
   nurse: [
     'patients.read',
@@ -56,6 +58,7 @@ const PERMISSIONS: Record<Role, readonly Permission[]> = {
     'documents.write',
     'subscriptions.manage',
     'shares.manage',
+    'results.reconcile',
   ],
   // Front desk: registers patients and owners; clinical notes are not theirs to read.
   reception: ['patients.read', 'patients.write'],

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../domain/errors.js';
 import type { PatientCapability } from '../domain/access.js';
 import type { Permission } from '../domain/roles.js';
-import { requireActor, type RequestContext } from '../services/context.js';
+import type { RequestContext } from '../services/context.js';
 import type { Services } from '../services/services.js';
 import { DEFAULT_LIMIT } from '../services/pagination.js';
 
@@ -34,7 +34,11 @@ export interface ReplayAudit<T> {
    * Needed to see the stored record again (someone who lost it gets no replay): the patient
    * capability for patient records, else the organization role permission.
    */
-  requires: { capability: PatientCapability } | { permission: Permission };
+  requires:
+    | { capability: PatientCapability }
+    | { permission: Permission }
+    /** Device ingest: the integration key that sent it. */
+    | { integration: true };
   entityType: string;
   patientIdOf: (body: T) => string | null;
 }
@@ -56,7 +60,9 @@ export async function createOnce<T extends { id: string; version?: number }>(
   const key = request.headers['idempotency-key'];
   reply.code(201);
   if (typeof key !== 'string') return create(request.ctx);
-  const actor = requireActor(request.ctx);
+  // Signed-in people and integration keys alike: each has its own key space.
+  const actor = request.ctx.actor;
+  if (!actor) throw new AppError('unauthenticated', 'Sign in first.');
   const decision = await services.idempotency.begin({
     scope: actor.userId,
     key,

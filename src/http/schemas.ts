@@ -2,6 +2,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { DOCUMENT_KINDS } from '../domain/document.js';
 import { CARE_ROLES, SHARE_ACCESS, SHARE_ROLES } from '../domain/access.js';
+import { RESULT_FLAGS } from '../domain/result.js';
 import { NOTE_KINDS, NOTE_VISIBILITIES } from '../domain/note.js';
 import { EVENT_TYPES } from '../services/events.js';
 import { IDENTIFIER_SYSTEMS, SEXES, SPECIES } from '../domain/patient.js';
@@ -124,6 +125,19 @@ export const Patient = Type.Object({
   }),
 });
 
+/** One observation of a device result; `flag` marks abnormal values (H, L, HH, LL, A). */
+export const ResultObservation = Type.Object(
+  {
+    code: Type.String({ minLength: 1, maxLength: 100 }),
+    display: Type.Optional(Type.String({ maxLength: 300 })),
+    value: Type.Union([Type.Number(), Type.String({ maxLength: 10_000 })]),
+    unit: Type.Optional(Type.String({ maxLength: 50 })),
+    referenceRange: Type.Optional(Type.String({ maxLength: 100 })),
+    flag: Type.Optional(literalUnion(RESULT_FLAGS)),
+  },
+  { additionalProperties: false },
+);
+
 export const NoteBody = Type.String({ minLength: 1, maxLength: 100_000 });
 export const NoteTitle = Nullable(Type.String({ maxLength: 300 }));
 
@@ -174,6 +188,16 @@ export const Note = Type.Object({
   finalizedAt: Nullable(Type.String()),
   finalizedBy: Nullable(Type.String()),
   addenda: Type.Array(Addendum),
+  result: Nullable(
+    Type.Object({
+      id: Type.String(),
+      source: Type.String(),
+      kind: Type.String(),
+      version: Type.Integer(),
+      abnormal: Type.Boolean(),
+      observations: Type.Array(ResultObservation),
+    }),
+  ),
 });
 
 export const NoteRevision = Type.Object({

@@ -5,8 +5,10 @@ import { can, type Permission, type Role } from '../domain/roles.js';
 export interface Actor {
   /** A signed-in person, or a device or lab system using an integration key. */
   kind: 'user' | 'integration';
-  /** The user's id, or the integration key's id. */
+  /** The user's id; for an integration key, the id of the key's own (disabled) account. */
   userId: string;
+  /** The integration key used, for kind 'integration'. */
+  integrationKeyId?: string;
   /** The organization the person works in (null for people outside any), or the key's. */
   organizationId: string | null;
   /** The organization role; null outside an organization and for integration keys. */

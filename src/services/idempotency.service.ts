@@ -13,7 +13,7 @@ import type { PatientCapability } from '../domain/access.js';
 import type { Permission } from '../domain/roles.js';
 import { accessPatient } from './access.js';
 import { audited } from './audit.service.js';
-import type { IdempotencyClaim, RequestContext } from './context.js';
+import { requireIntegration, type IdempotencyClaim, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 
 /** How long a running request holds its key before another may take over (process died). */
@@ -97,7 +97,8 @@ export function createIdempotencyService(deps: ServiceDeps) {
     ctx: RequestContext,
     replay: {
       type: string;
-      requires: { capability: PatientCapability } | { permission: Permission };
+      requires:
+        { capability: PatientCapability } | { permission: Permission } | { integration: true };
       patientId: string | null;
       entity: AuditEntity | null;
     },
@@ -114,6 +115,7 @@ export function createIdempotencyService(deps: ServiceDeps) {
         entity: replay.entity,
       },
       async (tx, record) => {
+        if ('integration' in requires) requireIntegration(ctx);
         if ('capability' in requires) {
           if (patientId === null) throw new AppError('not_found', 'Not found.');
           await accessPatient(tx, ctx, patientId, requires.capability, record, deps.clock.now());

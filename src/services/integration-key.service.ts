@@ -16,6 +16,7 @@ import { requirePermission, type Actor, type RequestContext } from './context.js
 import type { ServiceDeps } from './deps.js';
 import { toPage, type Page, idAfter } from './pagination.js';
 import { hashToken, newToken } from './tokens.js';
+import { insertNewUser } from './user.service.js';
 
 /** Integration keys start with this, so a key is never mistaken for a session token. */
 export const INTEGRATION_KEY_PREFIX = 'ctk_';
@@ -68,9 +69,21 @@ export function createIntegrationKeyService(deps: ServiceDeps) {
         const key = newToken('ctk');
         const secret = randomBytes(32).toString('hex');
         const wrapped = vault.wrapSecret(Buffer.from(secret, 'utf8'), integrationSecretContext(id));
+        // The device's own account: it authors the result notes; it cannot sign in (disabled,
+        // no password) and is not listed among the staff (no role).
+        const account = await insertNewUser(tx, {
+          organizationId: actor.organizationId,
+          email: `integration-${id}@integrations.invalid`,
+          name,
+          role: null,
+          passwordHash: '!',
+          now,
+        });
+        await tx.updateTable('users').set({ disabled: 1 }).where('id', '=', account.id).execute();
         const row: IntegrationKeyRow = {
           id,
           organization_id: actor.organizationId,
+          user_id: account.id,
           name,
           key_hash: hashToken(key),
           secret_key_id: wrapped.keyId,
@@ -133,7 +146,8 @@ export function createIntegrationKeyService(deps: ServiceDeps) {
       await db.write((tx) => touchKey(tx, row.id, now.toISOString()));
     return {
       kind: 'integration',
-      userId: row.id,
+      userId: row.user_id,
+      integrationKeyId: row.id,
       organizationId: row.organization_id,
       role: null,
       email: '',

@@ -20,6 +20,9 @@ import {
   updateNoteIfVersion,
 } from '../store/note.store.js';
 import type { NoteRow, Tx } from '../store/tables.js';
+import { resultsOfNotes } from '../store/result.store.js';
+import type { ResultObservation } from '../domain/result.js';
+import type { NoteResult } from './result.service.js';
 import {
   parseSharedWith,
   seenBy,
@@ -57,6 +60,8 @@ export interface Note {
   finalizedAt: string | null;
   finalizedBy: string | null;
   addenda: Addendum[];
+  /** For result notes: the device result with its structured observations. */
+  result: NoteResult | null;
 }
 
 export interface NoteRevision {
@@ -80,8 +85,9 @@ export interface NoteInput {
   sharedWith?: CareRole[];
 }
 
-function toNote(row: NoteRow, addenda: Addendum[]): Note {
+function toNote(row: NoteRow, addenda: Addendum[], result: NoteResult | null = null): Note {
   return {
+    result,
     id: row.id,
     patientId: row.patient_id,
     kind: row.kind as NoteKind,
@@ -110,18 +116,29 @@ export function createNoteService(deps: ServiceDeps) {
   const { clock, settings } = deps;
 
   async function withAddenda(tx: Tx, rows: NoteRow[]): Promise<Note[]> {
-    const addenda = await addendaOf(
-      tx,
-      rows.map((r) => r.id),
-    );
-    return rows.map((row) =>
-      toNote(
+    const ids = rows.map((r) => r.id);
+    const addenda = await addendaOf(tx, ids);
+    // Result notes carry the structured observations of their device result.
+    const results = rows.some((r) => r.kind === 'result') ? await resultsOfNotes(tx, ids) : [];
+    return rows.map((row) => {
+      const result = results.find((x) => x.note_id === row.id);
+      return toNote(
         row,
         addenda
           .filter((a) => a.note_id === row.id)
           .map((a) => ({ id: a.id, body: a.body, authorId: a.author_id, createdAt: a.created_at })),
-      ),
-    );
+        result
+          ? {
+              id: result.id,
+              source: result.source,
+              kind: result.kind,
+              version: result.current_version,
+              abnormal: result.abnormal === 1,
+              observations: JSON.parse(result.observations) as ResultObservation[],
+            }
+          : null,
+      );
+    });
   }
 
   async function noteAsDto(tx: Tx, row: NoteRow): Promise<Note> {

@@ -12,6 +12,7 @@ import { createDocumentService } from './document.service.js';
 import { createSubscriptionService } from './subscription.service.js';
 import { createSharingService } from './sharing.service.js';
 import { createIntegrationKeyService } from './integration-key.service.js';
+import { createResultService } from './result.service.js';
 
 /** How often one user's recent reads are counted for the unusual-access rule. */
 export const ALERT_CHECK_INTERVAL_MS = 2000;
@@ -50,6 +51,7 @@ export function createServices(
     }, wait).unref();
     if (lastCheck.size > 10_000) lastCheck.clear();
   };
+  const integrationKeys = createIntegrationKeyService(deps);
   return {
     deps,
     auditTrail,
@@ -61,7 +63,8 @@ export function createServices(
     documents: createDocumentService(deps),
     subscriptions: createSubscriptionService(deps),
     sharing: createSharingService(deps),
-    integrationKeys: createIntegrationKeyService(deps),
+    integrationKeys,
+    results: createResultService(deps, integrationKeys.secretOf),
     idempotency: createIdempotencyService(deps),
   };
 }

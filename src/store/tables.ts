@@ -368,10 +368,44 @@ export interface IntegrationKeysTable {
   key_hash: string;
   secret_key_id: string;
   secret_wrapped: string;
+  user_id: string;
   created_by: string;
   created_at: string;
   last_used_at: string | null;
   revoked_at: string | null;
+}
+
+export interface ResultsTable {
+  id: string;
+  organization_id: string;
+  integration_key_id: string;
+  source: string;
+  source_result_id: string | null;
+  kind: string;
+  /** matched, unmatched or discarded */
+  status: string;
+  patient_id: string | null;
+  note_id: string | null;
+  /** JSON: the patient identifiers the source sent */
+  identifiers: string;
+  current_version: number;
+  received_at: string;
+  updated_at: string;
+  resolved_by: string | null;
+  resolved_at: string | null;
+  discard_reason: string | null;
+}
+
+export interface ResultVersionsTable {
+  result_id: string;
+  version: number;
+  /** JSON array of observations */
+  observations: string;
+  abnormal: number;
+  /** the message as received */
+  original: string;
+  original_type: string;
+  received_at: string;
 }
 
 export interface DB {
@@ -403,6 +437,8 @@ export interface DB {
   consent_versions: ConsentVersionsTable;
   break_glass_grants: BreakGlassGrantsTable;
   integration_keys: IntegrationKeysTable;
+  results: ResultsTable;
+  result_versions: ResultVersionsTable;
 }
 
 /** A database handle inside a unit of work (a transaction, or a savepoint in a group commit). */
@@ -429,3 +465,5 @@ export type ConsentRow = Selectable<ConsentsTable>;
 export type ConsentVersionRow = Selectable<ConsentVersionsTable>;
 export type BreakGlassGrantRow = Selectable<BreakGlassGrantsTable>;
 export type IntegrationKeyRow = Selectable<IntegrationKeysTable>;
+export type ResultRow = Selectable<ResultsTable>;
+export type ResultVersionRow = Selectable<ResultVersionsTable>;

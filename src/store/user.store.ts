@@ -20,6 +20,7 @@ export async function findUserInOrganization(
     .selectAll()
     .where('id', '=', id)
     .where('organization_id', '=', organizationId)
+    .where('role', 'is not', null)
     .executeTakeFirst();
 }
 
@@ -59,6 +60,8 @@ export async function listUsers(
     .selectFrom('users')
     .selectAll()
     .where('organization_id', '=', organizationId)
+    // Integration accounts (no role) are managed through their keys, not as staff.
+    .where('role', 'is not', null)
     .orderBy('id')
     .limit(page.limit);
   if (page.afterId !== null) q = q.where('id', '>', page.afterId);

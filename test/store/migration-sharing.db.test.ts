@@ -86,7 +86,7 @@ describeEachEngine('migration to the sharing schema', ({ url }) => {
 
     const db = await openDatabase(url());
     try {
-      assert.deepEqual(await db.migrate(), ['0004-sharing-access']);
+      assert.deepEqual(await db.migrate(), ['0004-sharing-access', '0005-results']);
       const user = await db.read
         .selectFrom('users')
         .selectAll()

@@ -1,9 +1,56 @@
 // Integration credentials (admin): API keys for devices and lab systems, shown once.
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type {
+  FastifyPluginAsyncTypebox,
+  TypeBoxTypeProvider,
+} from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
-import { pageParams } from '../request-helpers.js';
-import { errorResponses, IdParams, Name, Nullable, pageOf, PageQuery } from '../schemas.js';
+import { createOnce, pageParams, type ReplayAudit } from '../request-helpers.js';
+import { AppError } from '../../domain/errors.js';
+import { RESULT_KINDS } from '../../domain/result.js';
+import type { IngestAnswer as IngestAnswerDto } from '../../services/result.service.js';
+import {
+  errorResponses,
+  IdParams,
+  literalUnion,
+  Name,
+  Nullable,
+  pageOf,
+  PageQuery,
+  ResultObservation,
+} from '../schemas.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The body as received, on routes that keep it. */
+    rawBody: string;
+  }
+}
+
+const IngestAnswer = Type.Object({
+  id: Type.String(),
+  status: literalUnion(['matched', 'unmatched', 'discarded'] as const),
+  version: Type.Integer(),
+  duplicate: Type.Boolean(),
+});
+
+const UnmatchedResult = Type.Object({
+  id: Type.String(),
+  source: Type.String(),
+  kind: Type.String(),
+  receivedAt: Type.String(),
+  identifiers: Type.Array(Type.Object({ system: Type.String(), value: Type.String() })),
+  observations: Type.Array(ResultObservation),
+  abnormal: Type.Boolean(),
+  version: Type.Integer(),
+});
+
+const RESULT_REPLAY: ReplayAudit<IngestAnswerDto> = {
+  type: 'result.receive',
+  requires: { integration: true },
+  entityType: 'Result',
+  patientIdOf: () => null,
+};
 
 const IntegrationKey = Type.Object({
   id: Type.String(),
@@ -55,5 +102,110 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services 
       await keys.revoke(request.ctx, request.params.id);
       return reply.code(204).send(null);
     },
+  );
+
+  // Device results: the raw body is kept (signature check, the original kept with the result).
+  await app.register(async (ingest) => {
+    ingest.decorateRequest('rawBody', '');
+    ingest.removeContentTypeParser('application/json');
+    ingest.addContentTypeParser(
+      'application/json',
+      { parseAs: 'string' },
+      (request, body, done) => {
+        const text = body as string;
+        request.rawBody = text;
+        try {
+          done(null, JSON.parse(text));
+        } catch {
+          done(new AppError('invalid', 'The body is not valid JSON.'), undefined);
+        }
+      },
+    );
+    ingest.withTypeProvider<TypeBoxTypeProvider>().post(
+      '/api/v1/integrations/results',
+      {
+        schema: {
+          headers: Type.Object({
+            'x-caretrail-signature': Type.Optional(
+              Type.String({ pattern: '^sha256=[0-9a-fA-F]{64}$' }),
+            ),
+            'idempotency-key': Type.Optional(Type.String({ maxLength: 255 })),
+          }),
+          body: Type.Object(
+            {
+              patient: Type.Object(
+                {
+                  identifier: Type.Object(
+                    {
+                      system: Type.String({ minLength: 1, maxLength: 40 }),
+                      value: Type.String({ minLength: 1, maxLength: 64 }),
+                    },
+                    { additionalProperties: false },
+                  ),
+                },
+                { additionalProperties: false },
+              ),
+              source: Type.String({ minLength: 1, maxLength: 100 }),
+              kind: literalUnion(RESULT_KINDS),
+              resultId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+              observations: Type.Array(ResultObservation, { minItems: 1, maxItems: 500 }),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 201: IngestAnswer, ...errorResponses },
+        },
+      },
+      async (request, reply) =>
+        createOnce(services, request, reply, RESULT_REPLAY, (ctx) =>
+          services.results.ingest(ctx, request.body, {
+            body: request.rawBody,
+            contentType: 'application/json',
+            signature: request.headers['x-caretrail-signature'],
+          }),
+        ),
+    );
+  });
+
+  app.get(
+    '/api/v1/integrations/unmatched',
+    {
+      schema: {
+        querystring: Type.Object(PageQuery, { additionalProperties: false }),
+        response: { 200: pageOf(UnmatchedResult), ...errorResponses },
+      },
+    },
+    async (request) => services.results.listUnmatched(request.ctx, pageParams(request.query)),
+  );
+
+  app.post(
+    '/api/v1/integrations/unmatched/:id/assign',
+    {
+      schema: {
+        params: IdParams,
+        body: Type.Object(
+          { patientId: Type.String({ minLength: 1, maxLength: 100 }) },
+          { additionalProperties: false },
+        ),
+        response: { 200: IngestAnswer, ...errorResponses },
+      },
+    },
+    async (request) =>
+      services.results.assign(request.ctx, request.params.id, request.body.patientId),
+  );
+
+  app.post(
+    '/api/v1/integrations/unmatched/:id/discard',
+    {
+      schema: {
+        params: IdParams,
+        body: Type.Object(
+          { reason: Type.String({ minLength: 1, maxLength: 500 }) },
+          { additionalProperties: false },
+        ),
+        response: { 200: IngestAnswer, ...errorResponses },
+      },
+    },
+    async (request) =>
+      services.results.discard(request.ctx, request.params.id, request.body.reason),
   );
 };

@@ -172,6 +172,8 @@ async function createTables(db: Kysely<unknown>): Promise<void> {
     .addColumn('key_hash', 'text', (c) => c.notNull().unique())
     .addColumn('secret_key_id', 'text', (c) => c.notNull())
     .addColumn('secret_wrapped', 'text', (c) => c.notNull())
+    // The account that authors what the device sends (result notes): disabled, no password.
+    .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
     .addColumn('created_by', 'text', (c) => c.notNull())
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('last_used_at', 'text')

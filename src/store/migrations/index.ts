@@ -4,12 +4,14 @@ import * as m0001 from './0001-records-core.js';
 import * as m0002 from './0002-audit-checkpoints-alerts.js';
 import * as m0003 from './0003-documents-outbox.js';
 import * as m0004 from './0004-sharing-access.js';
+import * as m0005 from './0005-results.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
   '0002-audit-checkpoints-alerts': m0002,
   '0003-documents-outbox': m0003,
   '0004-sharing-access': m0004,
+  '0005-results': m0005,
 };
 
 export const migrationProvider: MigrationProvider = {

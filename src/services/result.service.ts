@@ -1,0 +1,470 @@
+// Results from devices into the chart: ingest (idempotent, optionally signed), matching by
+// identifier, the result note, corrections as versions, and the queue of unmatched results.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { canonicalJson } from '../domain/audit.js';
+import { AppError, notFound } from '../domain/errors.js';
+import { uuidv7 } from '../domain/ids.js';
+import { isIdentifierSystem, normalizeIdentifier } from '../domain/patient.js';
+import {
+  isAbnormalFlag,
+  renderResult,
+  type ResultKind,
+  type ResultObservation,
+} from '../domain/result.js';
+import { isUniqueViolation } from '../store/dialect.js';
+import {
+  findNote,
+  insertAddendum,
+  insertNote,
+  insertRevision,
+  updateNoteIfVersion,
+} from '../store/note.store.js';
+import {
+  currentVersionOf,
+  findBySourceId,
+  findResult,
+  insertResult,
+  insertResultVersion,
+  patientsWithIdentifier,
+  unmatchedResults,
+  updateResult,
+} from '../store/result.store.js';
+import type { NoteRow, ResultRow, Tx } from '../store/tables.js';
+import { accessPatient } from './access.js';
+import { audited } from './audit.service.js';
+import { requireIntegration, requirePermission, type RequestContext } from './context.js';
+import type { ServiceDeps } from './deps.js';
+import { emitEvent } from './events.js';
+import { idAfter, toPage, type Page } from './pagination.js';
+
+export interface ResultInput {
+  patient: { identifier: { system: string; value: string } };
+  source: string;
+  kind: ResultKind;
+  /** The source's own id for this result: a re-send is the same result, a change a correction. */
+  resultId?: string;
+  observations: ResultObservation[];
+}
+
+export interface IngestAnswer {
+  id: string;
+  status: 'matched' | 'unmatched' | 'discarded';
+  version: number;
+  /** The same result was sent before with the same content: nothing new was stored. */
+  duplicate: boolean;
+}
+
+export interface UnmatchedResult {
+  id: string;
+  source: string;
+  kind: string;
+  receivedAt: string;
+  identifiers: { system: string; value: string }[];
+  observations: ResultObservation[];
+  abnormal: boolean;
+  version: number;
+}
+
+/** What a result note shows besides its text: the structured observations. */
+export interface NoteResult {
+  id: string;
+  source: string;
+  kind: string;
+  version: number;
+  abnormal: boolean;
+  observations: ResultObservation[];
+}
+
+export function signatureOf(secret: string, body: string): string {
+  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+}
+
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+export function createResultService(
+  deps: ServiceDeps,
+  secretOf: (integrationKeyId: string) => Promise<string>,
+) {
+  const { clock } = deps;
+
+  async function noteFor(
+    tx: Tx,
+    result: ResultRow,
+    patientId: string,
+    authorId: string,
+    observations: ResultObservation[],
+    now: string,
+  ): Promise<string> {
+    const row: NoteRow = {
+      id: uuidv7(),
+      organization_id: result.organization_id,
+      patient_id: patientId,
+      kind: 'result',
+      title: `${result.kind} result from ${result.source}`,
+      body: renderResult(`Result from ${result.source}`, observations),
+      visibility: 'internal',
+      shared_with: '[]',
+      status: 'final',
+      version: 1,
+      author_id: authorId,
+      created_at: now,
+      updated_at: now,
+      finalized_at: now,
+      finalized_by: authorId,
+      release_at: null,
+      released_by: null,
+    };
+    await insertNote(tx, row);
+    await insertRevision(tx, {
+      id: uuidv7(),
+      note_id: row.id,
+      version: 1,
+      change: 'created',
+      kind: row.kind,
+      title: row.title,
+      body: row.body,
+      visibility: row.visibility,
+      shared_with: row.shared_with,
+      status: row.status,
+      addendum_id: null,
+      actor_id: authorId,
+      at: now,
+    });
+    return row.id;
+  }
+
+  /** A correction reaches the chart as an addendum: a final note is never rewritten. */
+  async function amendNote(
+    tx: Tx,
+    noteId: string,
+    authorId: string,
+    observations: ResultObservation[],
+    version: number,
+    now: string,
+  ): Promise<void> {
+    const note = await findNote(tx, noteId, { forUpdate: true });
+    if (!note) return;
+    const addendumId = uuidv7();
+    await insertAddendum(tx, {
+      id: addendumId,
+      note_id: noteId,
+      body: renderResult('', observations, version),
+      author_id: authorId,
+      created_at: now,
+    });
+    if (!(await updateNoteIfVersion(tx, noteId, note.version, { updated_at: now })))
+      throw new AppError('conflict', 'The result note changed meanwhile; send the result again.');
+    await insertRevision(tx, {
+      id: uuidv7(),
+      note_id: noteId,
+      version: note.version + 1,
+      change: 'addendum',
+      kind: note.kind,
+      title: note.title,
+      body: note.body,
+      visibility: note.visibility,
+      shared_with: note.shared_with,
+      status: note.status,
+      addendum_id: addendumId,
+      actor_id: authorId,
+      at: now,
+    });
+  }
+
+  async function announce(
+    tx: Tx,
+    at: Date,
+    result: ResultRow,
+    patientId: string,
+    noteId: string,
+    version: number,
+    abnormal: boolean,
+  ): Promise<void> {
+    await emitEvent(tx, at, {
+      type: 'result.received',
+      organizationId: result.organization_id,
+      patientId,
+      data: { resultId: result.id, noteId, version, abnormal: abnormal ? 1 : 0 },
+    });
+  }
+
+  /**
+   * Stores a result sent by a device or lab system (an integration key). With a signature, it
+   * must match the raw body (401 otherwise, nothing stored). A result id seen before is the same
+   * result: identical content is a duplicate, other content a new version (a correction).
+   */
+  async function ingest(
+    ctx: RequestContext,
+    input: ResultInput,
+    raw: { body: string; contentType: string; signature: string | undefined },
+  ): Promise<IngestAnswer> {
+    const { system, value } = input.patient.identifier;
+    if (!isIdentifierSystem(system))
+      throw new AppError(
+        'invalid',
+        `patient.identifier.system "${system.slice(0, 40)}" is not known.`,
+      );
+    const identifier = { system, value: normalizeIdentifier(system, value) };
+    if (input.observations.length === 0)
+      throw new AppError('invalid', 'A result needs at least one observation.');
+    const abnormal = input.observations.some((o) => isAbnormalFlag(o.flag));
+    return audited(deps, ctx, { action: 'C', type: 'result.receive' }, async (tx, record) => {
+      const actor = requireIntegration(ctx);
+      if (raw.signature !== undefined) {
+        const secret = await secretOf(actor.integrationKeyId ?? '');
+        if (!sameText(raw.signature.trim().toLowerCase(), signatureOf(secret, raw.body)))
+          throw new AppError('unauthenticated', 'X-Caretrail-Signature does not match the body.');
+      }
+      const at = clock.now();
+      const now = at.toISOString();
+      const observations = JSON.stringify(input.observations);
+      const existing =
+        input.resultId === undefined
+          ? undefined
+          : await findBySourceId(tx, actor.organizationId, input.source, input.resultId);
+      if (existing) {
+        record.patientId = existing.patient_id;
+        const current = await currentVersionOf(tx, existing);
+        if (
+          current &&
+          canonicalJson(JSON.parse(current.observations)) === canonicalJson(input.observations)
+        ) {
+          record.entity = { type: 'Result', id: existing.id, version: existing.current_version };
+          record.detail = { duplicate: true };
+          return {
+            id: existing.id,
+            status: existing.status as IngestAnswer['status'],
+            version: existing.current_version,
+            duplicate: true,
+          };
+        }
+        const version = existing.current_version + 1;
+        await insertResultVersion(tx, {
+          result_id: existing.id,
+          version,
+          observations,
+          abnormal: abnormal ? 1 : 0,
+          original: raw.body,
+          original_type: raw.contentType,
+          received_at: now,
+        });
+        await updateResult(tx, existing.id, { current_version: version, updated_at: now });
+        if (existing.status === 'matched' && existing.note_id && existing.patient_id) {
+          await amendNote(tx, existing.note_id, actor.userId, input.observations, version, now);
+          await announce(
+            tx,
+            at,
+            existing,
+            existing.patient_id,
+            existing.note_id,
+            version,
+            abnormal,
+          );
+        }
+        record.entity = { type: 'Result', id: existing.id, version };
+        record.detail = { correction: true, status: existing.status };
+        return {
+          id: existing.id,
+          status: existing.status as IngestAnswer['status'],
+          version,
+          duplicate: false,
+        };
+      }
+
+      const candidates = await patientsWithIdentifier(
+        tx,
+        actor.organizationId,
+        identifier.system,
+        identifier.value,
+      );
+      const patientId = candidates.length === 1 ? (candidates[0] ?? null) : null;
+      const result: ResultRow = {
+        id: uuidv7(at.getTime()),
+        organization_id: actor.organizationId,
+        integration_key_id: actor.integrationKeyId ?? '',
+        source: input.source,
+        source_result_id: input.resultId ?? null,
+        kind: input.kind,
+        status: patientId ? 'matched' : 'unmatched',
+        patient_id: patientId,
+        note_id: null,
+        identifiers: JSON.stringify([identifier]),
+        current_version: 1,
+        received_at: now,
+        updated_at: now,
+        resolved_by: null,
+        resolved_at: null,
+        discard_reason: null,
+      };
+      try {
+        await insertResult(tx, result);
+      } catch (err) {
+        // The same result id arriving twice at once: the retry finds the first one.
+        if (isUniqueViolation(err))
+          throw new AppError(
+            'conflict',
+            'This result is being stored by another request; send it again.',
+          );
+        throw err;
+      }
+      await insertResultVersion(tx, {
+        result_id: result.id,
+        version: 1,
+        observations,
+        abnormal: abnormal ? 1 : 0,
+        original: raw.body,
+        original_type: raw.contentType,
+        received_at: now,
+      });
+      if (patientId) {
+        const noteId = await noteFor(tx, result, patientId, actor.userId, input.observations, now);
+        await updateResult(tx, result.id, { note_id: noteId });
+        await announce(tx, at, result, patientId, noteId, 1, abnormal);
+      }
+      record.patientId = patientId;
+      record.entity = { type: 'Result', id: result.id, version: 1 };
+      record.detail = { status: result.status, candidates: candidates.length };
+      return {
+        id: result.id,
+        status: result.status as IngestAnswer['status'],
+        version: 1,
+        duplicate: false,
+      };
+    }).finally(() => deps.onOutbox?.());
+  }
+
+  async function listUnmatched(
+    ctx: RequestContext,
+    page: { limit: number; cursor?: string },
+  ): Promise<Page<UnmatchedResult>> {
+    return audited(
+      deps,
+      ctx,
+      { action: 'R', type: 'result.unmatched.list', permission: 'results.reconcile' },
+      async (tx, record) => {
+        const actor = requirePermission(ctx, 'results.reconcile');
+        const rows = await unmatchedResults(tx, actor.organizationId, {
+          afterId: idAfter(page.cursor),
+          limit: page.limit + 1,
+        });
+        const result = toPage(
+          rows,
+          page.limit,
+          (r) => [r.id],
+          (r) => ({
+            id: r.id,
+            source: r.source,
+            kind: r.kind,
+            receivedAt: r.received_at,
+            identifiers: JSON.parse(r.identifiers) as { system: string; value: string }[],
+            observations: JSON.parse(r.observations) as ResultObservation[],
+            abnormal: r.abnormal === 1,
+            version: r.current_version,
+          }),
+        );
+        record.detail = { count: result.items.length };
+        return result;
+      },
+    );
+  }
+
+  /** Staff decide which patient an unmatched result belongs to; it then reaches the chart. */
+  async function assign(ctx: RequestContext, id: string, patientId: string): Promise<IngestAnswer> {
+    return audited(
+      deps,
+      ctx,
+      {
+        action: 'U',
+        type: 'result.assign',
+        permission: 'results.reconcile',
+        entity: { type: 'Result', id, version: null },
+      },
+      async (tx, record) => {
+        const actor = requirePermission(ctx, 'results.reconcile');
+        const result = await findResult(tx, actor.organizationId, id);
+        if (!result || result.status !== 'unmatched') throw notFound('Unmatched result');
+        const at = clock.now();
+        const now = at.toISOString();
+        // The patient must be one this person may write notes for, in the result's organization.
+        const { patient } = await accessPatient(tx, ctx, patientId, 'notes.write', record, at);
+        if (patient.organization_id !== result.organization_id) throw notFound('Patient');
+        const current = await currentVersionOf(tx, result);
+        const observations = JSON.parse(current?.observations ?? '[]') as ResultObservation[];
+        const author = await tx
+          .selectFrom('integration_keys')
+          .select('user_id')
+          .where('id', '=', result.integration_key_id)
+          .executeTakeFirstOrThrow();
+        const noteId = await noteFor(tx, result, patientId, author.user_id, observations, now);
+        await updateResult(tx, id, {
+          status: 'matched',
+          patient_id: patientId,
+          note_id: noteId,
+          resolved_by: actor.userId,
+          resolved_at: now,
+          updated_at: now,
+        });
+        await announce(
+          tx,
+          at,
+          result,
+          patientId,
+          noteId,
+          result.current_version,
+          current?.abnormal === 1,
+        );
+        record.entity = { type: 'Result', id, version: result.current_version };
+        return {
+          id,
+          status: 'matched' as const,
+          version: result.current_version,
+          duplicate: false,
+        };
+      },
+    ).finally(() => deps.onOutbox?.());
+  }
+
+  /** A result nobody can place (a test strip, another clinic's animal) leaves the queue, kept. */
+  async function discard(ctx: RequestContext, id: string, reason: string): Promise<IngestAnswer> {
+    const why = reason.trim();
+    if (why.length < 3) throw new AppError('invalid', 'Say why the result is discarded.');
+    return audited(
+      deps,
+      ctx,
+      {
+        action: 'U',
+        type: 'result.discard',
+        permission: 'results.reconcile',
+        entity: { type: 'Result', id, version: null },
+        purpose: why,
+      },
+      async (tx) => {
+        const actor = requirePermission(ctx, 'results.reconcile');
+        const result = await findResult(tx, actor.organizationId, id);
+        if (!result || result.status !== 'unmatched') throw notFound('Unmatched result');
+        const now = clock.now().toISOString();
+        await updateResult(tx, id, {
+          status: 'discarded',
+          discard_reason: why,
+          resolved_by: actor.userId,
+          resolved_at: now,
+          updated_at: now,
+        });
+        return {
+          id,
+          status: 'discarded' as const,
+          version: result.current_version,
+          duplicate: false,
+        };
+      },
+    );
+  }
+
+  return { ingest, listUnmatched, assign, discard };
+}
+
+export type ResultService = ReturnType<typeof createResultService>;

@@ -1,0 +1,121 @@
+// Results from devices and their versions.
+import { engineOf } from './dialect.js';
+import type { ResultRow, ResultVersionRow, Tx } from './tables.js';
+
+export async function insertResult(tx: Tx, row: ResultRow): Promise<void> {
+  await tx.insertInto('results').values(row).execute();
+}
+
+export async function insertResultVersion(tx: Tx, row: ResultVersionRow): Promise<void> {
+  await tx.insertInto('result_versions').values(row).execute();
+}
+
+/** The result a source already sent under this id, locked against a concurrent correction. */
+export async function findBySourceId(
+  tx: Tx,
+  organizationId: string,
+  source: string,
+  sourceResultId: string,
+): Promise<ResultRow | undefined> {
+  return tx
+    .selectFrom('results')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+    .where('source', '=', source)
+    .where('source_result_id', '=', sourceResultId)
+    .$if(engineOf(tx) === 'postgres', (q) => q.forUpdate())
+    .executeTakeFirst();
+}
+
+export async function findResult(
+  tx: Tx,
+  organizationId: string,
+  id: string,
+): Promise<ResultRow | undefined> {
+  return tx
+    .selectFrom('results')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+    .where('id', '=', id)
+    .$if(engineOf(tx) === 'postgres', (q) => q.forUpdate())
+    .executeTakeFirst();
+}
+
+export async function updateResult(
+  tx: Tx,
+  id: string,
+  changes: Partial<Omit<ResultRow, 'id' | 'organization_id'>>,
+): Promise<void> {
+  await tx.updateTable('results').set(changes).where('id', '=', id).execute();
+}
+
+export async function currentVersionOf(
+  tx: Tx,
+  result: Pick<ResultRow, 'id' | 'current_version'>,
+): Promise<ResultVersionRow | undefined> {
+  return tx
+    .selectFrom('result_versions')
+    .selectAll()
+    .where('result_id', '=', result.id)
+    .where('version', '=', result.current_version)
+    .executeTakeFirst();
+}
+
+/** Results waiting for a patient, oldest first. */
+export async function unmatchedResults(
+  tx: Tx,
+  organizationId: string,
+  page: { afterId: string | null; limit: number },
+): Promise<(ResultRow & { observations: string; abnormal: number })[]> {
+  return tx
+    .selectFrom('results')
+    .innerJoin('result_versions', (j) =>
+      j
+        .onRef('result_versions.result_id', '=', 'results.id')
+        .onRef('result_versions.version', '=', 'results.current_version'),
+    )
+    .selectAll('results')
+    .select(['result_versions.observations', 'result_versions.abnormal'])
+    .where('results.organization_id', '=', organizationId)
+    .where('results.status', '=', 'unmatched')
+    .$if(page.afterId !== null, (q) => q.where('results.id', '>', page.afterId ?? ''))
+    .orderBy('results.id')
+    .limit(page.limit)
+    .execute();
+}
+
+/** The results behind these result notes, with their current observations. */
+export async function resultsOfNotes(
+  tx: Tx,
+  noteIds: string[],
+): Promise<(ResultRow & { observations: string; abnormal: number })[]> {
+  if (noteIds.length === 0) return [];
+  return tx
+    .selectFrom('results')
+    .innerJoin('result_versions', (j) =>
+      j
+        .onRef('result_versions.result_id', '=', 'results.id')
+        .onRef('result_versions.version', '=', 'results.current_version'),
+    )
+    .selectAll('results')
+    .select(['result_versions.observations', 'result_versions.abnormal'])
+    .where('results.note_id', 'in', noteIds)
+    .execute();
+}
+
+/** Patients of the organization holding this identifier (normally one). */
+export async function patientsWithIdentifier(
+  tx: Tx,
+  organizationId: string,
+  system: string,
+  value: string,
+): Promise<string[]> {
+  const rows = await tx
+    .selectFrom('patient_identifiers')
+    .select('patient_id')
+    .where('organization_id', '=', organizationId)
+    .where('system', '=', system)
+    .where('value', '=', value)
+    .execute();
+  return [...new Set(rows.map((r) => r.patient_id))];
+}
