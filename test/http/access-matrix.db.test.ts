@@ -112,6 +112,15 @@ const EXPECTED: Record<string, string> = {
     '201 403 403 403 403 | 201 403 403 403 403 | 404 404 404 404 403 | 404 404 404 403 | 404 401',
   'DELETE /api/v1/integrations/keys/:id':
     '204 403 403 403 403 | 404 403 403 403 403 | 404 404 404 404 403 | 404 404 404 403 | 404 401',
+  // Device results: posted by integration keys only; the unmatched queue is clinical staff's
+  'POST /api/v1/integrations/results':
+    '404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 201 401',
+  'GET /api/v1/integrations/unmatched':
+    '403 200 200 403 403 | 403 200 200 403 403 | 404 404 404 404 200 | 404 404 404 200 | 404 401',
+  'POST /api/v1/integrations/unmatched/:id/assign':
+    '403 200 200 403 403 | 403 404 404 403 403 | 404 404 404 404 404 | 404 404 404 404 | 404 401',
+  'POST /api/v1/integrations/unmatched/:id/discard':
+    '403 200 200 403 403 | 403 404 404 403 403 | 404 404 404 404 404 | 404 404 404 404 | 404 401',
   // An invitation link (mailed to the invitee) works once, for whoever holds it
   'POST /api/v1/invitations/:token/accept':
     '200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 | 200 200',
@@ -417,6 +426,30 @@ describeEachEngine('access matrix', ({ url }) => {
     return created.id;
   }
 
+  /** A lab result for a microchip no patient has (it waits in the unmatched queue). */
+  const deviceResult = () => ({
+    patient: {
+      identifier: {
+        system: 'microchip',
+        value: `9000${Date.now()}${Math.floor(Math.random() * 1000)}`.slice(0, 15),
+      },
+    },
+    source: 'analyzer',
+    kind: 'lab',
+    observations: [{ code: 'HCT', value: 38.2, unit: '%' }],
+  });
+
+  async function unmatchedResult(): Promise<string> {
+    const key = callers.get('key');
+    const answer = await ok<{ id: string; status: string }>(key?.token, {
+      method: 'POST',
+      url: '/api/v1/integrations/results',
+      body: deviceResult(),
+    });
+    assert.equal(answer.status, 'unmatched');
+    return answer.id;
+  }
+
   async function colleague(admin: SignedIn, role: string): Promise<SignedIn> {
     return h.newUser(admin, role as 'nurse');
   }
@@ -539,6 +572,22 @@ describeEachEngine('access matrix', ({ url }) => {
           });
           return { method: 'DELETE' as const, url: `/api/v1/integrations/keys/${key.id}` };
         })();
+      case 'POST /api/v1/integrations/results':
+        return at({ method: 'POST', url: '/api/v1/integrations/results', body: deviceResult() });
+      case 'GET /api/v1/integrations/unmatched':
+        return at({ method: 'GET', url: '/api/v1/integrations/unmatched' });
+      case 'POST /api/v1/integrations/unmatched/:id/assign':
+        return (async () => ({
+          method: 'POST' as const,
+          url: `/api/v1/integrations/unmatched/${await unmatchedResult()}/assign`,
+          body: { patientId },
+        }))();
+      case 'POST /api/v1/integrations/unmatched/:id/discard':
+        return (async () => ({
+          method: 'POST' as const,
+          url: `/api/v1/integrations/unmatched/${await unmatchedResult()}/discard`,
+          body: { reason: 'quality control sample' },
+        }))();
       case 'POST /api/v1/invitations/:token/accept':
         return (async () => {
           const email = uniqueEmail('invitee');
