@@ -22,6 +22,7 @@ import {
 import {
   currentVersionOf,
   findBySourceId,
+  versionsOfResult,
   findResult,
   insertResult,
   insertResultVersion,
@@ -175,6 +176,7 @@ export function createResultService(
     });
   }
 
+  /** Subscribers hear ids only; what the result says they read through the API. */
   async function announce(
     tx: Tx,
     at: Date,
@@ -182,25 +184,41 @@ export function createResultService(
     patientId: string,
     noteId: string,
     version: number,
-    abnormal: boolean,
   ): Promise<void> {
     await emitEvent(tx, at, {
       type: 'result.received',
       organizationId: result.organization_id,
       patientId,
-      data: { resultId: result.id, noteId, version, abnormal: abnormal ? 1 : 0 },
+      data: { resultId: result.id, noteId, version },
     });
   }
 
   /**
-   * Stores a result sent by a device or lab system (an integration key). With a signature, it
-   * must match the raw body (401 otherwise, nothing stored). A result id seen before is the same
-   * result: identical content is a duplicate, other content a new version (a correction).
+   * A signed body must match its signature (HMAC-SHA256 with the key's secret), else 401. Run
+   * before anything else, replays included, and outside any transaction.
+   */
+  async function checkSignature(
+    ctx: RequestContext,
+    body: string,
+    signature: string | undefined,
+  ): Promise<void> {
+    if (signature === undefined) return;
+    const actor = requireIntegration(ctx);
+    const secret = await secretOf(actor.integrationKeyId ?? '');
+    if (!sameText(signature.trim().toLowerCase(), signatureOf(secret, body)))
+      throw new AppError('unauthenticated', 'X-Caretrail-Signature does not match the body.');
+  }
+
+  /**
+   * Stores a result sent by a device or lab system (an integration key; its signature checked
+   * first by `checkSignature`). A result id the key sent before is the same result: content equal
+   * to any stored version is a duplicate, other content a new version (a correction) — for the
+   * same patient identifier only.
    */
   async function ingest(
     ctx: RequestContext,
     input: ResultInput,
-    raw: { body: string; contentType: string; signature: string | undefined },
+    raw: { body: string; contentType: string },
   ): Promise<IngestAnswer> {
     const { system, value } = input.patient.identifier;
     if (!isIdentifierSystem(system))
@@ -214,31 +232,33 @@ export function createResultService(
     const abnormal = input.observations.some((o) => isAbnormalFlag(o.flag));
     return audited(deps, ctx, { action: 'C', type: 'result.receive' }, async (tx, record) => {
       const actor = requireIntegration(ctx);
-      if (raw.signature !== undefined) {
-        const secret = await secretOf(actor.integrationKeyId ?? '');
-        if (!sameText(raw.signature.trim().toLowerCase(), signatureOf(secret, raw.body)))
-          throw new AppError('unauthenticated', 'X-Caretrail-Signature does not match the body.');
-      }
       const at = clock.now();
       const now = at.toISOString();
       const observations = JSON.stringify(input.observations);
       const existing =
         input.resultId === undefined
           ? undefined
-          : await findBySourceId(tx, actor.organizationId, input.source, input.resultId);
+          : await findBySourceId(tx, actor.integrationKeyId ?? '', input.source, input.resultId);
       if (existing) {
         record.patientId = existing.patient_id;
-        const current = await currentVersionOf(tx, existing);
-        if (
-          current &&
-          canonicalJson(JSON.parse(current.observations)) === canonicalJson(input.observations)
-        ) {
-          record.entity = { type: 'Result', id: existing.id, version: existing.current_version };
+        // A correction is about the same patient; another identifier is a mistake to refuse,
+        // not a reason to change someone else's chart.
+        if (canonicalJson(JSON.parse(existing.identifiers)) !== canonicalJson([identifier]))
+          throw new AppError(
+            'conflict',
+            'This resultId was sent for another patient identifier; send a new resultId.',
+          );
+        const content = canonicalJson(input.observations);
+        const same = (await versionsOfResult(tx, existing.id)).find(
+          (v) => canonicalJson(JSON.parse(v.observations)) === content,
+        );
+        if (same) {
+          record.entity = { type: 'Result', id: existing.id, version: same.version };
           record.detail = { duplicate: true };
           return {
             id: existing.id,
             status: existing.status as IngestAnswer['status'],
-            version: existing.current_version,
+            version: same.version,
             duplicate: true,
           };
         }
@@ -252,27 +272,23 @@ export function createResultService(
           original_type: raw.contentType,
           received_at: now,
         });
-        await updateResult(tx, existing.id, { current_version: version, updated_at: now });
+        // A correction of a discarded result goes back to the queue: someone must look again.
+        const reopened = existing.status === 'discarded';
+        await updateResult(tx, existing.id, {
+          current_version: version,
+          updated_at: now,
+          ...(reopened
+            ? { status: 'unmatched', discard_reason: null, resolved_by: null, resolved_at: null }
+            : {}),
+        });
         if (existing.status === 'matched' && existing.note_id && existing.patient_id) {
           await amendNote(tx, existing.note_id, actor.userId, input.observations, version, now);
-          await announce(
-            tx,
-            at,
-            existing,
-            existing.patient_id,
-            existing.note_id,
-            version,
-            abnormal,
-          );
+          await announce(tx, at, existing, existing.patient_id, existing.note_id, version);
         }
         record.entity = { type: 'Result', id: existing.id, version };
-        record.detail = { correction: true, status: existing.status };
-        return {
-          id: existing.id,
-          status: existing.status as IngestAnswer['status'],
-          version,
-          duplicate: false,
-        };
+        const status = reopened ? 'unmatched' : (existing.status as IngestAnswer['status']);
+        record.detail = { correction: true, status };
+        return { id: existing.id, status, version, duplicate: false };
       }
 
       const candidates = await patientsWithIdentifier(
@@ -323,7 +339,7 @@ export function createResultService(
       if (patientId) {
         const noteId = await noteFor(tx, result, patientId, actor.userId, input.observations, now);
         await updateResult(tx, result.id, { note_id: noteId });
-        await announce(tx, at, result, patientId, noteId, 1, abnormal);
+        await announce(tx, at, result, patientId, noteId, 1);
       }
       record.patientId = patientId;
       record.entity = { type: 'Result', id: result.id, version: 1 };
@@ -408,15 +424,7 @@ export function createResultService(
           resolved_at: now,
           updated_at: now,
         });
-        await announce(
-          tx,
-          at,
-          result,
-          patientId,
-          noteId,
-          result.current_version,
-          current?.abnormal === 1,
-        );
+        await announce(tx, at, result, patientId, noteId, result.current_version);
         record.entity = { type: 'Result', id, version: result.current_version };
         return {
           id,
@@ -464,7 +472,7 @@ export function createResultService(
     );
   }
 
-  return { ingest, listUnmatched, assign, discard };
+  return { checkSignature, ingest, listUnmatched, assign, discard };
 }
 
 export type ResultService = ReturnType<typeof createResultService>;

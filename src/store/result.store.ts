@@ -10,17 +10,17 @@ export async function insertResultVersion(tx: Tx, row: ResultVersionRow): Promis
   await tx.insertInto('result_versions').values(row).execute();
 }
 
-/** The result a source already sent under this id, locked against a concurrent correction. */
+/** The result this key already sent under this id, locked against a concurrent correction. */
 export async function findBySourceId(
   tx: Tx,
-  organizationId: string,
+  integrationKeyId: string,
   source: string,
   sourceResultId: string,
 ): Promise<ResultRow | undefined> {
   return tx
     .selectFrom('results')
     .selectAll()
-    .where('organization_id', '=', organizationId)
+    .where('integration_key_id', '=', integrationKeyId)
     .where('source', '=', source)
     .where('source_result_id', '=', sourceResultId)
     .$if(engineOf(tx) === 'postgres', (q) => q.forUpdate())
@@ -47,6 +47,16 @@ export async function updateResult(
   changes: Partial<Omit<ResultRow, 'id' | 'organization_id'>>,
 ): Promise<void> {
   await tx.updateTable('results').set(changes).where('id', '=', id).execute();
+}
+
+/** Every version's observations, oldest first (a late re-send of an old one is no correction). */
+export async function versionsOfResult(tx: Tx, resultId: string): Promise<ResultVersionRow[]> {
+  return tx
+    .selectFrom('result_versions')
+    .selectAll()
+    .where('result_id', '=', resultId)
+    .orderBy('version')
+    .execute();
 }
 
 export async function currentVersionOf(

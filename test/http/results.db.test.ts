@@ -307,4 +307,97 @@ describeEachEngine('device results (JSON webhook)', ({ url }) => {
     assert.equal(login.statusCode, 401);
     assert.ok(note);
   });
+
+  test('a late re-send of an old version is a duplicate, not a correction back', async () => {
+    const v1 = (await send(cbc({ resultId: 'RES-LATE' }))).json<Answer>();
+    const changed = cbc({ resultId: 'RES-LATE', observations: [{ code: 'HCT', value: 40 }] });
+    assert.equal((await send(changed)).json<Answer>().version, 2);
+    const late = (await send(cbc({ resultId: 'RES-LATE' }))).json<Answer>();
+    assert.deepEqual([late.id, late.version, late.duplicate], [v1.id, 1, true]);
+  });
+
+  test('a resultId re-sent for another patient is refused; another key’s equal id is its own result', async () => {
+    const first = (await send(cbc({ resultId: 'RES-MOVE' }))).json<Answer>();
+    const elsewhere = await send(
+      cbc({
+        resultId: 'RES-MOVE',
+        patient: { identifier: { system: 'microchip', value: '900000000000777' } },
+        observations: [{ code: 'HCT', value: 12 }],
+      }),
+    );
+    assert.equal(elsewhere.statusCode, 409, elsewhere.body);
+    const second = (
+      await h.request({
+        method: 'POST',
+        url: '/api/v1/integrations/keys',
+        token: admin.token,
+        body: { name: 'Second analyzer' },
+      })
+    ).json<{ key: string }>();
+    const theirs = await send(
+      cbc({ resultId: 'RES-MOVE', observations: [{ code: 'HCT', value: 99 }] }),
+      {},
+      second.key,
+    );
+    const answer = theirs.json<Answer>();
+    assert.notEqual(answer.id, first.id, 'one device cannot rewrite another one’s result');
+    assert.equal(answer.version, 1);
+  });
+
+  test('a correction of a discarded result puts it back in the queue', async () => {
+    const stray = cbc({
+      resultId: 'RES-DISCARDED',
+      patient: { identifier: { system: 'microchip', value: '900000000000888' } },
+    });
+    const queued = (await send(stray)).json<Answer>();
+    const discarded = await h.request({
+      method: 'POST',
+      url: `/api/v1/integrations/unmatched/${queued.id}/discard`,
+      token: nurse.token,
+      body: { reason: 'quality control sample' },
+    });
+    assert.equal(discarded.statusCode, 200);
+    const fixed = (
+      await send({ ...stray, observations: [{ code: 'HCT', value: 44 }] })
+    ).json<Answer>();
+    assert.deepEqual([fixed.status, fixed.version], ['unmatched', 2]);
+    const queue = await h.request({
+      method: 'GET',
+      url: '/api/v1/integrations/unmatched',
+      token: nurse.token,
+    });
+    assert.ok(queue.body.includes(queued.id));
+  });
+
+  test('signatures are checked before replays, and many signed results at once all land', async () => {
+    const body = JSON.stringify(cbc({ resultId: 'RES-SIGNED-REPLAY' }));
+    const headers = { 'content-type': 'application/json', 'idempotency-key': 'signed-replay' };
+    const good = await send(body, {
+      ...headers,
+      'x-caretrail-signature': signatureOf(key.secret, body),
+    });
+    assert.equal(good.statusCode, 201);
+    const forged = await send(body, {
+      ...headers,
+      'x-caretrail-signature': signatureOf('guess', body),
+    });
+    assert.equal(forged.statusCode, 401, 'a replay needs the right signature too');
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_v, i) => {
+        const text = JSON.stringify(cbc({ resultId: `RES-BURST-${i}` }));
+        return send(text, {
+          'content-type': 'application/json',
+          'x-caretrail-signature': signatureOf(key.secret, text),
+        });
+      }),
+    );
+    assert.deepEqual(
+      [...new Set(answers.map((a) => a.statusCode))],
+      [201],
+      answers
+        .map((a) => a.body)
+        .join('\n')
+        .slice(0, 500),
+    );
+  });
 });

@@ -155,14 +155,20 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services 
           response: { 201: IngestAnswer, ...errorResponses },
         },
       },
-      async (request, reply) =>
-        createOnce(services, request, reply, RESULT_REPLAY, (ctx) =>
+      async (request, reply) => {
+        // The signature first, so that even a replay needs the right one.
+        await services.results.checkSignature(
+          request.ctx,
+          request.rawBody,
+          request.headers['x-caretrail-signature'],
+        );
+        return createOnce(services, request, reply, RESULT_REPLAY, (ctx) =>
           services.results.ingest(ctx, request.body, {
             body: request.rawBody,
             contentType: 'application/json',
-            signature: request.headers['x-caretrail-signature'],
           }),
-        ),
+        );
+      },
     );
   });
 

@@ -22,12 +22,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('resolved_at', 'text')
     .addColumn('discard_reason', 'text')
     .execute();
-  // A source's own result id names one result: a re-sent one is the same, a corrected one a
-  // new version of it. (Several NULLs are allowed on both engines.)
+  // A sender's own result id names one result: a re-sent one is the same, a corrected one a
+  // new version of it. Scoped to the key, so one device cannot rewrite another's results.
+  // (Several NULLs are allowed on both engines.)
   await db.schema
     .createIndex('results_source_id')
     .on('results')
-    .columns(['organization_id', 'source', 'source_result_id'])
+    .columns(['integration_key_id', 'source', 'source_result_id'])
     .unique()
     .execute();
   await db.schema
