@@ -115,6 +115,8 @@ const EXPECTED: Record<string, string> = {
   // Device results: posted by integration keys only; the unmatched queue is clinical staff's
   'POST /api/v1/integrations/results':
     '404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 201 401',
+  'POST /api/v1/integrations/hl7v2':
+    '404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 200 401',
   'GET /api/v1/integrations/unmatched':
     '403 200 200 403 403 | 403 200 200 403 403 | 404 404 404 404 200 | 404 404 404 200 | 404 401',
   'POST /api/v1/integrations/unmatched/:id/assign':
@@ -574,6 +576,19 @@ describeEachEngine('access matrix', ({ url }) => {
         })();
       case 'POST /api/v1/integrations/results':
         return at({ method: 'POST', url: '/api/v1/integrations/results', body: deviceResult() });
+      case 'POST /api/v1/integrations/hl7v2':
+        return at({
+          method: 'POST',
+          url: '/api/v1/integrations/hl7v2',
+          body: Buffer.from(
+            [
+              `MSH|^~\\&|ANALYZER|LAB|CARETRAIL||20261123101500||ORU^R01|M-${randomUUID()}|P|2.5.1`,
+              'PID|1||900000000000042^^^MICROCHIP^MC',
+              'OBX|1|NM|HCT^Hematocrit||38.2|%|37-55|N|||F',
+            ].join('\r'),
+          ),
+          headers: { 'content-type': 'x-application/hl7-v2+er7' },
+        });
       case 'GET /api/v1/integrations/unmatched':
         return at({ method: 'GET', url: '/api/v1/integrations/unmatched' });
       case 'POST /api/v1/integrations/unmatched/:id/assign':
