@@ -14,7 +14,7 @@ import {
   findNote,
   insertAddendum,
   insertNote,
-  insertRevision,
+  recordRevision,
   listNotes,
   revisionsOf,
   updateNoteIfVersion,
@@ -147,30 +147,14 @@ export function createNoteService(deps: ServiceDeps) {
     return note;
   }
 
-  async function revise(
+  const revise = (
     tx: Tx,
     note: NoteRow,
     change: NoteChange,
     actor: Actor,
     at: string,
     addendumId: string | null = null,
-  ): Promise<void> {
-    await insertRevision(tx, {
-      id: uuidv7(),
-      note_id: note.id,
-      version: note.version,
-      change,
-      kind: note.kind,
-      title: note.title,
-      body: note.body,
-      visibility: note.visibility,
-      shared_with: note.shared_with,
-      status: note.status,
-      addendum_id: addendumId,
-      actor_id: actor.userId,
-      at,
-    });
-  }
+  ) => recordRevision(tx, note, change, actor.userId, at, addendumId);
 
   /**
    * The note if the caller may see it and use `capability` on its patient, else 404 (403 when

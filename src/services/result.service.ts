@@ -16,7 +16,7 @@ import {
   findNote,
   insertAddendum,
   insertNote,
-  insertRevision,
+  recordRevision,
   updateNoteIfVersion,
 } from '../store/note.store.js';
 import {
@@ -120,21 +120,7 @@ export function createResultService(
       released_by: null,
     };
     await insertNote(tx, row);
-    await insertRevision(tx, {
-      id: uuidv7(),
-      note_id: row.id,
-      version: 1,
-      change: 'created',
-      kind: row.kind,
-      title: row.title,
-      body: row.body,
-      visibility: row.visibility,
-      shared_with: row.shared_with,
-      status: row.status,
-      addendum_id: null,
-      actor_id: authorId,
-      at: now,
-    });
+    await recordRevision(tx, row, 'created', authorId, now);
     return row.id;
   }
 
@@ -159,21 +145,14 @@ export function createResultService(
     });
     if (!(await updateNoteIfVersion(tx, noteId, note.version, { updated_at: now })))
       throw new AppError('conflict', 'The result note changed meanwhile; send the result again.');
-    await insertRevision(tx, {
-      id: uuidv7(),
-      note_id: noteId,
-      version: note.version + 1,
-      change: 'addendum',
-      kind: note.kind,
-      title: note.title,
-      body: note.body,
-      visibility: note.visibility,
-      shared_with: note.shared_with,
-      status: note.status,
-      addendum_id: addendumId,
-      actor_id: authorId,
-      at: now,
-    });
+    await recordRevision(
+      tx,
+      { ...note, version: note.version + 1 },
+      'addendum',
+      authorId,
+      now,
+      addendumId,
+    );
   }
 
   /** Subscribers hear ids only; what the result says they read through the API. */

@@ -1,5 +1,7 @@
 // Notes, their addenda and their revision history (every change keeps a full snapshot).
 import type { SeenBy } from '../domain/access.js';
+import type { NoteChange } from '../domain/note.js';
+import { uuidv7 } from '../domain/ids.js';
 import { engineOf } from './dialect.js';
 import { visibleWhere } from './visibility.js';
 import type { NewNoteRow, NoteAddendumRow, NoteRevisionRow, NoteRow, Tx } from './tables.js';
@@ -88,7 +90,30 @@ export async function addendaOf(tx: Tx, noteIds: string[]): Promise<NoteAddendum
     .execute();
 }
 
-export async function insertRevision(tx: Tx, row: NoteRevisionRow): Promise<void> {
+/** Keeps a full snapshot of the note as it is at `note.version` in its history. */
+export async function recordRevision(
+  tx: Tx,
+  note: NoteRow,
+  change: NoteChange,
+  actorId: string,
+  at: string,
+  addendumId: string | null = null,
+): Promise<void> {
+  const row: NoteRevisionRow = {
+    id: uuidv7(),
+    note_id: note.id,
+    version: note.version,
+    change,
+    kind: note.kind,
+    title: note.title,
+    body: note.body,
+    visibility: note.visibility,
+    shared_with: note.shared_with,
+    status: note.status,
+    addendum_id: addendumId,
+    actor_id: actorId,
+    at,
+  };
   await tx.insertInto('note_revisions').values(row).execute();
 }
 

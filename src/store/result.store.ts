@@ -72,11 +72,8 @@ export async function currentVersionOf(
 }
 
 /** Results waiting for a patient, oldest first. */
-export async function unmatchedResults(
-  tx: Tx,
-  organizationId: string,
-  page: { afterId: string | null; limit: number },
-): Promise<(ResultRow & { observations: string; abnormal: number })[]> {
+/** Results joined with their current version's observations. */
+function withCurrentVersion(tx: Tx) {
   return tx
     .selectFrom('results')
     .innerJoin('result_versions', (j) =>
@@ -85,7 +82,17 @@ export async function unmatchedResults(
         .onRef('result_versions.version', '=', 'results.current_version'),
     )
     .selectAll('results')
-    .select(['result_versions.observations', 'result_versions.abnormal'])
+    .select(['result_versions.observations', 'result_versions.abnormal']);
+}
+
+export type ResultWithObservations = ResultRow & { observations: string; abnormal: number };
+
+export async function unmatchedResults(
+  tx: Tx,
+  organizationId: string,
+  page: { afterId: string | null; limit: number },
+): Promise<ResultWithObservations[]> {
+  return withCurrentVersion(tx)
     .where('results.organization_id', '=', organizationId)
     .where('results.status', '=', 'unmatched')
     .$if(page.afterId !== null, (q) => q.where('results.id', '>', page.afterId ?? ''))
@@ -95,22 +102,9 @@ export async function unmatchedResults(
 }
 
 /** The results behind these result notes, with their current observations. */
-export async function resultsOfNotes(
-  tx: Tx,
-  noteIds: string[],
-): Promise<(ResultRow & { observations: string; abnormal: number })[]> {
+export async function resultsOfNotes(tx: Tx, noteIds: string[]): Promise<ResultWithObservations[]> {
   if (noteIds.length === 0) return [];
-  return tx
-    .selectFrom('results')
-    .innerJoin('result_versions', (j) =>
-      j
-        .onRef('result_versions.result_id', '=', 'results.id')
-        .onRef('result_versions.version', '=', 'results.current_version'),
-    )
-    .selectAll('results')
-    .select(['result_versions.observations', 'result_versions.abnormal'])
-    .where('results.note_id', 'in', noteIds)
-    .execute();
+  return withCurrentVersion(tx).where('results.note_id', 'in', noteIds).execute();
 }
 
 /** Patients of the organization holding this identifier (normally one). */
