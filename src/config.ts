@@ -40,6 +40,11 @@ export interface Config {
   readonly invitationTtlHours: number;
   readonly breakGlassMinutes: number;
   readonly ownerReleaseDelayHours: number;
+  readonly hl7MaxBytes: number;
+  readonly mllpPort: number | null;
+  readonly mllpHost: string;
+  readonly mllpKeyId: string;
+  readonly resultFallbackMatch: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -440,6 +445,54 @@ const SETTINGS = [
       'Delay before a released note becomes visible to the owner, when the release names no time.',
     parse: integer(0, 720, 'an integer number of hours'),
     fallback: () => 0,
+  },
+  {
+    key: 'hl7MaxBytes',
+    env: 'CARETRAIL_HL7_MAX_BYTES',
+    flag: 'hl7-max-bytes',
+    description: 'Largest HL7 v2 message taken (HTTP or MLLP); a larger one is answered AE.',
+    parse: integer(4096, 512 * 1024 ** 2, 'an integer number of bytes'),
+    fallback: () => 20 * 1024 ** 2,
+  },
+  {
+    key: 'mllpPort',
+    env: 'CARETRAIL_MLLP_PORT',
+    flag: 'mllp-port',
+    description: 'TCP port of the HL7 v2 MLLP listener (unset: no listener; 0 picks a free one).',
+    parse: integer(0, 65535, 'an integer'),
+    fallback: () => null,
+  },
+  {
+    key: 'mllpHost',
+    env: 'CARETRAIL_MLLP_HOST',
+    flag: 'mllp-host',
+    description: 'Address the MLLP listener listens on (default: the HTTP address).',
+    parse: (raw: string) => {
+      if (!/^[A-Za-z0-9.:[\]-]+$/.test(raw)) throw new ConfigError('a host name or IP address');
+      return raw;
+    },
+    fallback: (partial: Partial<Config>) => partial.host ?? '127.0.0.1',
+  },
+  {
+    key: 'mllpKeyId',
+    env: 'CARETRAIL_MLLP_KEY_ID',
+    flag: 'mllp-key-id',
+    description:
+      'Id (not the secret) of the integration key MLLP messages are stored as; needed with the port.',
+    parse: (raw: string) => {
+      if (!/^[A-Za-z0-9-]{1,100}$/.test(raw.trim())) throw new ConfigError('an integration key id');
+      return raw.trim();
+    },
+    fallback: () => '',
+  },
+  {
+    key: 'resultFallbackMatch',
+    env: 'CARETRAIL_RESULT_FALLBACK_MATCH',
+    flag: 'result-fallback-match',
+    description:
+      'Match results without a known identifier by name + species + owner surname + birth date.',
+    parse: bool,
+    fallback: () => true,
   },
 ] as const satisfies readonly Setting<keyof Config>[];
 

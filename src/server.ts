@@ -17,6 +17,8 @@ import {
 } from './jobs/document-jobs.js';
 import { createNotificationHandlers } from './jobs/notifications.js';
 import { createOutboxRelay, type OutboxRelay } from './jobs/outbox-relay.js';
+import { startMllpEndpoint } from './integrations/mllp-endpoint.js';
+import type { MllpListener } from './integrations/mllp-listener.js';
 
 export interface Runtime {
   app: Awaited<ReturnType<typeof buildApp>>;
@@ -29,6 +31,8 @@ export interface Runtime {
   lifecycle(): LifecycleJob | null;
   /** Background work of a serving instance (audit checkpoints, outbox relay, archive tier). */
   startJobs(): void;
+  /** Starts the HL7 v2 MLLP listener (CARETRAIL_MLLP_PORT); closed by close(). */
+  listenMllp(): Promise<MllpListener>;
   close(): Promise<void>;
 }
 
@@ -117,6 +121,7 @@ export async function createRuntime(
     });
     let checkpoints: CheckpointJob | null = null;
     let lifecycle: LifecycleJob | null = null;
+    let mllp: MllpListener | null = null;
     return {
       app,
       db,
@@ -135,7 +140,13 @@ export async function createRuntime(
           },
         );
       },
+      async listenMllp() {
+        mllp ??= await startMllpEndpoint(services, config, log);
+        return mllp;
+      },
       async close() {
+        // Devices first: messages being stored are answered before the database closes.
+        await mllp?.close();
         // A keep-alive connection whose last answer was still being flushed when closing began
         // is not idle yet at that moment: sweep idle connections until the server has stopped.
         const sweep = setInterval(() => {

@@ -115,6 +115,7 @@ async function serve(config: Config): Promise<void> {
   });
   const address = await runtime.app.listen({ host: config.host, port: config.port });
   log.info({ address, engine: runtime.db.engine }, 'Caretrail is listening');
+  if (config.mllpPort !== null) await runtime.listenMllp();
   runtime.startJobs();
   // Verify the audit trail in the background: a broken chain is reported loudly, but the server
   // keeps serving (and /readyz stays up) so the clinic is not locked out of its records.

@@ -20,6 +20,8 @@ export type ServiceSettings = Pick<
   | 'invitationTtlHours'
   | 'breakGlassMinutes'
   | 'ownerReleaseDelayHours'
+  | 'hl7MaxBytes'
+  | 'resultFallbackMatch'
 >;
 
 export interface ServiceDeps {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
-  findLiveKeyByHash,
+  findLiveKey,
   insertIntegrationKey,
   keysOf,
   revokeKey,
@@ -137,8 +137,8 @@ export function createIntegrationKeyService(deps: ServiceDeps) {
   }
 
   /** Resolves an integration key to its actor; last use is recorded to within a minute. */
-  async function authenticate(key: string): Promise<Actor> {
-    const row = await findLiveKeyByHash(db.read, hashToken(key));
+  async function actorOf(by: { keyHash: string } | { id: string }): Promise<Actor> {
+    const row = await findLiveKey(db.read, by);
     if (!row)
       throw new AppError('unauthenticated', 'This integration key is not valid or was revoked.');
     const now = clock.now();
@@ -156,6 +156,12 @@ export function createIntegrationKeyService(deps: ServiceDeps) {
     };
   }
 
+  /** The actor of a bearer token (`ctk_…`). */
+  const authenticate = (key: string): Promise<Actor> => actorOf({ keyHash: hashToken(key) });
+
+  /** The actor of a key named by id in the configuration (the MLLP listener's). */
+  const actorForKeyId = (id: string): Promise<Actor> => actorOf({ id });
+
   /** The HMAC secret of a key, for checking X-Caretrail-Signature on ingest requests. */
   async function secretOf(keyId: string): Promise<string> {
     const row = await db.read
@@ -172,7 +178,7 @@ export function createIntegrationKeyService(deps: ServiceDeps) {
       .toString('utf8');
   }
 
-  return { create, list, revoke, authenticate, secretOf };
+  return { create, list, revoke, authenticate, actorForKeyId, secretOf };
 }
 
 export type IntegrationKeyService = ReturnType<typeof createIntegrationKeyService>;

@@ -5,16 +5,15 @@ export async function insertIntegrationKey(tx: Tx, row: IntegrationKeyRow): Prom
   await tx.insertInto('integration_keys').values(row).execute();
 }
 
-export async function findLiveKeyByHash(
+/** A key not revoked, by the hash of its token or by its id. */
+export async function findLiveKey(
   tx: Tx,
-  keyHash: string,
+  by: { keyHash: string } | { id: string },
 ): Promise<IntegrationKeyRow | undefined> {
-  return tx
-    .selectFrom('integration_keys')
-    .selectAll()
-    .where('key_hash', '=', keyHash)
-    .where('revoked_at', 'is', null)
-    .executeTakeFirst();
+  const query = tx.selectFrom('integration_keys').selectAll().where('revoked_at', 'is', null);
+  return (
+    'id' in by ? query.where('id', '=', by.id) : query.where('key_hash', '=', by.keyHash)
+  ).executeTakeFirst();
 }
 
 export async function keysOf(

@@ -1,4 +1,5 @@
 // Results from devices and their versions.
+import { sql } from 'kysely';
 import { engineOf } from './dialect.js';
 import type { ResultRow, ResultVersionRow, Tx } from './tables.js';
 
@@ -10,13 +11,22 @@ export async function insertResultVersion(tx: Tx, row: ResultVersionRow): Promis
   await tx.insertInto('result_versions').values(row).execute();
 }
 
-/** The result this key already sent under this id, locked against a concurrent correction. */
+/**
+ * The result this key already sent under this id, locked against a concurrent correction. On
+ * PostgreSQL a transaction lock on the id itself comes first, so that two first copies arriving
+ * at once are stored one after the other (the second finds the first) instead of one failing on
+ * the unique index. SQLite writes one transaction at a time anyway.
+ */
 export async function findBySourceId(
   tx: Tx,
   integrationKeyId: string,
   source: string,
   sourceResultId: string,
 ): Promise<ResultRow | undefined> {
+  if (engineOf(tx) === 'postgres') {
+    const lockKey = JSON.stringify(['result', integrationKeyId, source, sourceResultId]);
+    await sql`select pg_advisory_xact_lock(hashtextextended(${lockKey}, 0))`.execute(tx);
+  }
   return tx
     .selectFrom('results')
     .selectAll()

@@ -8,13 +8,8 @@ import type { Services } from '../../services/services.js';
 import { createOnce, pageParams, type ReplayAudit } from '../request-helpers.js';
 import { AppError } from '../../domain/errors.js';
 import { RESULT_KINDS } from '../../domain/result.js';
-import type {
-  IngestAnswer as IngestAnswerDto,
-  ResultInput,
-} from '../../services/result.service.js';
-import type { IdempotencyDecision } from '../../services/idempotency.service.js';
-import { Hl7Rejection, parseOru, type OruMessage } from '../../integrations/hl7-oru.js';
-import { ackFor, messageKey, resultInputOf } from '../../integrations/hl7-results.js';
+import type { IngestAnswer as IngestAnswerDto } from '../../services/result.service.js';
+import { createHl7Receiver } from '../../integrations/hl7-receiver.js';
 import {
   errorResponses,
   IdParams,
@@ -25,9 +20,6 @@ import {
   PageQuery,
   ResultObservation,
 } from '../schemas.js';
-
-/** The largest HL7 message taken over HTTP (embedded PDFs make results large). */
-const HL7_MAX_BYTES = 20 * 1024 * 1024;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -186,77 +178,23 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services 
     hl7.removeAllContentTypeParsers();
     hl7.addContentTypeParser(
       ['text/plain', 'x-application/hl7-v2+er7', 'application/hl7-v2'],
-      { parseAs: 'string', bodyLimit: HL7_MAX_BYTES },
+      { parseAs: 'string', bodyLimit: services.deps.settings.hl7MaxBytes },
       (_request, body, done) => {
         done(null, body);
       },
     );
     // The answer is an HL7 ACK (text), not JSON: no response schema; errors before the message
     // is read (no key, wrong type) keep the JSON error shape.
+    const receiver = createHl7Receiver(services);
     hl7.post('/api/v1/integrations/hl7v2', async (request, reply) => {
-      const text = typeof request.body === 'string' ? request.body : '';
-      const answer = (code: 'AA' | 'AE' | 'AR', reason: string | null, error: string | null) =>
-        reply
-          .code(code === 'AA' ? 200 : code === 'AR' ? 400 : 422)
-          .header('content-type', 'x-application/hl7-v2+er7')
-          .send(ackFor(text, code, reason, error, services.deps.clock.now()));
       if (!request.ctx.actor || request.ctx.actor.kind !== 'integration')
         throw new AppError('not_found', 'Not found.');
-      let message: OruMessage;
-      let input: ResultInput;
-      try {
-        message = parseOru(text);
-        input = resultInputOf(message);
-      } catch (err) {
-        if (err instanceof Hl7Rejection) return answer(err.ackCode, err.message, err.errorCode);
-        return answer('AR', 'The message could not be read as HL7 v2.', '102');
-      }
-      // A message re-sent (the ACK was lost) is answered again, and stored once: its control
-      // id per sender is the idempotency key.
-      let decision: IdempotencyDecision;
-      try {
-        decision = await services.idempotency.begin({
-          scope: request.ctx.actor.userId,
-          key: messageKey(message),
-          method: 'POST',
-          route: '/api/v1/integrations/hl7v2',
-          params: {},
-          body: text,
-          statusCode: 200,
-        });
-      } catch (err) {
-        if (err instanceof AppError && err.code === 'idempotency_mismatch')
-          return answer('AE', 'MSH-10 was used before for a different message.', '205');
-        if (err instanceof AppError && err.code === 'conflict')
-          return answer(
-            'AE',
-            'This message is being stored right now; send it again later.',
-            '207',
-          );
-        throw err;
-      }
-      if (decision.kind === 'replay') {
-        const stored = decision.body as IngestAnswerDto;
-        await services.idempotency.recordReplay(request.ctx, {
-          type: 'result.receive',
-          requires: { integration: true },
-          patientId: null,
-          entity: { type: 'Result', id: stored.id, version: stored.version },
-        });
-        return answer('AA', null, null);
-      }
-      try {
-        await services.results.ingest({ ...request.ctx, idempotency: decision.claim }, input, {
-          body: text,
-          contentType: 'x-application/hl7-v2+er7',
-        });
-      } catch (err) {
-        await services.idempotency.release(decision.claim);
-        if (err instanceof AppError && err.code !== 'unavailable')
-          return answer('AE', err.message, '207');
-        throw err;
-      }
-      return answer('AA', null, null);
+      const text = typeof request.body === 'string' ? request.body : '';
+      const { code, ack } = await receiver.receive(request.ctx, text);
+      return reply
+        .code(code === 'AA' ? 200 : code === 'AR' ? 400 : 422)
+        .header('content-type', 'x-application/hl7-v2+er7')
+        .send(ack);
     });
   });
 
