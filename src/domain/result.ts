@@ -1,4 +1,5 @@
 // Device results: observations, abnormal flags, and the text a result note shows.
+import { SPECIES, type Species } from './patient.js';
 
 /** Abnormal flags the chart highlights (H high, L low, HH/LL critical, A abnormal); N is normal. */
 export const RESULT_FLAGS = ['N', 'H', 'L', 'HH', 'LL', 'A'] as const;
@@ -34,4 +35,58 @@ export function renderResult(
   });
   const title = correction === null ? heading : `Corrected result (version ${correction})`;
   return [title, ...lines].join('\n');
+}
+
+/** How devices and labs name species, to the species we record. */
+const SPECIES_WORDS: Record<string, Species> = {
+  dog: 'canine',
+  canine: 'canine',
+  canis: 'canine',
+  cat: 'feline',
+  feline: 'feline',
+  felis: 'feline',
+  horse: 'equine',
+  equine: 'equine',
+  pony: 'equine',
+  donkey: 'equine',
+  cow: 'bovine',
+  cattle: 'bovine',
+  bovine: 'bovine',
+  sheep: 'ovine',
+  ovine: 'ovine',
+  goat: 'caprine',
+  caprine: 'caprine',
+  pig: 'porcine',
+  porcine: 'porcine',
+  alpaca: 'camelid',
+  llama: 'camelid',
+  camelid: 'camelid',
+  rabbit: 'lagomorph',
+  lagomorph: 'lagomorph',
+  rodent: 'rodent',
+  rat: 'rodent',
+  mouse: 'rodent',
+  hamster: 'rodent',
+  'guinea pig': 'rodent',
+  ferret: 'ferret',
+  bird: 'avian',
+  avian: 'avian',
+  parrot: 'avian',
+  reptile: 'reptile',
+  lizard: 'reptile',
+  snake: 'reptile',
+  tortoise: 'reptile',
+  turtle: 'reptile',
+  amphibian: 'amphibian',
+  frog: 'amphibian',
+  fish: 'fish',
+  human: 'human',
+};
+
+/** The species a source's word names, or null when we cannot tell (no fallback match then). */
+export function speciesOf(text: string | null | undefined): Species | null {
+  if (!text) return null;
+  const word = text.trim().toLowerCase().replace(/\s+/g, ' ');
+  if ((SPECIES as readonly string[]).includes(word)) return word as Species;
+  return SPECIES_WORDS[word] ?? SPECIES_WORDS[word.replace(/s$/, '')] ?? null;
 }

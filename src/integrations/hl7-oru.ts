@@ -59,8 +59,13 @@ export interface PatientIdentification {
   identifiers: { value: string; typeCode: string | null; authority: string | null }[];
   familyName: string | null;
   givenName: string | null;
+  /** YYYY-MM-DD, only when PID-7 names the whole day (a year alone matches nobody). */
   birthDate: string | null;
   sex: string | null;
+  /** PID-35 (2.4+): the text, else the code. */
+  species: string | null;
+  /** NK1-2 family name of the first next of kin (in veterinary use, the owner). */
+  ownerFamilyName: string | null;
 }
 
 export interface OruMessage {
@@ -273,8 +278,15 @@ export function parseOru(message: string): OruMessage {
     identifiers,
     familyName: text(pid.getComponent(5, 1)),
     givenName: text(pid.getComponent(5, 2)),
-    birthDate: hl7Time(fieldText(pid, 7))?.slice(0, 10) ?? null,
+    birthDate: /^\d{8}/.test(fieldText(pid, 7).trim())
+      ? (hl7Time(fieldText(pid, 7))?.slice(0, 10) ?? null)
+      : null,
     sex: text(fieldText(pid, 8)),
+    species: text(pid.getComponent(35, 2)) ?? text(pid.getComponent(35, 1)),
+    ownerFamilyName: (() => {
+      const nk1 = parsed.getSegment('NK1');
+      return nk1 ? text(nk1.getComponent(2, 1)) : null;
+    })(),
   };
 
   const orders: ResultOrder[] = [];

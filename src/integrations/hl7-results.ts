@@ -1,7 +1,7 @@
 // From a parsed ORU^R01 to a device result, and the ACK that answers the sender.
 import { createHash } from 'node:crypto';
 import type { ResultFlag, ResultObservation } from '../domain/result.js';
-import type { ResultInput } from '../services/result.service.js';
+import type { Demographics, ResultInput } from '../services/result.service.js';
 import { Hl7Rejection, type AbnormalFlag, type OruMessage } from './hl7-oru.js';
 
 const FLAGS: Record<AbnormalFlag, ResultFlag> = {
@@ -16,7 +16,7 @@ const FLAGS: Record<AbnormalFlag, ResultFlag> = {
 };
 
 /** PID identifiers as our systems: microchips by type MC or a MICROCHIP authority, MR as MRN. */
-function identifierOf(message: OruMessage): { system: string; value: string } {
+function identifierOf(message: OruMessage): { system: string; value: string } | undefined {
   const ids = message.patient.identifiers;
   const chip = ids.find(
     (i) => i.typeCode?.toUpperCase() === 'MC' || /micro\s*chip/i.test(i.authority ?? ''),
@@ -25,8 +25,24 @@ function identifierOf(message: OruMessage): { system: string; value: string } {
   const mrn = ids.find((i) => i.typeCode?.toUpperCase() === 'MR');
   if (mrn) return { system: 'mrn', value: mrn.value };
   const first = ids[0];
-  if (!first) throw new Hl7Rejection('AE', '101', 'PID names no patient identifier (PID-3).');
-  return { system: 'external', value: first.value };
+  return first ? { system: 'external', value: first.value } : undefined;
+}
+
+/**
+ * Name, species, owner surname and birth date for the fallback match. Veterinary senders put the
+ * owner's surname in PID-5.1 and the animal's name in PID-5.2 ("SMITH^REX"); an NK1 segment, when
+ * present, names the owner instead (then PID-5.1 is the animal's name if 5.2 is empty).
+ */
+function demographicsOf(message: OruMessage): Demographics {
+  const { familyName, givenName, ownerFamilyName, species, birthDate } = message.patient;
+  const ownerSurname = ownerFamilyName ?? (givenName !== null ? familyName : null);
+  const name = givenName ?? familyName;
+  return {
+    ...(name !== null ? { name } : {}),
+    ...(species !== null ? { species } : {}),
+    ...(ownerSurname !== null ? { ownerSurname } : {}),
+    ...(birthDate !== null ? { birthDate } : {}),
+  };
 }
 
 /**
@@ -53,8 +69,10 @@ export function resultInputOf(message: OruMessage): ResultInput {
   if (observations.length === 0)
     throw new Hl7Rejection('AE', '101', 'The message carries no observations to store.');
   const first = message.orders[0];
+  const found = identifierOf(message);
+  const identifier = found ? { identifier: found } : {};
   return {
-    patient: { identifier: identifierOf(message) },
+    patient: { ...identifier, ...demographicsOf(message) },
     source: message.sendingApplication || 'hl7',
     kind: 'lab',
     resultId: first?.fillerOrderId ?? first?.placerOrderId ?? message.controlId,

@@ -4,10 +4,11 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { canonicalJson } from '../domain/audit.js';
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
-import { isIdentifierSystem, normalizeIdentifier } from '../domain/patient.js';
+import { isIdentifierSystem, normalizeIdentifier, searchKey } from '../domain/patient.js';
 import {
   isAbnormalFlag,
   renderResult,
+  speciesOf,
   type ResultKind,
   type ResultObservation,
 } from '../domain/result.js';
@@ -26,6 +27,9 @@ import {
   findResult,
   insertResult,
   insertResultVersion,
+  mappedPatient,
+  mapPatient,
+  patientsByDemographics,
   patientsWithIdentifier,
   unmatchedResults,
   updateResult,
@@ -38,8 +42,18 @@ import type { ServiceDeps } from './deps.js';
 import { emitEvent } from './events.js';
 import { idAfter, toPage, type Page } from './pagination.js';
 
+/** What a source says about the animal besides identifiers: for the fallback match. */
+export interface Demographics {
+  name?: string;
+  species?: string;
+  ownerSurname?: string;
+  /** YYYY-MM-DD */
+  birthDate?: string;
+}
+
 export interface ResultInput {
-  patient: { identifier: { system: string; value: string } };
+  /** An identifier (microchip, MRN, the source's own id as `external`), demographics, or both. */
+  patient: { identifier?: { system: string; value: string } } & Demographics;
   source: string;
   kind: ResultKind;
   /** The source's own id for this result: a re-send is the same result, a change a correction. */
@@ -61,6 +75,8 @@ export interface UnmatchedResult {
   kind: string;
   receivedAt: string;
   identifiers: { system: string; value: string }[];
+  /** Name, species, owner surname, birth date as the source sent them. */
+  patient: Demographics;
   observations: ResultObservation[];
   abnormal: boolean;
   version: number;
@@ -84,6 +100,47 @@ function sameText(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** The identifier a result names, validated and normalized (undefined when it names none). */
+function identifierOf(input: ResultInput): { system: string; value: string } | undefined {
+  const given = input.patient.identifier;
+  if (!given) return undefined;
+  if (!isIdentifierSystem(given.system))
+    throw new AppError(
+      'invalid',
+      `patient.identifier.system "${given.system.slice(0, 40)}" is not known.`,
+    );
+  return { system: given.system, value: normalizeIdentifier(given.system, given.value) };
+}
+
+/** The demographics a source sent, trimmed; null when it sent none. */
+function demographicsOf(patient: Demographics): Demographics | null {
+  const out: Demographics = {};
+  for (const key of ['name', 'species', 'ownerSurname', 'birthDate'] as const) {
+    const value = patient[key]?.trim();
+    if (value) out[key] = value.slice(0, 200);
+  }
+  if (out.birthDate !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(out.birthDate))
+    throw new AppError('invalid', 'patient.birthDate must be a date (YYYY-MM-DD).');
+  return Object.keys(out).length > 0 ? out : null;
+}
+
+/** The fallback match needs all four, and a species we know. */
+function fallbackKeyOf(demographics: Demographics | null) {
+  if (!demographics) return null;
+  const { name, ownerSurname, birthDate } = demographics;
+  const species = speciesOf(demographics.species);
+  if (!name || !ownerSurname || !birthDate || !species) return null;
+  return { nameKey: searchKey(name), species, birthDate, surnameKey: searchKey(ownerSurname) };
+}
+
+export interface PatientMatch {
+  patientId: string | null;
+  /** How it was matched; null when it waits in the queue. */
+  by: 'identifier' | 'mapping' | 'demographics' | null;
+  /** Patients that fit (more than one is a tie: never matched automatically). */
+  candidates: number;
 }
 
 export function createResultService(
@@ -122,6 +179,42 @@ export function createResultService(
     await insertNote(tx, row);
     await recordRevision(tx, row, 'created', authorId, now);
     return row.id;
+  }
+
+  /**
+   * Which patient a result is about: by identifier in the key's organization (the source's own
+   * id through what staff assigned before), else by name + species + owner surname + birth date
+   * when configured. Only exactly one candidate matches; a tie waits for staff.
+   */
+  async function matchPatient(
+    tx: Tx,
+    actor: { organizationId: string | null; integrationKeyId?: string },
+    identifier: { system: string; value: string } | undefined,
+    demographics: Demographics | null,
+  ): Promise<PatientMatch> {
+    const organizationId = actor.organizationId ?? '';
+    if (identifier) {
+      if (identifier.system === 'external') {
+        const mapped = await mappedPatient(tx, actor.integrationKeyId ?? '', identifier.value);
+        if (mapped) return { patientId: mapped, by: 'mapping', candidates: 1 };
+      }
+      const found = await patientsWithIdentifier(
+        tx,
+        organizationId,
+        identifier.system,
+        identifier.value,
+      );
+      if (found.length === 1)
+        return { patientId: found[0] ?? null, by: 'identifier', candidates: 1 };
+      // Two patients with one identifier is a data problem for staff, not a guess for us.
+      if (found.length > 1) return { patientId: null, by: null, candidates: found.length };
+    }
+    const key = deps.settings.resultFallbackMatch ? fallbackKeyOf(demographics) : null;
+    if (!key) return { patientId: null, by: null, candidates: 0 };
+    const found = await patientsByDemographics(tx, organizationId, key);
+    return found.length === 1
+      ? { patientId: found[0] ?? null, by: 'demographics', candidates: 1 }
+      : { patientId: null, by: null, candidates: found.length };
   }
 
   /** A correction reaches the chart as an addendum: a final note is never rewritten. */
@@ -199,13 +292,13 @@ export function createResultService(
     input: ResultInput,
     raw: { body: string; contentType: string },
   ): Promise<IngestAnswer> {
-    const { system, value } = input.patient.identifier;
-    if (!isIdentifierSystem(system))
+    const identifier = identifierOf(input);
+    const demographics = demographicsOf(input.patient);
+    if (!identifier && !demographics)
       throw new AppError(
         'invalid',
-        `patient.identifier.system "${system.slice(0, 40)}" is not known.`,
+        'Name the patient: patient.identifier, or name, species, ownerSurname and birthDate.',
       );
-    const identifier = { system, value: normalizeIdentifier(system, value) };
     if (input.observations.length === 0)
       throw new AppError('invalid', 'A result needs at least one observation.');
     const abnormal = input.observations.some((o) => isAbnormalFlag(o.flag));
@@ -222,10 +315,16 @@ export function createResultService(
         record.patientId = existing.patient_id;
         // A correction is about the same patient; another identifier is a mistake to refuse,
         // not a reason to change someone else's chart.
-        if (canonicalJson(JSON.parse(existing.identifiers)) !== canonicalJson([identifier]))
+        const before: unknown = JSON.parse(existing.identifiers);
+        const samePatient = identifier
+          ? canonicalJson(before) === canonicalJson([identifier])
+          : canonicalJson(before) === '[]' &&
+            canonicalJson(JSON.parse(existing.demographics ?? 'null')) ===
+              canonicalJson(demographics);
+        if (!samePatient)
           throw new AppError(
             'conflict',
-            'This resultId was sent for another patient identifier; send a new resultId.',
+            'This resultId was sent for another patient; send a new resultId.',
           );
         const content = canonicalJson(input.observations);
         const same = (await versionsOfResult(tx, existing.id)).find(
@@ -270,13 +369,8 @@ export function createResultService(
         return { id: existing.id, status, version, duplicate: false };
       }
 
-      const candidates = await patientsWithIdentifier(
-        tx,
-        actor.organizationId,
-        identifier.system,
-        identifier.value,
-      );
-      const patientId = candidates.length === 1 ? (candidates[0] ?? null) : null;
+      const match = await matchPatient(tx, actor, identifier, demographics);
+      const patientId = match.patientId;
       const result: ResultRow = {
         id: uuidv7(at.getTime()),
         organization_id: actor.organizationId,
@@ -287,7 +381,8 @@ export function createResultService(
         status: patientId ? 'matched' : 'unmatched',
         patient_id: patientId,
         note_id: null,
-        identifiers: JSON.stringify([identifier]),
+        identifiers: JSON.stringify(identifier ? [identifier] : []),
+        demographics: demographics ? JSON.stringify(demographics) : null,
         current_version: 1,
         received_at: now,
         updated_at: now,
@@ -322,7 +417,7 @@ export function createResultService(
       }
       record.patientId = patientId;
       record.entity = { type: 'Result', id: result.id, version: 1 };
-      record.detail = { status: result.status, candidates: candidates.length };
+      record.detail = { status: result.status, matchedBy: match.by, candidates: match.candidates };
       return {
         id: result.id,
         status: result.status as IngestAnswer['status'],
@@ -356,6 +451,7 @@ export function createResultService(
             kind: r.kind,
             receivedAt: r.received_at,
             identifiers: JSON.parse(r.identifiers) as { system: string; value: string }[],
+            patient: JSON.parse(r.demographics ?? '{}') as Demographics,
             observations: JSON.parse(r.observations) as ResultObservation[],
             abnormal: r.abnormal === 1,
             version: r.current_version,
@@ -404,7 +500,21 @@ export function createResultService(
           updated_at: now,
         });
         await announce(tx, at, result, patientId, noteId, result.current_version);
+        // The source's own patient id now names this patient: its next results match by it.
+        const sourceIds = (
+          JSON.parse(result.identifiers) as { system: string; value: string }[]
+        ).filter((i) => i.system === 'external');
+        for (const { value } of sourceIds)
+          await mapPatient(tx, {
+            integration_key_id: result.integration_key_id,
+            value,
+            organization_id: result.organization_id,
+            patient_id: patientId,
+            created_by: actor.userId,
+            created_at: now,
+          });
         record.entity = { type: 'Result', id, version: result.current_version };
+        record.detail = { mapped: sourceIds.length > 0 };
         return {
           id,
           status: 'matched' as const,

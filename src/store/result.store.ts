@@ -1,7 +1,7 @@
 // Results from devices and their versions.
 import { sql } from 'kysely';
-import { engineOf } from './dialect.js';
-import type { ResultRow, ResultVersionRow, Tx } from './tables.js';
+import { engineOf, escapeLike } from './dialect.js';
+import type { IntegrationPatientIdRow, ResultRow, ResultVersionRow, Tx } from './tables.js';
 
 export async function insertResult(tx: Tx, row: ResultRow): Promise<void> {
   await tx.insertInto('results').values(row).execute();
@@ -132,4 +132,70 @@ export async function patientsWithIdentifier(
     .where('value', '=', value)
     .execute();
   return [...new Set(rows.map((r) => r.patient_id))];
+}
+
+/** The patient a source's own patient id was assigned to before (learned per integration key). */
+export async function mappedPatient(
+  tx: Tx,
+  integrationKeyId: string,
+  value: string,
+): Promise<string | undefined> {
+  const row = await tx
+    .selectFrom('integration_patient_ids')
+    .select('patient_id')
+    .where('integration_key_id', '=', integrationKeyId)
+    .where('value', '=', value)
+    .executeTakeFirst();
+  return row?.patient_id;
+}
+
+/** Remembers (or moves, when staff decide again) which patient a source's own id names. */
+export async function mapPatient(tx: Tx, row: IntegrationPatientIdRow): Promise<void> {
+  await tx
+    .insertInto('integration_patient_ids')
+    .values(row)
+    .onConflict((oc) =>
+      oc.columns(['integration_key_id', 'value']).doUpdateSet({
+        patient_id: row.patient_id,
+        created_by: row.created_by,
+        created_at: row.created_at,
+      }),
+    )
+    .execute();
+}
+
+/**
+ * Patients of the organization with this name, species and birth date and an owner with this
+ * surname (the last word of the owner's name, or the whole of it). At most two: two means a tie.
+ */
+export async function patientsByDemographics(
+  tx: Tx,
+  organizationId: string,
+  who: { nameKey: string; species: string; birthDate: string; surnameKey: string },
+): Promise<string[]> {
+  const rows = await tx
+    .selectFrom('patients as p')
+    .select('p.id')
+    .where('p.organization_id', '=', organizationId)
+    .where('p.name_search', '=', who.nameKey)
+    .where('p.species', '=', who.species)
+    .where('p.birth_date', '=', who.birthDate)
+    .where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('patient_owners as po')
+          .innerJoin('owners as o', 'o.id', 'po.owner_id')
+          .select('o.id')
+          .whereRef('po.patient_id', '=', 'p.id')
+          .where((o) =>
+            o.or([
+              o('o.name_search', '=', who.surnameKey),
+              sql<boolean>`${o.ref('o.name_search')} like ${`% ${escapeLike(who.surnameKey)}`} escape '\\'`,
+            ]),
+          ),
+      ),
+    )
+    .limit(2)
+    .execute();
+  return rows.map((r) => r.id);
 }

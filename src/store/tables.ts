@@ -388,6 +388,8 @@ export interface ResultsTable {
   note_id: string | null;
   /** JSON: the patient identifiers the source sent */
   identifiers: string;
+  /** JSON: name, species, owner surname, birth date as the source sent them (or null) */
+  demographics: string | null;
   current_version: number;
   received_at: string;
   updated_at: string;
@@ -406,6 +408,31 @@ export interface ResultVersionsTable {
   original: string;
   original_type: string;
   received_at: string;
+}
+
+export interface IntegrationPatientIdsTable {
+  integration_key_id: string;
+  /** the source's own patient id */
+  value: string;
+  organization_id: string;
+  patient_id: string;
+  created_by: string;
+  created_at: string;
+}
+
+export interface ResultAttachmentsTable {
+  result_id: string;
+  version: number;
+  position: number;
+  filename: string;
+  content_type: string;
+  blob_key: string;
+  size: number;
+  sha256: string;
+  chunk_bytes: number;
+  key_id: string;
+  wrapped_key: string;
+  document_id: string | null;
 }
 
 export interface DB {
@@ -439,6 +466,8 @@ export interface DB {
   integration_keys: IntegrationKeysTable;
   results: ResultsTable;
   result_versions: ResultVersionsTable;
+  integration_patient_ids: IntegrationPatientIdsTable;
+  result_attachments: ResultAttachmentsTable;
 }
 
 /** A database handle inside a unit of work (a transaction, or a savepoint in a group commit). */
@@ -466,4 +495,6 @@ export type ConsentVersionRow = Selectable<ConsentVersionsTable>;
 export type BreakGlassGrantRow = Selectable<BreakGlassGrantsTable>;
 export type IntegrationKeyRow = Selectable<IntegrationKeysTable>;
 export type ResultRow = Selectable<ResultsTable>;
+export type ResultAttachmentRow = Selectable<ResultAttachmentsTable>;
+export type IntegrationPatientIdRow = Selectable<IntegrationPatientIdsTable>;
 export type ResultVersionRow = Selectable<ResultVersionsTable>;

@@ -35,12 +35,21 @@ const IngestAnswer = Type.Object({
   duplicate: Type.Boolean(),
 });
 
+/** What a source may say about the animal besides identifiers (for the fallback match). */
+const DemographicsFields = {
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  species: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+  ownerSurname: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  birthDate: Type.Optional(Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' })),
+};
+
 const UnmatchedResult = Type.Object({
   id: Type.String(),
   source: Type.String(),
   kind: Type.String(),
   receivedAt: Type.String(),
   identifiers: Type.Array(Type.Object({ system: Type.String(), value: Type.String() })),
+  patient: Type.Object(DemographicsFields),
   observations: Type.Array(ResultObservation),
   abnormal: Type.Boolean(),
   version: Type.Integer(),
@@ -136,13 +145,16 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services 
             {
               patient: Type.Object(
                 {
-                  identifier: Type.Object(
-                    {
-                      system: Type.String({ minLength: 1, maxLength: 40 }),
-                      value: Type.String({ minLength: 1, maxLength: 64 }),
-                    },
-                    { additionalProperties: false },
+                  identifier: Type.Optional(
+                    Type.Object(
+                      {
+                        system: Type.String({ minLength: 1, maxLength: 40 }),
+                        value: Type.String({ minLength: 1, maxLength: 64 }),
+                      },
+                      { additionalProperties: false },
+                    ),
                   ),
+                  ...DemographicsFields,
                 },
                 { additionalProperties: false },
               ),

@@ -5,6 +5,7 @@ import * as m0002 from './0002-audit-checkpoints-alerts.js';
 import * as m0003 from './0003-documents-outbox.js';
 import * as m0004 from './0004-sharing-access.js';
 import * as m0005 from './0005-results.js';
+import * as m0006 from './0006-result-matching.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
@@ -12,6 +13,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003-documents-outbox': m0003,
   '0004-sharing-access': m0004,
   '0005-results': m0005,
+  '0006-result-matching': m0006,
 };
 
 export const migrationProvider: MigrationProvider = {
