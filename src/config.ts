@@ -40,7 +40,7 @@ export interface Config {
   readonly invitationTtlHours: number;
   readonly breakGlassMinutes: number;
   readonly ownerReleaseDelayHours: number;
-  readonly hl7MaxBytes: number;
+  readonly resultMaxBytes: number;
   readonly mllpPort: number | null;
   readonly mllpHost: string;
   readonly mllpKeyId: string;
@@ -447,10 +447,11 @@ const SETTINGS = [
     fallback: () => 0,
   },
   {
-    key: 'hl7MaxBytes',
-    env: 'CARETRAIL_HL7_MAX_BYTES',
-    flag: 'hl7-max-bytes',
-    description: 'Largest HL7 v2 message taken (HTTP or MLLP); a larger one is answered AE.',
+    key: 'resultMaxBytes',
+    env: 'CARETRAIL_RESULT_MAX_BYTES',
+    flag: 'result-max-bytes',
+    description:
+      'Largest device result taken (JSON webhook, HL7 v2 over HTTP or MLLP; AE over HL7).',
     parse: integer(4096, 512 * 1024 ** 2, 'an integer number of bytes'),
     fallback: () => 20 * 1024 ** 2,
   },

@@ -196,6 +196,7 @@ export const Note = Type.Object({
       version: Type.Integer(),
       abnormal: Type.Boolean(),
       observations: Type.Array(ResultObservation),
+      documentIds: Type.Array(Type.String()),
     }),
   ),
 });

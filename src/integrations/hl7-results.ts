@@ -15,6 +15,14 @@ const FLAGS: Record<AbnormalFlag, ResultFlag> = {
   '>': 'A',
 };
 
+const EXTENSIONS: Record<string, string> = {
+  'application/pdf': '.pdf',
+  'image/jpeg': '.jpg',
+  'image/png': '.png',
+  'text/plain': '.txt',
+  'text/html': '.html',
+};
+
 /** PID identifiers as our systems: microchips by type MC or a MICROCHIP authority, MR as MRN. */
 function identifierOf(message: OruMessage): { system: string; value: string } | undefined {
   const ids = message.patient.identifiers;
@@ -77,6 +85,11 @@ export function resultInputOf(message: OruMessage): ResultInput {
     kind: 'lab',
     resultId: first?.fillerOrderId ?? first?.placerOrderId ?? message.controlId,
     observations,
+    // ED values (PDF reports and the like) become documents on the chart.
+    attachments: message.attachments.map((a, i) => ({
+      filename: `${a.code || 'attachment'}-${i + 1}${EXTENSIONS[a.contentType] ?? ''}`,
+      data: a.data,
+    })),
   };
 }
 

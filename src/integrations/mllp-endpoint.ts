@@ -20,7 +20,7 @@ const STATUS_OF = { AA: 200, AE: 422, AR: 400 } as const;
 
 export async function startMllpEndpoint(
   services: Services,
-  config: Pick<Config, 'mllpHost' | 'mllpPort' | 'mllpKeyId' | 'hl7MaxBytes'>,
+  config: Pick<Config, 'mllpHost' | 'mllpPort' | 'mllpKeyId' | 'resultMaxBytes'>,
   log: Logger,
 ): Promise<MllpListener> {
   if (config.mllpPort === null) throw new Error('CARETRAIL_MLLP_PORT is not set.');
@@ -45,7 +45,7 @@ export async function startMllpEndpoint(
     ctx: RequestContext,
   ): Promise<{ code: keyof typeof STATUS_OF; ack: string }> {
     if (frame.kind === 'oversize') {
-      const reason = `The message is larger than ${config.hl7MaxBytes} bytes.`;
+      const reason = `The message is larger than ${config.resultMaxBytes} bytes.`;
       return {
         code: 'AE',
         ack: ackFor(decodeMessage(frame.head), 'AE', reason, '207', clock.now()),
@@ -81,7 +81,7 @@ export async function startMllpEndpoint(
   return startMllpListener({
     host: config.mllpHost,
     port: config.mllpPort,
-    maxBytes: config.hl7MaxBytes,
+    maxBytes: config.resultMaxBytes,
     log,
     async handle(frame, peer) {
       const ctx: RequestContext = {

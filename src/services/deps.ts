@@ -20,7 +20,7 @@ export type ServiceSettings = Pick<
   | 'invitationTtlHours'
   | 'breakGlassMinutes'
   | 'ownerReleaseDelayHours'
-  | 'hl7MaxBytes'
+  | 'resultMaxBytes'
   | 'resultFallbackMatch'
 >;
 

@@ -1,6 +1,6 @@
 // Documents and images: streamed, encrypted uploads; versions; soft delete and restore; retention
 // purge; ranged downloads checked against their SHA-256; thumbnails made by a job.
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { BlobNotFoundError } from '../blobs/blob-store.js';
 import { MasterKeyError } from '../blobs/master-key.js';
 import { primed, type BlobRef, type StoredBlob } from '../blobs/vault.js';
@@ -238,9 +238,9 @@ export function createDocumentService(deps: ServiceDeps) {
   function versionRow(
     doc: Pick<DocumentRow, 'id' | 'organization_id'>,
     version: number,
-    file: IncomingFile,
+    file: Pick<IncomingFile, 'filename' | 'declaredType'>,
     stored: Received,
-    actor: Actor,
+    actor: Pick<Actor, 'userId'>,
     now: string,
   ): DocumentVersionRow {
     const declared = file.declaredType?.split(';')[0]?.trim().toLowerCase().slice(0, 100) ?? null;
@@ -312,6 +312,101 @@ export function createDocumentService(deps: ServiceDeps) {
     }
   }
 
+  /**
+   * A new document (version 1) over a blob already stored, its preview queued and
+   * `document.created` emitted; the caller has checked access and audits.
+   */
+  async function insertNewDocument(
+    tx: Tx,
+    now: Date,
+    input: {
+      organizationId: string;
+      patientId: string;
+      title: string | null;
+      kind: DocumentKind;
+      visibility: Visibility;
+      sharedWith: CareRole[];
+      createdBy: string;
+      file: Pick<IncomingFile, 'filename' | 'declaredType'>;
+      stored: Received;
+    },
+  ): Promise<{ doc: DocumentRow; version: DocumentVersionRow }> {
+    const at = now.toISOString();
+    const { stored } = input;
+    const doc: DocumentRow = {
+      id: uuidv7(now.getTime()),
+      organization_id: input.organizationId,
+      patient_id: input.patientId,
+      title: input.title,
+      kind: input.kind,
+      current_version: 1,
+      status: 'active',
+      version: 1,
+      created_by: input.createdBy,
+      created_at: at,
+      updated_at: at,
+      deleted_at: null,
+      deleted_by: null,
+      purged_at: null,
+      visibility: input.visibility,
+      shared_with: JSON.stringify(input.sharedWith),
+    };
+    await insertDocument(tx, doc);
+    const version = versionRow(doc, 1, input.file, stored, { userId: input.createdBy }, at);
+    await insertDocumentVersion(tx, version);
+    await enqueue(tx, now, {
+      topic: 'preview',
+      payload: { documentId: doc.id, version: 1 },
+      organizationId: doc.organization_id,
+    });
+    await emitEvent(tx, now, {
+      type: 'document.created',
+      organizationId: doc.organization_id,
+      patientId: input.patientId,
+      data: { documentId: doc.id, version: 1, contentType: stored.contentType },
+    });
+    return { doc, version };
+  }
+
+  /**
+   * A file that came with a device result, stored encrypted before the result's transaction;
+   * its content type is read from its bytes.
+   */
+  async function storeAttachment(data: Buffer): Promise<Received> {
+    return storeFile({
+      stream: Readable.from([data]),
+      filename: undefined,
+      declaredType: undefined,
+    });
+  }
+
+  /** A result's file on the patient's chart: an internal document, kind by content type. */
+  async function fileForResult(
+    tx: Tx,
+    now: Date,
+    input: {
+      organizationId: string;
+      patientId: string;
+      title: string;
+      createdBy: string;
+      filename: string;
+      stored: Received;
+    },
+  ): Promise<string> {
+    const { doc } = await insertNewDocument(tx, now, {
+      organizationId: input.organizationId,
+      patientId: input.patientId,
+      title: input.title,
+      kind: defaultKind(input.stored.contentType),
+      visibility: 'internal',
+      sharedWith: [],
+      createdBy: input.createdBy,
+      file: { filename: input.filename, declaredType: undefined },
+      stored: input.stored,
+    });
+    return doc.id;
+  }
+
   async function create(
     ctx: RequestContext,
     patientId: string,
@@ -338,42 +433,20 @@ export function createDocumentService(deps: ServiceDeps) {
           record,
           now,
         );
-        const at = now.toISOString();
         // What an owner adds is theirs to see; others' files start inside the organization.
         const visibility =
           fields.visibility ??
           (access.via === 'share' && access.shareRole === 'owner' ? 'owner' : 'internal');
-        const doc: DocumentRow = {
-          id: uuidv7(now.getTime()),
-          organization_id: patient.organization_id,
-          patient_id: patientId,
+        const { doc, version } = await insertNewDocument(tx, now, {
+          organizationId: patient.organization_id,
+          patientId,
           title: fields.title?.trim() || null,
           kind: fields.kind ?? defaultKind(s.contentType),
-          current_version: 1,
-          status: 'active',
-          version: 1,
-          created_by: actor.userId,
-          created_at: at,
-          updated_at: at,
-          deleted_at: null,
-          deleted_by: null,
-          purged_at: null,
           visibility,
-          shared_with: JSON.stringify(fields.sharedWith ?? []),
-        };
-        await insertDocument(tx, doc);
-        const version = versionRow(doc, 1, f, s, actor, at);
-        await insertDocumentVersion(tx, version);
-        await enqueue(tx, now, {
-          topic: 'preview',
-          payload: { documentId: doc.id, version: 1 },
-          organizationId: doc.organization_id,
-        });
-        await emitEvent(tx, now, {
-          type: 'document.created',
-          organizationId: doc.organization_id,
-          patientId,
-          data: { documentId: doc.id, version: 1, contentType: s.contentType },
+          sharedWith: fields.sharedWith ?? [],
+          createdBy: actor.userId,
+          file: f,
+          stored: s,
         });
         record.entity = { type: 'Document', id: doc.id, version: 1 };
         record.detail = { size: s.size, contentType: s.contentType, sha256: s.sha256 };
@@ -860,8 +933,13 @@ export function createDocumentService(deps: ServiceDeps) {
     restore: (ctx: RequestContext, id: string) => changeStatus(ctx, id, 'document.restore'),
     purge,
     makeVersionPreview,
+    storeAttachment,
+    fileForResult,
+    dropBlob,
   };
 }
+
+export type DocumentService = ReturnType<typeof createDocumentService>;
 
 function defaultKind(contentType: string): DocumentKind {
   if (contentType === 'application/dicom') return 'imaging';

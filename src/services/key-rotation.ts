@@ -1,4 +1,4 @@
-// Re-wraps every data key (document contents, thumbnails, webhook and integration secrets,
+// Re-wraps every data key (document contents, thumbnails, files of unmatched results, webhook and integration secrets,
 // invitation links in queued mail) under the active master key. File bodies are not touched:
 // only the small wrapped keys in the database change.
 import type { Vault } from '../blobs/vault.js';
@@ -48,6 +48,30 @@ export async function rewrapAll(db: Database, vault: Vault): Promise<RewrapCount
           counts.thumbnails += 1;
         }
         await updateDocumentVersion(tx, v.document_id, v.version, changes);
+      }
+    });
+  }
+  // Files of results waiting unmatched (once on a chart, the document version holds the key).
+  for (;;) {
+    const rows = await db.read
+      .selectFrom('result_attachments')
+      .selectAll()
+      .where('document_id', 'is', null)
+      .where('key_id', '!=', active)
+      .limit(200)
+      .execute();
+    if (rows.length === 0) break;
+    await db.write(async (tx) => {
+      for (const a of rows) {
+        const w = vault.rewrap({ blobKey: a.blob_key, keyId: a.key_id, wrapped: a.wrapped_key });
+        await tx
+          .updateTable('result_attachments')
+          .set({ key_id: w.keyId, wrapped_key: w.wrapped })
+          .where('result_id', '=', a.result_id)
+          .where('version', '=', a.version)
+          .where('position', '=', a.position)
+          .execute();
+        counts.contents += 1;
       }
     });
   }

@@ -20,7 +20,7 @@ import {
   updateNoteIfVersion,
 } from '../store/note.store.js';
 import type { NoteRow, Tx } from '../store/tables.js';
-import { resultsOfNotes } from '../store/result.store.js';
+import { documentsOfResults, resultsOfNotes } from '../store/result.store.js';
 import type { ResultObservation } from '../domain/result.js';
 import type { NoteResult } from './result.service.js';
 import {
@@ -120,6 +120,10 @@ export function createNoteService(deps: ServiceDeps) {
     const addenda = await addendaOf(tx, ids);
     // Result notes carry the structured observations of their device result.
     const results = rows.some((r) => r.kind === 'result') ? await resultsOfNotes(tx, ids) : [];
+    const files = await documentsOfResults(
+      tx,
+      results.map((r) => r.id),
+    );
     return rows.map((row) => {
       const result = results.find((x) => x.note_id === row.id);
       return toNote(
@@ -135,6 +139,7 @@ export function createNoteService(deps: ServiceDeps) {
               version: result.current_version,
               abnormal: result.abnormal === 1,
               observations: JSON.parse(result.observations) as ResultObservation[],
+              documentIds: files.filter((f) => f.result_id === result.id).map((f) => f.document_id),
             }
           : null,
       );

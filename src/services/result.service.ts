@@ -4,6 +4,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { canonicalJson } from '../domain/audit.js';
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
+import { safeFilename } from '../domain/document.js';
 import { isIdentifierSystem, normalizeIdentifier, searchKey } from '../domain/patient.js';
 import {
   isAbnormalFlag,
@@ -27,6 +28,9 @@ import {
   findResult,
   insertResult,
   insertResultVersion,
+  insertAttachment,
+  attachmentsWithoutDocument,
+  setAttachmentDocument,
   mappedPatient,
   mapPatient,
   patientsByDemographics,
@@ -39,6 +43,7 @@ import { accessPatient } from './access.js';
 import { audited } from './audit.service.js';
 import { requireIntegration, requirePermission, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
+import type { DocumentService } from './document.service.js';
 import { emitEvent } from './events.js';
 import { idAfter, toPage, type Page } from './pagination.js';
 
@@ -59,6 +64,16 @@ export interface ResultInput {
   /** The source's own id for this result: a re-send is the same result, a change a correction. */
   resultId?: string;
   observations: ResultObservation[];
+  /** Files that came with it (embedded PDFs, images): documents on the chart once matched. */
+  attachments?: { filename: string; data: Buffer }[];
+}
+
+/** What results need of documents: files stored before the transaction, filed on a chart in it. */
+export type ResultFiles = Pick<DocumentService, 'storeAttachment' | 'fileForResult' | 'dropBlob'>;
+type StoredFile = Awaited<ReturnType<ResultFiles['storeAttachment']>>;
+interface KeptFile {
+  filename: string;
+  stored: StoredFile;
 }
 
 export interface IngestAnswer {
@@ -90,6 +105,8 @@ export interface NoteResult {
   version: number;
   abnormal: boolean;
   observations: ResultObservation[];
+  /** The documents its files became on the chart. */
+  documentIds: string[];
 }
 
 export function signatureOf(secret: string, body: string): string {
@@ -146,8 +163,69 @@ export interface PatientMatch {
 export function createResultService(
   deps: ServiceDeps,
   secretOf: (integrationKeyId: string) => Promise<string>,
+  files: ResultFiles,
 ) {
   const { clock } = deps;
+
+  /** Files of a result not on a chart yet become internal documents of its patient. */
+  async function fileAttachments(
+    tx: Tx,
+    at: Date,
+    result: ResultRow,
+    patientId: string,
+    authorId: string,
+  ): Promise<void> {
+    for (const a of await attachmentsWithoutDocument(tx, result.id)) {
+      const documentId = await files.fileForResult(tx, at, {
+        organizationId: result.organization_id,
+        patientId,
+        title: `${result.source}: ${a.filename}`.slice(0, 200),
+        createdBy: authorId,
+        filename: a.filename,
+        stored: {
+          blobKey: a.blob_key,
+          tier: 'hot',
+          size: a.size,
+          sha256: a.sha256,
+          chunkBytes: a.chunk_bytes,
+          keyId: a.key_id,
+          wrapped: a.wrapped_key,
+          head: Buffer.alloc(0),
+          contentType: a.content_type,
+        },
+      });
+      await setAttachmentDocument(tx, a, documentId);
+    }
+  }
+
+  /** The files of one version of a result, kept with it; on the chart at once when matched. */
+  async function keepAttachments(
+    tx: Tx,
+    at: Date,
+    result: ResultRow,
+    version: number,
+    kept: KeptFile[],
+    patientId: string | null,
+    authorId: string,
+  ): Promise<void> {
+    if (kept.length === 0) return;
+    for (const [position, { filename, stored }] of kept.entries())
+      await insertAttachment(tx, {
+        result_id: result.id,
+        version,
+        position,
+        filename,
+        content_type: stored.contentType,
+        blob_key: stored.blobKey,
+        size: stored.size,
+        sha256: stored.sha256,
+        chunk_bytes: stored.chunkBytes,
+        key_id: stored.keyId,
+        wrapped_key: stored.wrapped,
+        document_id: null,
+      });
+    if (patientId) await fileAttachments(tx, at, result, patientId, authorId);
+  }
 
   async function noteFor(
     tx: Tx,
@@ -302,6 +380,39 @@ export function createResultService(
     if (input.observations.length === 0)
       throw new AppError('invalid', 'A result needs at least one observation.');
     const abnormal = input.observations.some((o) => isAbnormalFlag(o.flag));
+    // Files are stored (encrypted, fsync'd) before the transaction; a duplicate or a failure
+    // removes them again.
+    const kept: KeptFile[] = [];
+    const dropKept = async () => {
+      for (const { stored } of kept) await files.dropBlob(stored).catch(() => undefined);
+    };
+    try {
+      for (const a of input.attachments ?? [])
+        kept.push({
+          filename: safeFilename(a.filename),
+          stored: await files.storeAttachment(a.data),
+        });
+      const answer = await receive(ctx, input, raw, { identifier, demographics, abnormal, kept });
+      if (answer.duplicate) await dropKept();
+      return answer;
+    } catch (err) {
+      await dropKept();
+      throw err;
+    }
+  }
+
+  async function receive(
+    ctx: RequestContext,
+    input: ResultInput,
+    raw: { body: string; contentType: string },
+    checked: {
+      identifier: { system: string; value: string } | undefined;
+      demographics: Demographics | null;
+      abnormal: boolean;
+      kept: KeptFile[];
+    },
+  ): Promise<IngestAnswer> {
+    const { identifier, demographics, abnormal, kept } = checked;
     return audited(deps, ctx, { action: 'C', type: 'result.receive' }, async (tx, record) => {
       const actor = requireIntegration(ctx);
       const at = clock.now();
@@ -359,6 +470,8 @@ export function createResultService(
             ? { status: 'unmatched', discard_reason: null, resolved_by: null, resolved_at: null }
             : {}),
         });
+        const onChart = existing.status === 'matched' ? existing.patient_id : null;
+        await keepAttachments(tx, at, existing, version, kept, onChart, actor.userId);
         if (existing.status === 'matched' && existing.note_id && existing.patient_id) {
           await amendNote(tx, existing.note_id, actor.userId, input.observations, version, now);
           await announce(tx, at, existing, existing.patient_id, existing.note_id, version);
@@ -410,6 +523,7 @@ export function createResultService(
         original_type: raw.contentType,
         received_at: now,
       });
+      await keepAttachments(tx, at, result, 1, kept, patientId, actor.userId);
       if (patientId) {
         const noteId = await noteFor(tx, result, patientId, actor.userId, input.observations, now);
         await updateResult(tx, result.id, { note_id: noteId });
@@ -491,6 +605,7 @@ export function createResultService(
           .where('id', '=', result.integration_key_id)
           .executeTakeFirstOrThrow();
         const noteId = await noteFor(tx, result, patientId, author.user_id, observations, now);
+        await fileAttachments(tx, at, result, patientId, author.user_id);
         await updateResult(tx, id, {
           status: 'matched',
           patient_id: patientId,

@@ -52,6 +52,7 @@ export function createServices(
     if (lastCheck.size > 10_000) lastCheck.clear();
   };
   const integrationKeys = createIntegrationKeyService(deps);
+  const documents = createDocumentService(deps);
   return {
     deps,
     auditTrail,
@@ -60,11 +61,11 @@ export function createServices(
     setup: createSetupService(deps),
     patients: createPatientService(deps),
     notes: createNoteService(deps),
-    documents: createDocumentService(deps),
+    documents,
     subscriptions: createSubscriptionService(deps),
     sharing: createSharingService(deps),
     integrationKeys,
-    results: createResultService(deps, integrationKeys.secretOf),
+    results: createResultService(deps, integrationKeys.secretOf, documents),
     idempotency: createIdempotencyService(deps),
   };
 }

@@ -1,7 +1,13 @@
 // Results from devices and their versions.
 import { sql } from 'kysely';
 import { engineOf, escapeLike } from './dialect.js';
-import type { IntegrationPatientIdRow, ResultRow, ResultVersionRow, Tx } from './tables.js';
+import type {
+  IntegrationPatientIdRow,
+  ResultAttachmentRow,
+  ResultRow,
+  ResultVersionRow,
+  Tx,
+} from './tables.js';
 
 export async function insertResult(tx: Tx, row: ResultRow): Promise<void> {
   await tx.insertInto('results').values(row).execute();
@@ -198,4 +204,56 @@ export async function patientsByDemographics(
     .limit(2)
     .execute();
   return rows.map((r) => r.id);
+}
+
+export async function insertAttachment(tx: Tx, row: ResultAttachmentRow): Promise<void> {
+  await tx.insertInto('result_attachments').values(row).execute();
+}
+
+/** Files of a result that are not on a chart yet (it waited unmatched). */
+export async function attachmentsWithoutDocument(
+  tx: Tx,
+  resultId: string,
+): Promise<ResultAttachmentRow[]> {
+  return tx
+    .selectFrom('result_attachments')
+    .selectAll()
+    .where('result_id', '=', resultId)
+    .where('document_id', 'is', null)
+    .orderBy('version')
+    .orderBy('position')
+    .execute();
+}
+
+export async function setAttachmentDocument(
+  tx: Tx,
+  row: Pick<ResultAttachmentRow, 'result_id' | 'version' | 'position'>,
+  documentId: string,
+): Promise<void> {
+  await tx
+    .updateTable('result_attachments')
+    .set({ document_id: documentId })
+    .where('result_id', '=', row.result_id)
+    .where('version', '=', row.version)
+    .where('position', '=', row.position)
+    .execute();
+}
+
+/** The documents that the files of these results became. */
+export async function documentsOfResults(
+  tx: Tx,
+  resultIds: string[],
+): Promise<{ result_id: string; document_id: string }[]> {
+  if (resultIds.length === 0) return [];
+  const rows = await tx
+    .selectFrom('result_attachments')
+    .select(['result_id', 'document_id'])
+    .where('result_id', 'in', resultIds)
+    .where('document_id', 'is not', null)
+    .orderBy('version')
+    .orderBy('position')
+    .execute();
+  return rows.flatMap((r) =>
+    r.document_id === null ? [] : [{ result_id: r.result_id, document_id: r.document_id }],
+  );
 }

@@ -131,7 +131,7 @@ describeEachEngine('HL7 v2 over MLLP', ({ url }) => {
     keyUserId = row.user_id;
     listener = await startMllpEndpoint(
       h.runtime.services,
-      { mllpHost: '127.0.0.1', mllpPort: 0, mllpKeyId: keyId, hl7MaxBytes: MAX_BYTES },
+      { mllpHost: '127.0.0.1', mllpPort: 0, mllpKeyId: keyId, resultMaxBytes: MAX_BYTES },
       h.runtime.services.deps.log,
     );
   });
@@ -141,7 +141,7 @@ describeEachEngine('HL7 v2 over MLLP', ({ url }) => {
   });
 
   test('the listener does not start without a live integration key', async () => {
-    const config = { mllpHost: '127.0.0.1', mllpPort: 0, hl7MaxBytes: MAX_BYTES };
+    const config = { mllpHost: '127.0.0.1', mllpPort: 0, resultMaxBytes: MAX_BYTES };
     const log = h.runtime.services.deps.log;
     await assert.rejects(
       startMllpEndpoint(h.runtime.services, { ...config, mllpKeyId: '' }, log),

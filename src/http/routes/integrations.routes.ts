@@ -120,7 +120,8 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services 
     ingest.removeContentTypeParser('application/json');
     ingest.addContentTypeParser(
       'application/json',
-      { parseAs: 'string' },
+      // Results may carry files (PDF reports), base64 in the body.
+      { parseAs: 'string', bodyLimit: services.deps.settings.resultMaxBytes },
       (request, body, done) => {
         const text = body as string;
         request.rawBody = text;
@@ -162,6 +163,20 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services 
               kind: literalUnion(RESULT_KINDS),
               resultId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
               observations: Type.Array(ResultObservation, { minItems: 1, maxItems: 500 }),
+              attachments: Type.Optional(
+                Type.Array(
+                  Type.Object(
+                    {
+                      filename: Type.String({ minLength: 1, maxLength: 200 }),
+                      /** Ignored: the type is read from the bytes. */
+                      contentType: Type.Optional(Type.String({ maxLength: 100 })),
+                      data: Type.String({ minLength: 4, pattern: '^[A-Za-z0-9+/\\r\\n]+={0,2}$' }),
+                    },
+                    { additionalProperties: false },
+                  ),
+                  { maxItems: 10 },
+                ),
+              ),
             },
             { additionalProperties: false },
           ),
@@ -175,8 +190,20 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services 
           request.rawBody,
           request.headers['x-caretrail-signature'],
         );
+        const { attachments, ...result } = request.body;
+        const input = {
+          ...result,
+          ...(attachments
+            ? {
+                attachments: attachments.map((a) => ({
+                  filename: a.filename,
+                  data: Buffer.from(a.data, 'base64'),
+                })),
+              }
+            : {}),
+        };
         return createOnce(services, request, reply, RESULT_REPLAY, (ctx) =>
-          services.results.ingest(ctx, request.body, {
+          services.results.ingest(ctx, input, {
             body: request.rawBody,
             contentType: 'application/json',
           }),
@@ -190,7 +217,7 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services 
     hl7.removeAllContentTypeParsers();
     hl7.addContentTypeParser(
       ['text/plain', 'x-application/hl7-v2+er7', 'application/hl7-v2'],
-      { parseAs: 'string', bodyLimit: services.deps.settings.hl7MaxBytes },
+      { parseAs: 'string', bodyLimit: services.deps.settings.resultMaxBytes },
       (_request, body, done) => {
         done(null, body);
       },
