@@ -1,9 +1,10 @@
 // `npm run bench`: runs every benchmark and prints ratios against baselines measured in the same
 // run (absolute numbers depend on the machine; ratios are what we compare over time).
-// BENCH_ONLY=group-commit|audit|documents picks one; BENCH_FILE_MB sizes the document bench; BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_AUDIT_EVENTS tune them.
+// BENCH_ONLY=group-commit|audit|documents|mllp picks one; BENCH_FILE_MB sizes the document bench; BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_AUDIT_EVENTS, BENCH_MLLP_CONNECTIONS tune them.
 import { auditedReadBench, verifyAndExportBench } from './audit.bench.js';
 import { documentsBench } from './documents.bench.js';
 import { groupCommitBench } from './group-commit.bench.js';
+import { mllpBench } from './mllp.bench.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 64);
@@ -52,5 +53,16 @@ if (only === undefined || only === 'documents') {
     `  raw disk read (baseline)                     ${mb(d.rawReadMBps)}`,
     `  download (GET content, SHA-256 checked)      ${mb(d.downloadMBps)}   ratio ${(d.downloadMBps / d.rawReadMBps).toFixed(2)} (aim >= 0.5)`,
     `  server peak RSS growth: upload ${d.uploadRssGrowthMb.toFixed(1)} MB, download ${d.downloadRssGrowthMb.toFixed(1)} MB   (aim: under 64 MB)`,
+  ]);
+}
+
+if (only === undefined || only === 'mllp') {
+  const connections = Number(process.env.BENCH_MLLP_CONNECTIONS ?? 8);
+  const m = await mllpBench({ seconds, connections });
+  out([
+    `HL7 v2 ORU^R01 results over MLLP (${connections} connections, one message in flight each, ${seconds} s, SQLite)`,
+    `  same results as JSON webhook over HTTP       ${fmt(m.webhookPerSecond)} /s   (baseline, ${connections} keep-alive clients)`,
+    `  ORU^R01 over MLLP (Hl7Client, ACK AA)        ${fmt(m.mllpPerSecond)} /s   ratio ${(m.mllpPerSecond / m.webhookPerSecond).toFixed(2)}x the webhook`,
+    `  MLLP answers: ${m.mllpAa.toLocaleString('en')} AA of ${m.mllpSent.toLocaleString('en')} sent, non-AA ${m.mllpNonAa}; results stored: MLLP ${m.mllpStored.toLocaleString('en')}, webhook ${m.webhookStored.toLocaleString('en')} of ${m.webhookSent.toLocaleString('en')}`,
   ]);
 }

@@ -110,8 +110,9 @@ describeEachEngine('result attachments', ({ url }) => {
     const answer = await send(report('T4-1'));
     assert.equal(answer.status, 'matched');
     const note = await resultNote(answer.id);
-    assert.equal(note?.result?.documentIds.length, 1);
-    const doc = await documentOf(note?.result?.documentIds[0] ?? '');
+    const documentIds = note?.result?.documentIds ?? [];
+    assert.equal(documentIds.length, 1);
+    const doc = await documentOf(documentIds[0] ?? '');
     assert.equal(doc.patientId, patientId);
     assert.equal(doc.contentType, 'application/pdf');
     assert.equal(doc.kind, 'report');
