@@ -198,7 +198,7 @@ export async function buildApp(options: AppOptions) {
   await app.register(documentsRoutes, { services, maxUploadBytes: options.maxUploadBytes });
   await app.register(subscriptionsRoutes, { services });
   await app.register(sharingRoutes, { services });
-  await app.register(integrationsRoutes, { services });
+  await app.register(integrationsRoutes, { services, maxUploadBytes: options.maxUploadBytes });
   await app.register(auditRoutes, { services });
   return Object.assign(app, { routes: routes });
 }

@@ -125,6 +125,9 @@ const Tag = {
   seriesDescription: 'x0008103e',
   patientName: 'x00100010',
   patientId: 'x00100020',
+  patientBirthDate: 'x00100030',
+  responsiblePerson: 'x00102297',
+  stationName: 'x00081010',
   species: 'x00102201',
   breed: 'x00102292',
   bodyPart: 'x00180015',
@@ -153,6 +156,65 @@ export function inspectDicom(bytes: Uint8Array): { metadata: DicomMetadata; pixe
   const tags = new TagReader(parse(bytes));
   const metadata = readMetadata(tags);
   return { metadata, pixels: readPixels(tags, metadata) };
+}
+
+/** Who and what an imaging file is about, as an imaging device wrote it (for device results). */
+export interface DicomHeader {
+  sopInstanceUid: string | null;
+  studyInstanceUid: string | null;
+  patientId: string | null;
+  /** Components of Patient's Name (0010,0010): in veterinary use "OwnerSurname^AnimalName". */
+  patientName: { family: string | null; given: string | null };
+  /** Family name of Responsible Person (0010,2297), the owner. */
+  ownerFamilyName: string | null;
+  species: string | null;
+  /** YYYY-MM-DD */
+  birthDate: string | null;
+  modality: string | null;
+  studyDate: string | null;
+  studyDescription: string | null;
+  seriesDescription: string | null;
+  bodyPart: string | null;
+  stationName: string | null;
+}
+
+/**
+ * The header of a Part-10 file from its first bytes: everything before the pixel data. Throws
+ * DicomError when the bytes are not DICOM or the header does not fit in them.
+ */
+export function readDicomHeader(prefix: Uint8Array): DicomHeader {
+  if (!hasPart10Prefix(prefix))
+    throw new DicomError('The file is not DICOM: it has no "DICM" marker after the preamble.');
+  let dataSet: DataSet;
+  try {
+    dataSet = dicomParser.parseDicom(prefix, { untilTag: Tag.pixelData, inflater: inflateBounded });
+  } catch (error) {
+    if (error instanceof DicomError) throw error;
+    throw new DicomError(
+      'The DICOM header could not be read (truncated, or longer than this server reads).',
+      parserFailure(error),
+    );
+  }
+  const tags = new TagReader(dataSet);
+  const components = (value: string | null) =>
+    (value?.split('=')[0] ?? '').split('^').map((part) => part.trim() || null);
+  const [family = null, given = null] = components(tags.text(Tag.patientName));
+  const [ownerFamily = null] = components(tags.text(Tag.responsiblePerson));
+  return {
+    sopInstanceUid: tags.text(Tag.sopInstanceUid),
+    studyInstanceUid: tags.text(Tag.studyInstanceUid),
+    patientId: tags.text(Tag.patientId),
+    patientName: { family, given },
+    ownerFamilyName: ownerFamily,
+    species: tags.text(Tag.species),
+    birthDate: wholeDate(tags.text(Tag.patientBirthDate)),
+    modality: tags.text(Tag.modality),
+    studyDate: isoDate(tags.text(Tag.studyDate)),
+    studyDescription: tags.text(Tag.studyDescription),
+    seriesDescription: tags.text(Tag.seriesDescription),
+    bodyPart: tags.text(Tag.bodyPart),
+    stationName: tags.text(Tag.stationName),
+  };
 }
 
 function parse(bytes: Uint8Array): DataSet {
@@ -320,6 +382,12 @@ function personName(value: string | null): string | null {
     .filter((part) => part !== '')
     .join(' ');
   return name === '' ? null : name;
+}
+
+/** YYYY-MM-DD only for a valid DICOM date; anything else is no date. */
+function wholeDate(value: string | null): string | null {
+  const date = isoDate(value);
+  return date !== null && /^\d{4}-\d{2}-\d{2}$/.test(date) ? date : null;
 }
 
 function isoDate(value: string | null): string | null {

@@ -933,6 +933,7 @@ export function createDocumentService(deps: ServiceDeps) {
     restore: (ctx: RequestContext, id: string) => changeStatus(ctx, id, 'document.restore'),
     purge,
     makeVersionPreview,
+    storeFile,
     storeAttachment,
     fileForResult,
     dropBlob,

@@ -1,6 +1,7 @@
 // Results from devices into the chart: ingest (idempotent, optionally signed), matching by
 // identifier, the result note, corrections as versions, and the queue of unmatched results.
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { Transform } from 'node:stream';
 import { canonicalJson } from '../domain/audit.js';
 import { AppError, notFound } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
@@ -43,7 +44,8 @@ import { accessPatient } from './access.js';
 import { audited } from './audit.service.js';
 import { requireIntegration, requirePermission, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
-import type { DocumentService } from './document.service.js';
+import type { DocumentService, IncomingFile } from './document.service.js';
+import { readDicomHeader, type DicomHeader } from '../previews/dicom.js';
 import { emitEvent } from './events.js';
 import { idAfter, toPage, type Page } from './pagination.js';
 
@@ -69,7 +71,56 @@ export interface ResultInput {
 }
 
 /** What results need of documents: files stored before the transaction, filed on a chart in it. */
-export type ResultFiles = Pick<DocumentService, 'storeAttachment' | 'fileForResult' | 'dropBlob'>;
+export type ResultFiles = Pick<
+  DocumentService,
+  'storeFile' | 'storeAttachment' | 'fileForResult' | 'dropBlob'
+>;
+
+/** The first bytes of a DICOM file read for its header (pixel data comes after it). */
+const DICOM_HEADER_BYTES = 1024 * 1024;
+
+/** A DICOM file as a device result: one image (SOP instance) is one result of kind imaging. */
+function dicomInput(header: DicomHeader): ResultInput {
+  if (header.sopInstanceUid === null)
+    throw new AppError('invalid', 'The DICOM file has no SOP Instance UID (0008,0018).');
+  const id = header.patientId?.trim() ?? '';
+  const chip = id.replace(/[\s-]/g, '');
+  const identifier =
+    id === ''
+      ? undefined
+      : /^\d{15}$/.test(chip)
+        ? { system: 'microchip', value: chip }
+        : { system: 'external', value: id.slice(0, 64) };
+  const { family, given } = header.patientName;
+  const name = given ?? family;
+  const ownerSurname = header.ownerFamilyName ?? (given !== null ? family : null);
+  const observations: ResultObservation[] = (
+    [
+      ['Modality', 'Modality', header.modality],
+      ['StudyDate', 'Study date', header.studyDate],
+      ['StudyDescription', 'Study', header.studyDescription],
+      ['SeriesDescription', 'Series', header.seriesDescription],
+      ['BodyPartExamined', 'Body part', header.bodyPart],
+    ] as const
+  ).flatMap(([code, display, value]) =>
+    value === null ? [] : [{ code, display, value: value.slice(0, 500) }],
+  );
+  if (observations.length === 0)
+    observations.push({ code: 'SOPInstanceUID', value: header.sopInstanceUid });
+  return {
+    patient: {
+      ...(identifier ? { identifier } : {}),
+      ...(name !== null ? { name } : {}),
+      ...(header.species !== null ? { species: header.species } : {}),
+      ...(ownerSurname !== null ? { ownerSurname } : {}),
+      ...(header.birthDate !== null ? { birthDate: header.birthDate } : {}),
+    },
+    source: 'DICOM',
+    kind: 'imaging',
+    resultId: header.sopInstanceUid,
+    observations,
+  };
+}
 type StoredFile = Awaited<ReturnType<ResultFiles['storeAttachment']>>;
 interface KeptFile {
   filename: string;
@@ -369,6 +420,8 @@ export function createResultService(
     ctx: RequestContext,
     input: ResultInput,
     raw: { body: string; contentType: string },
+    /** Files stored already (streamed in); removed again like the others on a duplicate. */
+    prestored: KeptFile[] = [],
   ): Promise<IngestAnswer> {
     const identifier = identifierOf(input);
     const demographics = demographicsOf(input.patient);
@@ -382,7 +435,7 @@ export function createResultService(
     const abnormal = input.observations.some((o) => isAbnormalFlag(o.flag));
     // Files are stored (encrypted, fsync'd) before the transaction; a duplicate or a failure
     // removes them again.
-    const kept: KeptFile[] = [];
+    const kept: KeptFile[] = [...prestored];
     const dropKept = async () => {
       for (const { stored } of kept) await files.dropBlob(stored).catch(() => undefined);
     };
@@ -541,6 +594,86 @@ export function createResultService(
     }).finally(() => deps.onOutbox?.());
   }
 
+  /** Streams one DICOM file into the blob store, keeping its first bytes to read the header. */
+  async function storeDicom(file: IncomingFile): Promise<{ header: DicomHeader; kept: KeptFile }> {
+    const prefix: Buffer[] = [];
+    let length = 0;
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        if (length < DICOM_HEADER_BYTES) {
+          const part = chunk.subarray(0, DICOM_HEADER_BYTES - length);
+          prefix.push(Buffer.from(part));
+          length += part.length;
+        }
+        done(null, chunk);
+      },
+    });
+    file.stream.once('error', (err) => tap.destroy(err));
+    const stored = await files.storeFile({ ...file, stream: file.stream.pipe(tap) });
+    try {
+      const header = readDicomHeader(Buffer.concat(prefix, length));
+      const filename = safeFilename(file.filename ?? `${header.sopInstanceUid ?? 'image'}.dcm`);
+      dicomInput(header);
+      return { header, kept: { filename, stored } };
+    } catch (err) {
+      await files.dropBlob(stored).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * DICOM Part-10 files from an imaging device: each image a result of kind imaging (matched
+   * like any result; re-sent images are duplicates by SOP Instance UID), the file itself a
+   * document on the chart with its previews. Every file is read before any is stored as a
+   * result: a request with a file that is not DICOM stores nothing.
+   */
+  async function ingestDicom(
+    ctx: RequestContext,
+    receive: (onFile: (file: IncomingFile) => Promise<void>) => Promise<void>,
+  ): Promise<(IngestAnswer & { sopInstanceUid: string })[]> {
+    requireIntegration(ctx);
+    const got: { header: DicomHeader; kept: KeptFile }[] = [];
+    const dropFrom = async (index: number) => {
+      for (const { kept } of got.slice(index))
+        await files.dropBlob(kept.stored).catch(() => undefined);
+    };
+    try {
+      await receive(async (file) => {
+        got.push(await storeDicom(file));
+      });
+    } catch (err) {
+      await dropFrom(0);
+      throw err;
+    }
+    if (got.length === 0) throw new AppError('invalid', 'The request has no DICOM file.');
+    const answers: (IngestAnswer & { sopInstanceUid: string })[] = [];
+    for (const [index, { header, kept }] of got.entries()) {
+      const input = dicomInput(header);
+      const summary = {
+        sopInstanceUid: header.sopInstanceUid,
+        studyInstanceUid: header.studyInstanceUid,
+        modality: header.modality,
+        stationName: header.stationName,
+        filename: kept.filename,
+        size: kept.stored.size,
+        sha256: kept.stored.sha256,
+      };
+      try {
+        const answer = await ingest(
+          ctx,
+          input,
+          { body: JSON.stringify(summary), contentType: 'application/dicom+json' },
+          [kept],
+        );
+        answers.push({ ...answer, sopInstanceUid: input.resultId ?? '' });
+      } catch (err) {
+        await dropFrom(index + 1);
+        throw err;
+      }
+    }
+    return answers;
+  }
+
   async function listUnmatched(
     ctx: RequestContext,
     page: { limit: number; cursor?: string },
@@ -676,7 +809,7 @@ export function createResultService(
     );
   }
 
-  return { checkSignature, ingest, listUnmatched, assign, discard };
+  return { checkSignature, ingest, ingestDicom, listUnmatched, assign, discard };
 }
 
 export type ResultService = ReturnType<typeof createResultService>;

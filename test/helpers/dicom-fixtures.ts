@@ -18,8 +18,12 @@ export interface DicomFixture {
   specificCharacterSet?: string;
   patientName?: string;
   patientId?: string;
+  /** (0010,0030) DA, e.g. '20150612' */
+  birthDate?: string;
   species?: string;
   breed?: string;
+  /** (0010,2297) PN, the owner: 'Whitaker^Jane' */
+  responsiblePerson?: string;
   studyDate?: string;
   studyDescription?: string;
   seriesDescription?: string;
@@ -159,8 +163,10 @@ function dataSetElements(
   addText(0x0008, 0x103e, 'LO', fixture.seriesDescription);
   addText(0x0010, 0x0010, 'PN', fixture.patientName);
   addText(0x0010, 0x0020, 'LO', fixture.patientId);
+  addText(0x0010, 0x0030, 'DA', fixture.birthDate);
   addText(0x0010, 0x2201, 'LO', fixture.species);
   addText(0x0010, 0x2292, 'LO', fixture.breed);
+  addText(0x0010, 0x2297, 'PN', fixture.responsiblePerson);
   addText(0x0018, 0x0015, 'CS', fixture.bodyPart);
   addText(0x0020, 0x000d, 'UI', fixture.studyInstanceUid);
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
+import { buildDicom } from '../helpers/dicom-fixtures.js';
 import { describeEachEngine } from '../helpers/engines.js';
 import { invitationToken } from '../helpers/invitations.js';
 import {
@@ -117,6 +118,8 @@ const EXPECTED: Record<string, string> = {
     '404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 201 401',
   'POST /api/v1/integrations/hl7v2':
     '404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 200 401',
+  'POST /api/v1/integrations/dicom':
+    '404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 201 401',
   'GET /api/v1/integrations/unmatched':
     '403 200 200 403 403 | 403 200 200 403 403 | 404 404 404 404 200 | 404 404 404 200 | 404 401',
   'POST /api/v1/integrations/unmatched/:id/assign':
@@ -588,6 +591,16 @@ describeEachEngine('access matrix', ({ url }) => {
             ].join('\r'),
           ),
           headers: { 'content-type': 'x-application/hl7-v2+er7' },
+        });
+      case 'POST /api/v1/integrations/dicom':
+        return at({
+          method: 'POST',
+          url: '/api/v1/integrations/dicom',
+          body: buildDicom({
+            patientId: '900000000000042',
+            sopInstanceUid: `2.25.${BigInt(`0x${randomUUID().replace(/-/g, '')}`).toString()}`,
+          }),
+          headers: { 'content-type': 'application/dicom' },
         });
       case 'GET /api/v1/integrations/unmatched':
         return at({ method: 'GET', url: '/api/v1/integrations/unmatched' });

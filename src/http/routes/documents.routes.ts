@@ -55,7 +55,7 @@ const VersionParams = Type.Object(
 );
 
 /** Errors of the multipart reader as the one error shape; nothing half-stored remains. */
-function uploadError(err: unknown, maxUploadBytes: number): unknown {
+export function uploadError(err: unknown, maxUploadBytes: number): unknown {
   if (isAppError(err)) return err;
   const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : '';

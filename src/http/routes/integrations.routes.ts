@@ -10,6 +10,11 @@ import { AppError } from '../../domain/errors.js';
 import { RESULT_KINDS } from '../../domain/result.js';
 import type { IngestAnswer as IngestAnswerDto } from '../../services/result.service.js';
 import { createHl7Receiver } from '../../integrations/hl7-receiver.js';
+import multipart from '@fastify/multipart';
+import { uploadError } from './documents.routes.js';
+
+/** DICOM files taken in one request (one study's images). */
+const MAX_DICOM_FILES = 50;
 import {
   errorResponses,
   IdParams,
@@ -71,10 +76,10 @@ const IntegrationKey = Type.Object({
   revokedAt: Nullable(Type.String()),
 });
 
-export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
-  app,
-  { services },
-) => {
+export const integrationsRoutes: FastifyPluginAsyncTypebox<{
+  services: Services;
+  maxUploadBytes: number;
+}> = async (app, { services, maxUploadBytes }) => {
   const keys = services.integrationKeys;
 
   app.post(
@@ -235,6 +240,70 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{ services: Services 
         .header('content-type', 'x-application/hl7-v2+er7')
         .send(ack);
     });
+  });
+
+  // DICOM from imaging devices: one file as application/dicom, or several as multipart parts.
+  await app.register(async (dicom) => {
+    dicom.removeAllContentTypeParsers();
+    await dicom.register(multipart, {
+      limits: {
+        fileSize: maxUploadBytes + 1,
+        files: MAX_DICOM_FILES,
+        fields: 0,
+        parts: MAX_DICOM_FILES,
+        headerPairs: 50,
+      },
+      throwFileSizeLimit: true,
+    });
+    dicom.addContentTypeParser('application/dicom', (_request, _payload, done) => {
+      done(null);
+    });
+    dicom.withTypeProvider<TypeBoxTypeProvider>().post(
+      '/api/v1/integrations/dicom',
+      {
+        schema: {
+          response: {
+            201: Type.Object({
+              items: Type.Array(
+                Type.Intersect([IngestAnswer, Type.Object({ sopInstanceUid: Type.String() })]),
+              ),
+            }),
+            ...errorResponses,
+          },
+        },
+      },
+      async (request, reply) => {
+        const items = await services.results.ingestDicom(request.ctx, async (onFile) => {
+          try {
+            if (!request.isMultipart()) {
+              await onFile({
+                stream: request.raw,
+                filename: undefined,
+                declaredType: 'application/dicom',
+              });
+              return;
+            }
+            for await (const part of request.parts()) {
+              if (part.type !== 'file')
+                throw new AppError('invalid', 'Send DICOM files only, one per part.');
+              await onFile({
+                stream: part.file,
+                filename: part.filename,
+                declaredType: part.mimetype,
+              });
+              if (part.file.truncated)
+                throw new AppError(
+                  'payload_too_large',
+                  `A file is larger than the limit of ${maxUploadBytes} bytes; nothing was stored.`,
+                );
+            }
+          } catch (err) {
+            throw uploadError(err, maxUploadBytes);
+          }
+        });
+        return reply.code(201).send({ items });
+      },
+    );
   });
 
   app.get(
