@@ -4,6 +4,7 @@
 // itself a document on the chart (its metadata and preview from the documents capability). A
 // re-sent image is a duplicate; a request with a file that is not DICOM stores nothing.
 import assert from 'node:assert/strict';
+import type { LightMyRequestResponse } from 'fastify';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { buildDicom } from '../helpers/dicom-fixtures.js';
@@ -53,7 +54,7 @@ describeEachEngine('DICOM results', ({ url }) => {
       headers: { authorization: `Bearer ${token}`, 'content-type': type },
       payload,
     });
-  const items = (res: { statusCode: number; body: string; json: <T>() => T }) => {
+  const items = (res: LightMyRequestResponse) => {
     assert.equal(res.statusCode, 201, res.body);
     return res.json<{ items: Item[] }>().items;
   };
@@ -133,7 +134,7 @@ describeEachEngine('DICOM results', ({ url }) => {
     const result = await resultNote(rexId, item.id);
     assert.equal(result?.kind, 'imaging');
     assert.deepEqual(
-      result?.observations.map((o) => [o.code, o.value]),
+      result.observations.map((o) => [o.code, o.value]),
       [
         ['Modality', 'DX'],
         ['StudyDate', '2026-11-23'],
@@ -141,7 +142,7 @@ describeEachEngine('DICOM results', ({ url }) => {
         ['BodyPartExamined', 'CHEST'],
       ],
     );
-    const [documentId] = result?.documentIds ?? [];
+    const [documentId] = result.documentIds;
     await h.runtime.relay.runUntilIdle();
     const doc = await h.request({
       method: 'GET',
