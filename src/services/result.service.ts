@@ -42,7 +42,12 @@ import {
 import type { NoteRow, ResultRow, Tx } from '../store/tables.js';
 import { accessPatient } from './access.js';
 import { audited } from './audit.service.js';
-import { requireIntegration, requirePermission, type RequestContext } from './context.js';
+import {
+  requireIntegration,
+  requirePermission,
+  requireStaff,
+  type RequestContext,
+} from './context.js';
 import type { ServiceDeps } from './deps.js';
 import type { DocumentService, IncomingFile } from './document.service.js';
 import { readDicomHeader, type DicomHeader } from '../previews/dicom.js';
@@ -674,6 +679,36 @@ export function createResultService(
     return answers;
   }
 
+  /**
+   * The message or body a result version arrived as, exactly as received (the original kept
+   * with the result note): for staff who may read the patient's notes, or reconcile the queue
+   * while the result has no patient.
+   */
+  async function original(
+    ctx: RequestContext,
+    id: string,
+    version: number | undefined,
+  ): Promise<{ body: string; contentType: string; version: number }> {
+    return audited(
+      deps,
+      ctx,
+      { action: 'R', type: 'result.original.read', entity: { type: 'Result', id, version: null } },
+      async (tx, record) => {
+        const actor = requireStaff(ctx);
+        const result = await findResult(tx, actor.organizationId, id);
+        if (!result) throw notFound('Result');
+        if (result.status === 'matched' && result.patient_id)
+          await accessPatient(tx, ctx, result.patient_id, 'notes.read', record, clock.now());
+        else requirePermission(ctx, 'results.reconcile');
+        const wanted = version ?? result.current_version;
+        const row = (await versionsOfResult(tx, id)).find((v) => v.version === wanted);
+        if (!row) throw notFound('Result version');
+        record.entity = { type: 'Result', id, version: wanted };
+        return { body: row.original, contentType: row.original_type, version: wanted };
+      },
+    );
+  }
+
   async function listUnmatched(
     ctx: RequestContext,
     page: { limit: number; cursor?: string },
@@ -809,7 +844,7 @@ export function createResultService(
     );
   }
 
-  return { checkSignature, ingest, ingestDicom, listUnmatched, assign, discard };
+  return { checkSignature, ingest, ingestDicom, original, listUnmatched, assign, discard };
 }
 
 export type ResultService = ReturnType<typeof createResultService>;

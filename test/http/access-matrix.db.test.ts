@@ -120,6 +120,9 @@ const EXPECTED: Record<string, string> = {
     '404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 200 401',
   'POST /api/v1/integrations/dicom':
     '404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 201 401',
+  // The original message of a result: staff who read the patient's notes (no break-glass)
+  'GET /api/v1/results/:id/original':
+    '403 200 200 403 403 | 404 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 404 401',
   'GET /api/v1/integrations/unmatched':
     '403 200 200 403 403 | 403 200 200 403 403 | 404 404 404 404 200 | 404 404 404 200 | 404 401',
   'POST /api/v1/integrations/unmatched/:id/assign':
@@ -283,6 +286,7 @@ describeEachEngine('access matrix', ({ url }) => {
   let patientId: string;
   let ownerRecordId: string;
   let ownerEmail: string;
+  let matchedResultId = '';
   let readNoteId: string;
   let readDocumentId: string;
   let consentId: string;
@@ -602,6 +606,8 @@ describeEachEngine('access matrix', ({ url }) => {
           }),
           headers: { 'content-type': 'application/dicom' },
         });
+      case 'GET /api/v1/results/:id/original':
+        return at({ method: 'GET', url: `/api/v1/results/${matchedResultId}/original` });
       case 'GET /api/v1/integrations/unmatched':
         return at({ method: 'GET', url: '/api/v1/integrations/unmatched' });
       case 'POST /api/v1/integrations/unmatched/:id/assign':
@@ -904,6 +910,16 @@ describeEachEngine('access matrix', ({ url }) => {
     callers.set('anonymous', null);
 
     readNoteId = await note({ released: true });
+    matchedResultId = await unmatchedResult();
+    await ok(
+      callers.get('A.clinician')?.token,
+      {
+        method: 'POST',
+        url: `/api/v1/integrations/unmatched/${matchedResultId}/assign`,
+        body: { patientId },
+      },
+      200,
+    );
     readDocumentId = await documentFor({ png: true });
     await h.runtime.relay.runUntilIdle();
     consentId = await consentFor(uniqueEmail('consent'), 'read');

@@ -277,6 +277,38 @@ describeEachEngine('device results (JSON webhook)', ({ url }) => {
     assert.equal(notJson.statusCode, 400);
   });
 
+  test('the original body of each version is kept and readable, byte for byte', async () => {
+    const first = JSON.stringify(cbc({ resultId: 'RES-ORIG' }));
+    const json = { 'content-type': 'application/json' };
+    const answer = (await send(first, json)).json<Answer>();
+    const corrected = JSON.stringify(
+      cbc({ resultId: 'RES-ORIG', observations: [{ code: 'HCT', value: 41 }] }),
+    );
+    assert.equal((await send(corrected, json)).json<Answer>().version, 2);
+    const read = (query = '') =>
+      h.request({
+        method: 'GET',
+        url: `/api/v1/results/${answer.id}/original${query}`,
+        token: nurse.token,
+      });
+    const v1 = await read('?version=1');
+    assert.equal(v1.statusCode, 200, v1.body);
+    assert.equal(v1.body, first);
+    assert.match(String(v1.headers['content-type']), /^application\/json/);
+    assert.match(String(v1.headers['content-disposition']), /^attachment/);
+    const current = await read();
+    assert.deepEqual([current.body, current.headers['x-result-version']], [corrected, '2']);
+    assert.equal((await read('?version=3')).statusCode, 404);
+    // Another organization's staff do not learn that it exists.
+    const other = await h.newOrganization();
+    const stranger = await h.request({
+      method: 'GET',
+      url: `/api/v1/results/${answer.id}/original`,
+      token: other.token,
+    });
+    assert.equal(stranger.statusCode, 404);
+  });
+
   test('results are audited with the integration key as the actor, named in the access report', async () => {
     const audit = await h.request({
       method: 'GET',

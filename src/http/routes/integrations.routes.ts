@@ -307,6 +307,40 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{
   });
 
   app.get(
+    '/api/v1/results/:id/original',
+    {
+      schema: {
+        params: IdParams,
+        querystring: Type.Object(
+          { version: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })) },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (request, reply) => {
+      const found = await services.results.original(
+        request.ctx,
+        request.params.id,
+        request.query.version,
+      );
+      // Shown as text, never rendered: the body is whatever a device sent.
+      const type = found.contentType.startsWith('application/json')
+        ? 'application/json'
+        : found.contentType === 'application/dicom+json'
+          ? 'application/dicom+json'
+          : 'x-application/hl7-v2+er7';
+      return reply
+        .header('content-type', `${type}; charset=utf-8`)
+        .header(
+          'content-disposition',
+          `attachment; filename="result-${request.params.id}-v${found.version}"`,
+        )
+        .header('x-result-version', String(found.version))
+        .send(found.body);
+    },
+  );
+
+  app.get(
     '/api/v1/integrations/unmatched',
     {
       schema: {
