@@ -60,7 +60,7 @@ if (only === undefined || only === 'mllp') {
   const connections = Number(process.env.BENCH_MLLP_CONNECTIONS ?? 8);
   const m = await mllpBench({ seconds, connections });
   out([
-    `HL7 v2 ORU^R01 results over MLLP (${connections} connections, one message in flight each, ${seconds} s, SQLite)`,
+    `HL7 v2 ORU^R01 results over MLLP (${connections} connections, one message in flight each, ${seconds} s per transport in alternating slices, SQLite)`,
     `  same results as JSON webhook over HTTP       ${fmt(m.webhookPerSecond)} /s   (baseline, ${connections} keep-alive clients)`,
     `  ORU^R01 over MLLP (Hl7Client, ACK AA)        ${fmt(m.mllpPerSecond)} /s   ratio ${(m.mllpPerSecond / m.webhookPerSecond).toFixed(2)}x the webhook`,
     `  MLLP answers: ${m.mllpAa.toLocaleString('en')} AA of ${m.mllpSent.toLocaleString('en')} sent, non-AA ${m.mllpNonAa}; results stored: MLLP ${m.mllpStored.toLocaleString('en')}, webhook ${m.webhookStored.toLocaleString('en')} of ${m.webhookSent.toLocaleString('en')}`,

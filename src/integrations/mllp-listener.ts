@@ -190,6 +190,8 @@ export async function startMllpListener(options: {
   // Half-open: a sender may send its last message and end its side, still owed the ACK.
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     const peer: MllpPeer = { address: socket.remoteAddress ?? null };
+    // An ACK goes out at once, not held back to be merged with the next write (Nagle).
+    socket.setNoDelay(true);
     const deframer = new MllpDeframer(options.maxBytes);
     const queue: Frame[] = [];
     let working: Promise<void> | null = null;
