@@ -93,8 +93,26 @@ describeEachEngine('HL7 v2 over MLLP', ({ url }) => {
 
   const client = () =>
     new Hl7Client({ host: '127.0.0.1', port: listener.port, connectTimeout: 5000 });
-  const send = async (c: Hl7Client, text: string) =>
-    ackOf(await c.sendAndWait(Hl7Message.parse(text), { timeoutMs: 20_000 }));
+  // Our own timeout: @medplum/hl7 4.5.2's `timeoutMs` timer is not cleared when the ACK arrives,
+  // and when it fires it forgets a later message with the same MSH-10 on that connection (a
+  // re-send), whose ACK is then never matched.
+  const send = async (c: Hl7Client, text: string) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return ackOf(
+        await Promise.race([
+          c.sendAndWait(Hl7Message.parse(text)),
+          new Promise<never>((_resolve, reject) => {
+            timer = setTimeout(() => {
+              reject(new Error('no ACK within 60 s'));
+            }, 60_000);
+          }),
+        ]),
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 
   const resultRows = () =>
     h.runtime.db.read
