@@ -103,7 +103,27 @@ describeEachEngine('caretrail keys rotate', ({ engine }) => {
         body: { name: 'Analyzer' },
       });
       assert.equal(key.statusCode, 201, key.body);
-      const { id: keyId, secret } = key.json<{ id: string; secret: string }>();
+      const {
+        id: keyId,
+        secret,
+        key: bearer,
+      } = key.json<{ id: string; secret: string; key: string }>();
+      // A result file waiting in the unmatched queue (not on any chart yet).
+      const report = Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n');
+      const waiting = await h.request({
+        method: 'POST',
+        url: '/api/v1/integrations/results',
+        token: bearer,
+        body: {
+          patient: { identifier: { system: 'microchip', value: '900000000000321' } },
+          source: 'lab',
+          kind: 'lab',
+          observations: [{ code: 'T4', value: '2.1' }],
+          attachments: [{ filename: 'report.pdf', data: report.toString('base64') }],
+        },
+      });
+      assert.equal(waiting.statusCode, 201, waiting.body);
+      const waitingId = waiting.json<{ id: string; status: string }>().id;
       const patient = await h.request({
         method: 'POST',
         url: '/api/v1/patients',
@@ -132,8 +152,8 @@ describeEachEngine('caretrail keys rotate', ({ engine }) => {
       assert.equal(result.code, 0, result.stderr);
       assert.match(
         result.stdout,
-        /Re-wrapped 1 file keys, 0 thumbnail keys and 4 secrets \(webhook signing, integration keys, queued invitations, TOTP\)/,
-        'the webhook secret, the integration key secret, the queued invitation and the TOTP seed',
+        /Re-wrapped 2 file keys, 0 thumbnail keys and 4 secrets \(webhook signing, integration keys, queued invitations, TOTP\)/,
+        'the upload and the waiting result file; the webhook secret, the integration key secret, the queued invitation and the TOTP seed',
       );
       const after = fs.readFileSync(keyFile, 'utf8');
       assert.notEqual(after, before);
@@ -167,6 +187,20 @@ describeEachEngine('caretrail keys rotate', ({ engine }) => {
         body: { name: 'Olive', password: 'correct horse battery staple' },
       });
       assert.equal(accepted.statusCode, 200, accepted.body);
+      // The waiting result file, assigned now, opens under the new key.
+      const assigned = await h.request({
+        method: 'POST',
+        url: `/api/v1/integrations/unmatched/${waitingId}/assign`,
+        token: again.token,
+        body: { patientId },
+      });
+      assert.equal(assigned.statusCode, 200, assigned.body);
+      const filed = await h.runtime.db.read
+        .selectFrom('result_attachments')
+        .select('document_id')
+        .where('result_id', '=', waitingId)
+        .executeTakeFirstOrThrow();
+      assert.ok((await download(base, again, filed.document_id ?? '')).equals(report));
       await h.close();
     },
   );
