@@ -78,6 +78,11 @@ function integer(min: number, max: number, what: string): (raw: string) => numbe
   };
 }
 
+function hostName(raw: string): string {
+  if (!/^[A-Za-z0-9.:[\]-]+$/.test(raw)) throw new ConfigError('a host name or IP address');
+  return raw;
+}
+
 function bool(raw: string): boolean {
   const v = raw.trim().toLowerCase();
   if (['1', 'true', 'yes', 'on'].includes(v)) return true;
@@ -140,10 +145,7 @@ const SETTINGS = [
     env: 'CARETRAIL_HOST',
     flag: 'host',
     description: 'Address the HTTP server listens on.',
-    parse: (raw: string) => {
-      if (!/^[A-Za-z0-9.:[\]-]+$/.test(raw)) throw new ConfigError('a host name or IP address');
-      return raw;
-    },
+    parse: hostName,
     fallback: () => '127.0.0.1',
   },
   {
@@ -468,10 +470,7 @@ const SETTINGS = [
     env: 'CARETRAIL_MLLP_HOST',
     flag: 'mllp-host',
     description: 'Address the MLLP listener listens on (default: the HTTP address).',
-    parse: (raw: string) => {
-      if (!/^[A-Za-z0-9.:[\]-]+$/.test(raw)) throw new ConfigError('a host name or IP address');
-      return raw;
-    },
+    parse: hostName,
     fallback: (partial: Partial<Config>) => partial.host ?? '127.0.0.1',
   },
   {

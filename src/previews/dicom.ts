@@ -159,22 +159,24 @@ export function inspectDicom(bytes: Uint8Array): { metadata: DicomMetadata; pixe
 }
 
 /** Who and what an imaging file is about, as an imaging device wrote it (for device results). */
-export interface DicomHeader {
-  sopInstanceUid: string | null;
-  studyInstanceUid: string | null;
-  patientId: string | null;
+export interface DicomHeader extends Pick<
+  DicomMetadata,
+  | 'sopInstanceUid'
+  | 'studyInstanceUid'
+  | 'patientId'
+  | 'species'
+  | 'modality'
+  | 'studyDate'
+  | 'studyDescription'
+  | 'seriesDescription'
+  | 'bodyPart'
+> {
   /** Components of Patient's Name (0010,0010): in veterinary use "OwnerSurname^AnimalName". */
   patientName: { family: string | null; given: string | null };
   /** Family name of Responsible Person (0010,2297), the owner. */
   ownerFamilyName: string | null;
-  species: string | null;
   /** YYYY-MM-DD */
   birthDate: string | null;
-  modality: string | null;
-  studyDate: string | null;
-  studyDescription: string | null;
-  seriesDescription: string | null;
-  bodyPart: string | null;
   stationName: string | null;
 }
 
@@ -183,8 +185,7 @@ export interface DicomHeader {
  * DicomError when the bytes are not DICOM or the header does not fit in them.
  */
 export function readDicomHeader(prefix: Uint8Array): DicomHeader {
-  if (!hasPart10Prefix(prefix))
-    throw new DicomError('The file is not DICOM: it has no "DICM" marker after the preamble.');
+  requirePart10(prefix);
   let dataSet: DataSet;
   try {
     dataSet = dicomParser.parseDicom(prefix, { untilTag: Tag.pixelData, inflater: inflateBounded });
@@ -196,31 +197,35 @@ export function readDicomHeader(prefix: Uint8Array): DicomHeader {
     );
   }
   const tags = new TagReader(dataSet);
+  const metadata = readMetadata(tags);
   const components = (value: string | null) =>
     (value?.split('=')[0] ?? '').split('^').map((part) => part.trim() || null);
   const [family = null, given = null] = components(tags.text(Tag.patientName));
   const [ownerFamily = null] = components(tags.text(Tag.responsiblePerson));
   return {
-    sopInstanceUid: tags.text(Tag.sopInstanceUid),
-    studyInstanceUid: tags.text(Tag.studyInstanceUid),
-    patientId: tags.text(Tag.patientId),
+    sopInstanceUid: metadata.sopInstanceUid,
+    studyInstanceUid: metadata.studyInstanceUid,
+    patientId: metadata.patientId,
+    species: metadata.species,
+    modality: metadata.modality,
+    studyDate: metadata.studyDate,
+    studyDescription: metadata.studyDescription,
+    seriesDescription: metadata.seriesDescription,
+    bodyPart: metadata.bodyPart,
     patientName: { family, given },
     ownerFamilyName: ownerFamily,
-    species: tags.text(Tag.species),
-    birthDate: wholeDate(tags.text(Tag.patientBirthDate)),
-    modality: tags.text(Tag.modality),
-    studyDate: isoDate(tags.text(Tag.studyDate)),
-    studyDescription: tags.text(Tag.studyDescription),
-    seriesDescription: tags.text(Tag.seriesDescription),
-    bodyPart: tags.text(Tag.bodyPart),
+    birthDate: wholeDate(tags.ascii(Tag.patientBirthDate)),
     stationName: tags.text(Tag.stationName),
   };
 }
 
-function parse(bytes: Uint8Array): DataSet {
-  if (!hasPart10Prefix(bytes)) {
+function requirePart10(bytes: Uint8Array): void {
+  if (!hasPart10Prefix(bytes))
     throw new DicomError('The file is not DICOM: it has no "DICM" marker after the preamble.');
-  }
+}
+
+function parse(bytes: Uint8Array): DataSet {
+  requirePart10(bytes);
   let dataSet: DataSet;
   try {
     dataSet = dicomParser.parseDicom(bytes, { inflater: inflateBounded });

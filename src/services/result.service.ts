@@ -23,9 +23,9 @@ import {
   updateNoteIfVersion,
 } from '../store/note.store.js';
 import {
-  currentVersionOf,
   findBySourceId,
-  versionsOfResult,
+  observationsOfVersions,
+  versionOf,
   findResult,
   insertResult,
   insertResultVersion,
@@ -496,7 +496,7 @@ export function createResultService(
             'This resultId was sent for another patient; send a new resultId.',
           );
         const content = canonicalJson(input.observations);
-        const same = (await versionsOfResult(tx, existing.id)).find(
+        const same = (await observationsOfVersions(tx, existing.id)).find(
           (v) => canonicalJson(JSON.parse(v.observations)) === content,
         );
         if (same) {
@@ -600,7 +600,9 @@ export function createResultService(
   }
 
   /** Streams one DICOM file into the blob store, keeping its first bytes to read the header. */
-  async function storeDicom(file: IncomingFile): Promise<{ header: DicomHeader; kept: KeptFile }> {
+  async function storeDicom(
+    file: IncomingFile,
+  ): Promise<{ header: DicomHeader; input: ResultInput; kept: KeptFile }> {
     const prefix: Buffer[] = [];
     let length = 0;
     const tap = new Transform({
@@ -618,8 +620,7 @@ export function createResultService(
     try {
       const header = readDicomHeader(Buffer.concat(prefix, length));
       const filename = safeFilename(file.filename ?? `${header.sopInstanceUid ?? 'image'}.dcm`);
-      dicomInput(header);
-      return { header, kept: { filename, stored } };
+      return { header, input: dicomInput(header), kept: { filename, stored } };
     } catch (err) {
       await files.dropBlob(stored).catch(() => undefined);
       throw err;
@@ -637,7 +638,7 @@ export function createResultService(
     receive: (onFile: (file: IncomingFile) => Promise<void>) => Promise<void>,
   ): Promise<(IngestAnswer & { sopInstanceUid: string })[]> {
     requireIntegration(ctx);
-    const got: { header: DicomHeader; kept: KeptFile }[] = [];
+    const got: { header: DicomHeader; input: ResultInput; kept: KeptFile }[] = [];
     const dropFrom = async (index: number) => {
       for (const { kept } of got.slice(index))
         await files.dropBlob(kept.stored).catch(() => undefined);
@@ -652,8 +653,7 @@ export function createResultService(
     }
     if (got.length === 0) throw new AppError('invalid', 'The request has no DICOM file.');
     const answers: (IngestAnswer & { sopInstanceUid: string })[] = [];
-    for (const [index, { header, kept }] of got.entries()) {
-      const input = dicomInput(header);
+    for (const [index, { header, input, kept }] of got.entries()) {
       const summary = {
         sopInstanceUid: header.sopInstanceUid,
         studyInstanceUid: header.studyInstanceUid,
@@ -701,7 +701,7 @@ export function createResultService(
           await accessPatient(tx, ctx, result.patient_id, 'notes.read', record, clock.now());
         else requirePermission(ctx, 'results.reconcile');
         const wanted = version ?? result.current_version;
-        const row = (await versionsOfResult(tx, id)).find((v) => v.version === wanted);
+        const row = await versionOf(tx, id, wanted);
         if (!row) throw notFound('Result version');
         record.entity = { type: 'Result', id, version: wanted };
         return { body: row.original, contentType: row.original_type, version: wanted };
@@ -758,14 +758,14 @@ export function createResultService(
       },
       async (tx, record) => {
         const actor = requirePermission(ctx, 'results.reconcile');
-        const result = await findResult(tx, actor.organizationId, id);
+        const result = await findResult(tx, actor.organizationId, id, { forUpdate: true });
         if (!result || result.status !== 'unmatched') throw notFound('Unmatched result');
         const at = clock.now();
         const now = at.toISOString();
         // The patient must be one this person may write notes for, in the result's organization.
         const { patient } = await accessPatient(tx, ctx, patientId, 'notes.write', record, at);
         if (patient.organization_id !== result.organization_id) throw notFound('Patient');
-        const current = await currentVersionOf(tx, result);
+        const current = await versionOf(tx, result.id, result.current_version);
         const observations = JSON.parse(current?.observations ?? '[]') as ResultObservation[];
         const author = await tx
           .selectFrom('integration_keys')
@@ -824,7 +824,7 @@ export function createResultService(
       },
       async (tx) => {
         const actor = requirePermission(ctx, 'results.reconcile');
-        const result = await findResult(tx, actor.organizationId, id);
+        const result = await findResult(tx, actor.organizationId, id, { forUpdate: true });
         if (!result || result.status !== 'unmatched') throw notFound('Unmatched result');
         const now = clock.now().toISOString();
         await updateResult(tx, id, {

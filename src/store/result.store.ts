@@ -43,17 +43,19 @@ export async function findBySourceId(
     .executeTakeFirst();
 }
 
+/** A result of the organization; locked (PostgreSQL) when it is about to change. */
 export async function findResult(
   tx: Tx,
   organizationId: string,
   id: string,
+  options: { forUpdate?: boolean } = {},
 ): Promise<ResultRow | undefined> {
   return tx
     .selectFrom('results')
     .selectAll()
     .where('organization_id', '=', organizationId)
     .where('id', '=', id)
-    .$if(engineOf(tx) === 'postgres', (q) => q.forUpdate())
+    .$if(options.forUpdate === true && engineOf(tx) === 'postgres', (q) => q.forUpdate())
     .executeTakeFirst();
 }
 
@@ -66,24 +68,29 @@ export async function updateResult(
 }
 
 /** Every version's observations, oldest first (a late re-send of an old one is no correction). */
-export async function versionsOfResult(tx: Tx, resultId: string): Promise<ResultVersionRow[]> {
+/** The observations of every version of a result (not the originals: they may be large). */
+export async function observationsOfVersions(
+  tx: Tx,
+  resultId: string,
+): Promise<Pick<ResultVersionRow, 'version' | 'observations'>[]> {
   return tx
     .selectFrom('result_versions')
-    .selectAll()
+    .select(['version', 'observations'])
     .where('result_id', '=', resultId)
     .orderBy('version')
     .execute();
 }
 
-export async function currentVersionOf(
+export async function versionOf(
   tx: Tx,
-  result: Pick<ResultRow, 'id' | 'current_version'>,
+  resultId: string,
+  version: number,
 ): Promise<ResultVersionRow | undefined> {
   return tx
     .selectFrom('result_versions')
     .selectAll()
-    .where('result_id', '=', result.id)
-    .where('version', '=', result.current_version)
+    .where('result_id', '=', resultId)
+    .where('version', '=', version)
     .executeTakeFirst();
 }
 
