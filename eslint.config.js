@@ -1,6 +1,7 @@
 // Lint rules: typescript-eslint strict + type-checked, no floating promises.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import reactHooks from 'eslint-plugin-react-hooks';
 
 export default tseslint.config(
   {
@@ -11,6 +12,7 @@ export default tseslint.config(
       'eslint.config.js',
       'scripts/*.mjs',
       'src/**/*.mjs',
+      'web/postcss.config.cjs',
     ],
   },
   js.configs.recommended,
@@ -37,5 +39,10 @@ export default tseslint.config(
         { argsIgnorePattern: '^_', ignoreRestSiblings: true },
       ],
     },
+  },
+  {
+    files: ['web/**/*.{ts,tsx}'],
+    plugins: { 'react-hooks': reactHooks },
+    rules: reactHooks.configs.recommended.rules,
   },
 );

@@ -12,6 +12,27 @@ function find(dir) {
   });
 }
 
+/** The newest modification time of any file under `dir` (0 when it does not exist). */
+function newest(dir) {
+  if (!fs.existsSync(dir)) return 0;
+  return fs.readdirSync(dir, { withFileTypes: true }).reduce((latest, entry) => {
+    const full = path.join(dir, entry.name);
+    const time = entry.isDirectory() ? newest(full) : fs.statSync(full).mtimeMs;
+    return Math.max(latest, time);
+  }, 0);
+}
+
+// The browser tests drive the built web app: build it when it is missing or older than its
+// sources (CI builds it just before; on a laptop `npm test` alone must be enough).
+const builtAt = fs.existsSync('dist/web/index.html')
+  ? fs.statSync('dist/web/index.html').mtimeMs
+  : 0;
+if (builtAt < newest('web') || builtAt < newest('src/domain')) {
+  console.log('# building the web app (dist/web) for the browser tests');
+  const build = spawnSync('npm', ['run', '--silent', 'build:web'], { stdio: 'inherit' });
+  if (build.status !== 0) process.exit(build.status ?? 1);
+}
+
 const only = process.argv.slice(2);
 const files = only.length > 0 ? only : find('test').sort();
 // Two files at a time: most of a test waits on fsync or PostgreSQL, so two overlap well even on

@@ -5,6 +5,7 @@ import { startCheckpointJob, type CheckpointJob } from './jobs/audit-checkpoint.
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './domain/clock.js';
 import { buildApp } from './http/app.js';
+import { defaultWebDir } from './http/web-app.js';
 import { openDatabase, type Database, type OpenOptions } from './store/database.js';
 import { createServices, type Services } from './services/services.js';
 import { openBlobStore, type BlobStoreOptions } from './blobs/index.js';
@@ -118,6 +119,7 @@ export async function createRuntime(
       bodyLimitBytes: config.bodyLimitBytes,
       maxUploadBytes: config.maxUploadBytes,
       trustProxy: config.trustProxy,
+      webDir: defaultWebDir(),
     });
     let checkpoints: CheckpointJob | null = null;
     let lifecycle: LifecycleJob | null = null;

@@ -20,6 +20,8 @@ import { subscriptionsRoutes } from './routes/subscriptions.routes.js';
 import { sharingRoutes } from './routes/sharing.routes.js';
 import { integrationsRoutes } from './routes/integrations.routes.js';
 import { INTEGRATION_KEY_PREFIX } from '../services/integration-key.service.js';
+import { createWebApp } from './web-app.js';
+import { CSRF_HEADER, csrfHeaderMissing, sessionCookie } from './session-cookie.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -39,6 +41,8 @@ export interface AppOptions {
   bodyLimitBytes: number;
   maxUploadBytes: number;
   trustProxy: boolean;
+  /** The built web app (index.html and assets); null serves none. */
+  webDir: string | null;
 }
 
 // Bodies are validated strictly (no type coercion, unknown fields rejected); query strings and
@@ -121,14 +125,16 @@ export async function buildApp(options: AppOptions) {
     }
     void parseJson(request, text, done);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendError(
+  const webApp = createWebApp(options.webDir);
+  app.setNotFoundHandler((request, reply) => {
+    if (webApp.serve(request, reply)) return reply;
+    return sendError(
       reply,
       404,
       'not_found',
       `No route ${request.method} ${request.url.split('?')[0] ?? ''}.`,
-    ),
-  );
+    );
+  });
 
   app.decorateRequest('ctx', null as unknown as RequestContext);
   const routes: { method: string; url: string }[] = [];
@@ -144,7 +150,15 @@ export async function buildApp(options: AppOptions) {
       throw new AppError('invalid', 'The URL must not contain NUL characters.');
     if (request.routeOptions.config.public === true || request.routeOptions.url === undefined)
       return;
-    const token = bearerToken(request);
+    let token = bearerToken(request);
+    if (token === null) {
+      token = sessionCookie(request);
+      if (token !== null && csrfHeaderMissing(request))
+        throw new AppError(
+          'forbidden',
+          `A change made with the sign-in cookie must carry the ${CSRF_HEADER} header; reload the page and try again.`,
+        );
+    }
     if (token === null)
       throw new AppError(
         'unauthenticated',

@@ -13,11 +13,12 @@ import {
   liveSessionsOf,
   revokeOwnSession,
   revokeSession,
+  sessionExpiry,
   touchSession,
 } from '../store/session.store.js';
 import type { UserRow } from '../store/tables.js';
 import { findUserByEmail, findUserById, updateUser, useTotpStep } from '../store/user.store.js';
-import { audited } from './audit.service.js';
+import { audited, auditedRead } from './audit.service.js';
 import { requireActor, type Actor, type RequestContext } from './context.js';
 import { openTotpSecret, sealTotpSecret } from './secret-box.js';
 import type { ServiceDeps } from './deps.js';
@@ -33,6 +34,13 @@ export interface SessionInfo {
   ip: string | null;
   userAgent: string | null;
   current: boolean;
+}
+
+/** The caller's own session, for the web app's inactivity warning. */
+export interface CurrentSession {
+  expiresAt: string;
+  idleTimeoutMinutes: number;
+  user: User;
 }
 
 export interface LoginResult {
@@ -266,6 +274,28 @@ export function createAuthService(deps: ServiceDeps) {
     });
   }
 
+  /** The signed-in user with when their session ends: at `expiresAt`, or after idle minutes. */
+  async function currentSession(ctx: RequestContext): Promise<CurrentSession> {
+    const actor = requireActor(ctx);
+    return auditedRead(
+      deps,
+      ctx,
+      {
+        action: 'R',
+        type: 'session.read',
+        entity: { type: 'User', id: actor.userId, version: null },
+      },
+      async () => {
+        const user = await findUserById(db.read, actor.userId);
+        const expiresAt =
+          actor.sessionId === null ? undefined : await sessionExpiry(db.read, actor.sessionId);
+        if (!user || expiresAt === undefined)
+          throw new AppError('unauthenticated', 'Sign in again.');
+        return { expiresAt, idleTimeoutMinutes: settings.sessionIdleMinutes, user: toUser(user) };
+      },
+    );
+  }
+
   async function startTotpEnrolment(
     ctx: RequestContext,
   ): Promise<{ secret: string; otpauthUrl: string }> {
@@ -322,6 +352,8 @@ export function createAuthService(deps: ServiceDeps) {
     login,
     authenticate,
     logout,
+    currentSession,
+    idleTimeoutMinutes: settings.sessionIdleMinutes,
     listSessions,
     revokeMySession,
     startTotpEnrolment,

@@ -280,7 +280,7 @@ export function createSharingService(deps: ServiceDeps) {
           await queueMail(tx, now, vault, {
             to: email,
             subject: 'You are invited to Caretrail',
-            text: `${actor.name} shared a patient record with you in Caretrail (as ${input.role}, ${input.access} access).\n\nSet your password with this link; it works once, until ${invitationExpires}:\n${settings.publicUrl}/invitations/${SECRET_PLACEHOLDER}\n`,
+            text: `${actor.name} shared a patient record with you in Caretrail (as ${input.role}, ${input.access} access).\n\nSet your password with this link; it works once, until ${invitationExpires}:\n${settings.publicUrl}/invitations#token=${SECRET_PLACEHOLDER}\n`,
             secret: token,
             organizationId: patient.organization_id,
           });

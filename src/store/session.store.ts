@@ -61,6 +61,16 @@ export async function findActiveSession(
   return row ? { ...row, role: row.role as Role | null } : undefined;
 }
 
+/** When a session ends at the latest (its fixed lifetime), or undefined for an unknown id. */
+export async function sessionExpiry(tx: Tx, sessionId: string): Promise<string | undefined> {
+  const row = await tx
+    .selectFrom('sessions')
+    .select('expires_at')
+    .where('id', '=', sessionId)
+    .executeTakeFirst();
+  return row?.expires_at;
+}
+
 /** Records activity on a session (the caller keeps this to about once a minute). */
 export async function touchSession(tx: Tx, sessionId: string, now: string): Promise<void> {
   await tx

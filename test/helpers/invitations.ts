@@ -14,7 +14,7 @@ export async function invitationToken(h: Harness, email: string): Promise<string
   for (const row of rows) {
     const mail = JSON.parse(row.payload) as MailPayload;
     if (mail.to !== email || !mail.secret) continue;
-    const match = /\/invitations\/([A-Za-z0-9_-]+)/.exec(mailText(h.runtime.vault, mail));
+    const match = /\/invitations#token=([A-Za-z0-9_-]+)/.exec(mailText(h.runtime.vault, mail));
     if (match?.[1]) return match[1];
   }
   throw new Error(`no invitation was mailed to ${email}`);

@@ -69,6 +69,10 @@ const EXPECTED: Record<string, string> = {
   // Sign-in is public (wrong credentials for everyone); sign-out ends the caller's own session
   'POST /api/v1/auth/login':
     '401 401 401 401 401 | 401 401 401 401 401 | 401 401 401 401 401 | 401 401 401 401 | 401 401',
+  'POST /api/v1/auth/session':
+    '401 401 401 401 401 | 401 401 401 401 401 | 401 401 401 401 401 | 401 401 401 401 | 401 401',
+  'GET /api/v1/auth/session':
+    '200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 | 404 401',
   'POST /api/v1/auth/logout':
     '204 204 204 204 204 | 204 204 204 204 204 | 204 204 204 204 204 | 204 204 204 204 | 404 401',
   // Consents: staff who manage shares, and the owner
@@ -210,10 +214,6 @@ const EXPECTED: Record<string, string> = {
   'GET /healthz':
     '200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 | 200 200',
   'GET /readyz':
-    '200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 | 200 200',
-  'GET /setup':
-    '200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 | 200 200',
-  'GET /setup.js':
     '200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 200 | 200 200 200 200 | 200 200',
 };
 
@@ -478,9 +478,10 @@ describeEachEngine('access matrix', ({ url }) => {
       case 'GET /api/v1/audit/export.csv':
         return at({ method: 'GET', url: `/api/v1/audit/export.csv?patientId=${patientId}` });
       case 'POST /api/v1/auth/login':
+      case 'POST /api/v1/auth/session':
         return at({
           method: 'POST',
-          url: '/api/v1/auth/login',
+          url: route.slice(5),
           body: { email: uniqueEmail('nobody'), password: 'not the password' },
         });
       case 'POST /api/v1/auth/logout':
@@ -634,6 +635,7 @@ describeEachEngine('access matrix', ({ url }) => {
           };
         })();
       case 'GET /api/v1/me':
+      case 'GET /api/v1/auth/session':
       case 'GET /api/v1/me/patients':
       case 'GET /api/v1/me/sessions':
         return at({ method: 'GET', url: route.slice(4) });
@@ -808,8 +810,6 @@ describeEachEngine('access matrix', ({ url }) => {
         }))();
       case 'GET /healthz':
       case 'GET /readyz':
-      case 'GET /setup':
-      case 'GET /setup.js':
         return at({ method: 'GET', url: route.slice(4) });
       default:
         throw new Error(`no request for ${route}`);

@@ -2,7 +2,19 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../../services/services.js';
+import { clearSessionCookie, setSessionCookie } from '../session-cookie.js';
 import { Email, errorResponses, IdParams, Nullable, Password, User } from '../schemas.js';
+
+const LoginBody = Type.Object(
+  { email: Email, password: Password, totp: Type.Optional(Type.String({ maxLength: 10 })) },
+  { additionalProperties: false },
+);
+
+const CurrentSession = Type.Object({
+  expiresAt: Type.String(),
+  idleTimeoutMinutes: Type.Integer(),
+  user: User,
+});
 
 export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = async (
   app,
@@ -13,10 +25,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = asy
     {
       config: { public: true },
       schema: {
-        body: Type.Object(
-          { email: Email, password: Password, totp: Type.Optional(Type.String({ maxLength: 10 })) },
-          { additionalProperties: false },
-        ),
+        body: LoginBody,
         response: {
           200: Type.Object({ token: Type.String(), expiresAt: Type.String(), user: User }),
           ...errorResponses,
@@ -31,8 +40,29 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = asy
     { schema: { response: { 204: Type.Null(), ...errorResponses } } },
     async (request, reply) => {
       await services.auth.logout(request.ctx);
+      clearSessionCookie(request, reply);
       return reply.code(204).send(null);
     },
+  );
+
+  // The web app's sign-in: the token goes into an HttpOnly cookie and never into the page.
+  app.post(
+    '/api/v1/auth/session',
+    {
+      config: { public: true },
+      schema: { body: LoginBody, response: { 200: CurrentSession, ...errorResponses } },
+    },
+    async (request, reply) => {
+      const { token, expiresAt, user } = await services.auth.login(request.ctx, request.body);
+      setSessionCookie(request, reply, token);
+      return { expiresAt, idleTimeoutMinutes: services.auth.idleTimeoutMinutes, user };
+    },
+  );
+
+  app.get(
+    '/api/v1/auth/session',
+    { schema: { response: { 200: CurrentSession, ...errorResponses } } },
+    async (request) => services.auth.currentSession(request.ctx),
   );
 
   app.get(

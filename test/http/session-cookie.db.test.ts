@@ -1,0 +1,124 @@
+// The web app's cookie sign-in: the token stays out of page scripts, writes need the CSRF
+// header, sign-out ends the cookie's session; and the server answers page addresses with the app.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { describeEachEngine } from '../helpers/engines.js';
+import { PASSWORD, startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
+import { errorOf } from '../helpers/api.js';
+
+function cookieOf(setCookie: string | string[] | undefined): string {
+  const header = [setCookie ?? []].flat()[0] ?? '';
+  const pair = header.split(';')[0] ?? '';
+  assert.match(pair, /^caretrail_session=.{10,}$/);
+  return pair;
+}
+
+describeEachEngine('web sign-in cookie', ({ url }) => {
+  let h: Harness;
+  let admin: SignedIn;
+  before(async () => {
+    h = await startHarness(url(), { CARETRAIL_SESSION_IDLE_MINUTES: '20' });
+    admin = await h.newOrganization();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test('signing in sets an HttpOnly SameSite cookie and gives no token to the page', async () => {
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/session',
+      body: { email: admin.email, password: PASSWORD },
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    const setCookie = [res.headers['set-cookie'] ?? []].flat()[0] ?? '';
+    assert.match(setCookie, /HttpOnly/);
+    assert.match(setCookie, /SameSite=Strict/);
+    const json = res.json<Record<string, unknown>>();
+    assert.equal(json.token, undefined, 'the token is not in the body');
+    assert.equal(json.idleTimeoutMinutes, 20);
+    assert.equal((json.user as { email: string }).email, admin.email);
+
+    const session = await h.request({
+      method: 'GET',
+      url: '/api/v1/auth/session',
+      headers: { cookie: cookieOf(res.headers['set-cookie']) },
+    });
+    assert.equal(session.statusCode, 200, session.body);
+    assert.equal(session.json<{ user: { id: string } }>().user.id, admin.userId);
+  });
+
+  test('a wrong password sets no cookie', async () => {
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/session',
+      body: { email: admin.email, password: 'not it at all' },
+    });
+    assert.equal(res.statusCode, 401);
+    assert.equal(res.headers['set-cookie'], undefined);
+  });
+
+  test('a write with the cookie but without the CSRF header is refused and changes nothing', async () => {
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/session',
+      body: { email: admin.email, password: PASSWORD },
+    });
+    const cookie = cookieOf(res.headers['set-cookie']);
+    const patient = { name: 'Forged', species: 'canine' };
+    const forged = await h.request({
+      method: 'POST',
+      url: '/api/v1/patients',
+      headers: { cookie },
+      body: patient,
+    });
+    assert.equal(forged.statusCode, 403);
+    assert.match(errorOf(forged).message, /x-caretrail-csrf/);
+    const list = await h.request({
+      method: 'GET',
+      url: '/api/v1/patients?q=Forged',
+      headers: { cookie },
+    });
+    assert.equal(list.json<{ items: unknown[] }>().items.length, 0, 'nothing was created');
+
+    const made = await h.request({
+      method: 'POST',
+      url: '/api/v1/patients',
+      headers: { cookie, 'x-caretrail-csrf': '1' },
+      body: patient,
+    });
+    assert.equal(made.statusCode, 201, made.body);
+  });
+
+  test('signing out clears the cookie and ends its session', async () => {
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/session',
+      body: { email: admin.email, password: PASSWORD },
+    });
+    const cookie = cookieOf(res.headers['set-cookie']);
+    const out = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/logout',
+      headers: { cookie, 'x-caretrail-csrf': '1' },
+    });
+    assert.equal(out.statusCode, 204, out.body);
+    assert.match(String(out.headers['set-cookie']), /caretrail_session=;.*Max-Age=0/);
+    const after = await h.request({ method: 'GET', url: '/api/v1/me', headers: { cookie } });
+    assert.equal(after.statusCode, 401);
+  });
+
+  test('page addresses get the web app; unknown API paths and assets stay 404', async () => {
+    const page = await h.request({ method: 'GET', url: '/patients/some-id' });
+    assert.equal(page.statusCode, 200);
+    assert.match(String(page.headers['content-type']), /^text\/html/);
+    assert.match(String(page.headers['content-security-policy']), /script-src 'self'/);
+    const api = await h.request({ method: 'GET', url: '/api/v1/nothing-here' });
+    assert.equal(api.statusCode, 404);
+    assert.equal(errorOf(api).code, 'not_found');
+    const asset = await h.request({ method: 'GET', url: '/assets/missing-0000.js' });
+    assert.equal(asset.statusCode, 404);
+    const traversal = await h.request({ method: 'GET', url: '/assets/../../package.json' });
+    assert.notEqual(traversal.statusCode, 200);
+  });
+});

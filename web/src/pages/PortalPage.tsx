@@ -1,0 +1,53 @@
+// The start page for people outside the clinic: owners see their animals, trainers, walkers,
+// carers and referral vets the animals shared with them. Each opens the same chart, showing
+// only what was released or shared with them.
+import { Button, SimpleGrid, Stack, Text, Title } from '@mantine/core';
+import { useInfiniteQuery } from '@tanstack/react-query';
+import { api, query } from '../api';
+import { ErrorAlert } from '../components/ErrorAlert';
+import { PatientCard } from '../components/PatientCard';
+import type { Page, Patient } from '../types';
+
+export function PortalPage() {
+  const patients = useInfiniteQuery({
+    queryKey: ['my-patients'],
+    queryFn: ({ pageParam }) =>
+      api<Page<Patient>>('GET', `/me/patients${query({ limit: 50, cursor: pageParam })}`),
+    initialPageParam: undefined as string | undefined,
+    getNextPageParam: (last) => last.nextCursor ?? undefined,
+  });
+  const items = (patients.data?.pages ?? []).flatMap((p) => p.items);
+  const owns = items.some((p) => p.access.role === 'owner');
+  const others = items.some((p) => p.access.role !== 'owner');
+
+  return (
+    <Stack maw={960}>
+      <Title order={1} size="h2">
+        {owns && !others ? 'My animals' : 'Animals shared with me'}
+      </Title>
+      <ErrorAlert error={patients.error} />
+      {patients.data && items.length === 0 && (
+        <Text c="dimmed">
+          Nothing is shared with you at the moment. When a clinic shares an animal’s record with
+          you, it appears here.
+        </Text>
+      )}
+      <SimpleGrid cols={{ base: 1, sm: 2, lg: 3 }}>
+        {items.map((p) => (
+          <PatientCard key={p.id} patient={p} />
+        ))}
+      </SimpleGrid>
+      {patients.hasNextPage && (
+        <Button variant="default" onClick={() => void patients.fetchNextPage()} w="fit-content">
+          Show more
+        </Button>
+      )}
+      {owns && (
+        <Text size="sm" c="dimmed">
+          Open an animal to see the notes and files the clinic released to you, add photos, see who
+          accessed the record, and manage your consents to share it.
+        </Text>
+      )}
+    </Stack>
+  );
+}
