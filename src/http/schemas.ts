@@ -86,6 +86,7 @@ const patientFields = {
   breed: Type.Optional(Nullable(Type.String({ maxLength: 100 }))),
   sex: Type.Optional(Nullable(Sex)),
   birthDate: Type.Optional(Nullable(Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' }))),
+  alerts: Type.Optional(Type.Array(Type.String({ maxLength: 200 }), { maxItems: 20 })),
   identifiers: Type.Optional(Type.Array(IdentifierInput, { maxItems: 20 })),
   owners: Type.Optional(Type.Array(OwnerInput, { maxItems: 10 })),
 };
@@ -104,6 +105,7 @@ export const Patient = Type.Object({
   breed: Nullable(Type.String()),
   sex: Nullable(Sex),
   birthDate: Nullable(Type.String()),
+  alerts: Type.Array(Type.String()),
   identifiers: Type.Array(Type.Object({ system: IdentifierSystem, value: Type.String() })),
   owners: Type.Array(
     Type.Object({

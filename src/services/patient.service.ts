@@ -53,6 +53,7 @@ export interface PatientInput {
   breed?: string | null;
   sex?: Sex | null;
   birthDate?: string | null;
+  alerts?: string[];
   identifiers?: { system: IdentifierSystem; value: string }[];
   owners?: OwnerInput[];
 }
@@ -72,6 +73,8 @@ export interface Patient {
   breed: string | null;
   sex: Sex | null;
   birthDate: string | null;
+  /** Warnings for everyone who opens the chart, e.g. "Bites — muzzle". */
+  alerts: string[];
   identifiers: { system: IdentifierSystem; value: string }[];
   owners: Owner[];
   version: number;
@@ -104,6 +107,16 @@ function normalizeIdentifiers(
   });
 }
 
+/** Alerts as stored: trimmed, blank ones dropped, each once, as a JSON array. */
+function alertsJson(alerts: string[]): string {
+  const kept: string[] = [];
+  for (const alert of alerts) {
+    const text = alert.trim();
+    if (text !== '' && !kept.some((k) => k.toLowerCase() === text.toLowerCase())) kept.push(text);
+  }
+  return JSON.stringify(kept);
+}
+
 function checkOwnerInput(o: OwnerInput): void {
   if (o.id === undefined && (o.name === undefined || o.name.trim() === '')) {
     throw new AppError('invalid', 'Each owner needs either the id of an existing owner or a name.');
@@ -125,6 +138,7 @@ export function createPatientService(deps: ServiceDeps) {
       breed: row.breed,
       sex: row.sex as Sex | null,
       birthDate: row.birth_date,
+      alerts: JSON.parse(row.alerts) as string[],
       identifiers: identifiers
         .filter((i) => i.patient_id === row.id)
         .map((i) => ({ system: i.system as IdentifierSystem, value: i.value })),
@@ -238,6 +252,7 @@ export function createPatientService(deps: ServiceDeps) {
           breed: input.breed?.trim() || null,
           sex: input.sex ?? null,
           birth_date: birthDate,
+          alerts: alertsJson(input.alerts ?? []),
           version: 1,
           created_by: actor.userId,
           created_at: now,
@@ -381,6 +396,7 @@ export function createPatientService(deps: ServiceDeps) {
           ...(changes.breed !== undefined ? { breed: changes.breed?.trim() || null } : {}),
           ...(changes.sex !== undefined ? { sex: changes.sex } : {}),
           ...(birthDate !== undefined ? { birth_date: birthDate } : {}),
+          ...(changes.alerts !== undefined ? { alerts: alertsJson(changes.alerts) } : {}),
           updated_at: now,
         });
         if (!updated) throw staleVersion('patient');

@@ -26,7 +26,7 @@ export async function updatePatientIfVersion(
   id: string,
   expectedVersion: number,
   changes: Partial<
-    Pick<PatientRow, 'name' | 'name_search' | 'species' | 'breed' | 'sex' | 'birth_date'>
+    Pick<PatientRow, 'name' | 'name_search' | 'species' | 'breed' | 'sex' | 'birth_date' | 'alerts'>
   > & { updated_at: string },
 ): Promise<boolean> {
   const result = await tx

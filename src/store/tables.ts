@@ -1,6 +1,6 @@
 // Table interfaces: the one description of every row, from which row types derive.
 // Timestamps are ISO-8601 UTC strings on both engines; flags are 0/1 integers.
-import type { Insertable, Kysely, Selectable } from 'kysely';
+import type { Generated, Insertable, Kysely, Selectable } from 'kysely';
 
 export interface OrganizationsTable {
   id: string;
@@ -63,6 +63,8 @@ export interface PatientsTable {
   breed: string | null;
   sex: string | null;
   birth_date: string | null;
+  /** JSON array of short warnings shown at the top of the chart (defaults to []). */
+  alerts: Generated<string>;
   version: number;
   created_by: string;
   created_at: string;

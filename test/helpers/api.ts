@@ -16,6 +16,7 @@ export interface PatientJson {
   breed: string | null;
   sex: string | null;
   birthDate: string | null;
+  alerts: string[];
   identifiers: { system: string; value: string }[];
   owners: OwnerJson[];
   version: number;

@@ -360,6 +360,44 @@ describeEachEngine('patients', ({ url }) => {
     assert.equal(again.json<PatientJson>().version, 3);
   });
 
+  void test('alerts: kept trimmed and once each, replaced by PATCH, too long is 400 and changes nothing', async () => {
+    const admin = await h.newOrganization();
+    const patient = await createPatient(admin, {
+      name: 'Rufus',
+      species: 'canine',
+      alerts: [
+        '  Bites — muzzle for exams ',
+        'bites — MUZZLE for exams',
+        '',
+        'Allergic to penicillin',
+      ],
+    });
+    assert.deepEqual(patient.alerts, ['Bites — muzzle for exams', 'Allergic to penicillin']);
+    const plain = await createPatient(admin, { name: 'Calm', species: 'feline' });
+    assert.deepEqual(plain.alerts, [], 'no alerts is an empty list');
+
+    const path = `/api/v1/patients/${patient.id}`;
+    const tooLong = await h.request({
+      method: 'PATCH',
+      url: path,
+      token: admin.token,
+      body: { alerts: ['x'.repeat(201)] },
+      headers: { 'if-match': '"1"' },
+    });
+    assert.equal(tooLong.statusCode, 400, tooLong.body);
+    const replaced = await h.request({
+      method: 'PATCH',
+      url: path,
+      token: admin.token,
+      body: { alerts: ['Diabetic: insulin twice daily'] },
+      headers: { 'if-match': '"1"' },
+    });
+    assert.equal(replaced.statusCode, 200, replaced.body);
+    const got = (await getPatient(admin, patient.id)).json<PatientJson>();
+    assert.deepEqual(got.alerts, ['Diabetic: insulin twice daily']);
+    assert.equal(got.version, 2);
+  });
+
   void test('a microchip already used in the organization is 409 and creates nothing; another organization may use it', async () => {
     const admin = await h.newOrganization();
     const holder = await createPatient(admin, {

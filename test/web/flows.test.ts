@@ -213,7 +213,7 @@ describe('web app flows in Chromium', { skip }, () => {
     enrolledAt = Date.now();
     await page.getByLabel('6-digit code').fill(code(enrolledAt));
     await page.getByRole('button', { name: 'Check code and turn on' }).click();
-    await page.getByText('Two-step sign-in is on').waitFor();
+    await page.getByText('Two-step sign-in is on').first().waitFor();
     await signOut(page);
 
     // Without the code the password alone is not enough.
@@ -236,6 +236,8 @@ describe('web app flows in Chromium', { skip }, () => {
     await page.getByRole('textbox', { name: /^Name/ }).fill('Biscuit');
     await page.getByLabel('Breed').fill('Border Collie');
     await page.getByLabel('Birth date').fill('2021-04-12');
+    await page.getByRole('combobox', { name: 'Alerts' }).fill('Bites — muzzle for exams');
+    await page.getByRole('combobox', { name: 'Alerts' }).press('Enter');
     await page.getByLabel('Microchip number').fill('985112003456789');
     await page.getByLabel('Owner name').fill(OWNER.name);
     await page.getByLabel('Owner email').fill(OWNER.email);
@@ -246,6 +248,10 @@ describe('web app flows in Chromium', { skip }, () => {
     patientId = new URL(page.url()).pathname.split('/').at(-1) ?? '';
     assert.match(page.url(), /\/patients\/[0-9a-f-]{36}$/, 'the address holds an id, nothing else');
     await page.getByText('Microchip: 985112003456789').waitFor();
+    await page
+      .getByRole('group', { name: 'Alerts' })
+      .getByText('Bites — muzzle for exams')
+      .waitFor();
 
     // Found again from the search box by the owner's name, with the keyboard.
     await page.goto('/');
@@ -364,6 +370,8 @@ describe('web app flows in Chromium', { skip }, () => {
     await trainer.getByRole('link', { name: /Biscuit/ }).click();
     await trainer.getByText('Annual check').waitFor();
     await trainer.getByText('Suspected kennel cough.').waitFor();
+    // Safety alerts reach everyone who handles the animal.
+    await trainer.getByText('Bites — muzzle for exams').waitFor();
     assert.equal(
       await trainer.getByText('Internal: owner struggles').count(),
       0,

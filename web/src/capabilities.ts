@@ -11,6 +11,8 @@ export function capabilitiesFor(patient: Patient) {
   return {
     isOwner: shareRole === 'owner',
     isStaff: staffRole !== null,
+    /** Editing the patient record itself (alerts, details): staff of its organization. */
+    editPatient: staffRole !== null && staffRole !== 'auditor',
     writeNotes: clinical || (shareRole !== null && shareRole !== 'owner' && write),
     finalize: staffRole === 'clinician',
     release: clinical,

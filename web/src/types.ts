@@ -39,6 +39,7 @@ export interface Patient {
   breed: string | null;
   sex: string | null;
   birthDate: string | null;
+  alerts: string[];
   identifiers: Identifier[];
   owners: Owner[];
   version: number;

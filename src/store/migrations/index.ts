@@ -6,6 +6,7 @@ import * as m0003 from './0003-documents-outbox.js';
 import * as m0004 from './0004-sharing-access.js';
 import * as m0005 from './0005-results.js';
 import * as m0006 from './0006-result-matching.js';
+import * as m0007 from './0007-patient-alerts.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
@@ -14,6 +15,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004-sharing-access': m0004,
   '0005-results': m0005,
   '0006-result-matching': m0006,
+  '0007-patient-alerts': m0007,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,5 +1,20 @@
 // The top of the chart: who the patient is, at a glance.
-import { Alert, Badge, Group, Paper, Stack, Text, Title } from '@mantine/core';
+import { useState } from 'react';
+import {
+  Alert,
+  Badge,
+  Button,
+  Group,
+  Modal,
+  Paper,
+  Stack,
+  TagsInput,
+  Text,
+  Title,
+} from '@mantine/core';
+import { useQueryClient } from '@tanstack/react-query';
+import { api } from '../api';
+import { ErrorAlert } from './ErrorAlert';
 import { IconAlertTriangle } from '@tabler/icons-react';
 import {
   ageOf,
@@ -12,14 +27,66 @@ import {
 import type { Patient } from '../types';
 import { SpeciesIcon } from './SpeciesIcon';
 
+function AlertsDialog({ patient, onClose }: { patient: Patient; onClose: () => void }) {
+  const queryClient = useQueryClient();
+  const [alerts, setAlerts] = useState(patient.alerts);
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+
+  async function save() {
+    setBusy(true);
+    setError(null);
+    try {
+      const updated = await api<Patient>('PATCH', `/patients/${patient.id}`, {
+        body: { alerts },
+        headers: { 'if-match': `"${patient.version}"` },
+      });
+      queryClient.setQueryData(['patient', patient.id], updated);
+      onClose();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <Modal opened onClose={onClose} title={`Alerts for ${patient.name}`}>
+      <Stack>
+        <TagsInput
+          label="Alerts"
+          description="Press Enter after each. Everyone who opens the chart sees them first."
+          maxLength={200}
+          value={alerts}
+          onChange={setAlerts}
+          clearable
+          data-autofocus
+        />
+        <ErrorAlert error={error} title="The alerts were not saved" />
+        <Group justify="flex-end">
+          <Button variant="default" onClick={onClose}>
+            Cancel
+          </Button>
+          <Button loading={busy} onClick={() => void save()}>
+            Save alerts
+          </Button>
+        </Group>
+      </Stack>
+    </Modal>
+  );
+}
+
 export function PatientHeader({
   patient,
   abnormalResults,
+  canEditAlerts,
 }: {
   patient: Patient;
   abnormalResults: number;
+  canEditAlerts: boolean;
 }) {
   const age = ageOf(patient.birthDate);
+  const [editing, setEditing] = useState(false);
   return (
     <Paper withBorder p="md" component="header" aria-label="Patient">
       <Group align="flex-start" wrap="nowrap">
@@ -62,6 +129,33 @@ export function PatientHeader({
               ))}
             </Group>
           )}
+          {(patient.alerts.length > 0 || canEditAlerts) && (
+            <Group gap="xs" aria-label="Alerts" role="group">
+              {patient.alerts.map((alert) => (
+                <Badge
+                  key={alert}
+                  color="red"
+                  variant="filled"
+                  size="lg"
+                  tt="none"
+                  leftSection={<IconAlertTriangle size={14} aria-hidden />}
+                >
+                  {alert}
+                </Badge>
+              ))}
+              {canEditAlerts && (
+                <Button
+                  size="compact-sm"
+                  variant="subtle"
+                  onClick={() => {
+                    setEditing(true);
+                  }}
+                >
+                  {patient.alerts.length > 0 ? 'Edit alerts' : 'Add an alert'}
+                </Button>
+              )}
+            </Group>
+          )}
           {abnormalResults > 0 && (
             <Alert
               color="red"
@@ -87,6 +181,14 @@ export function PatientHeader({
           )}
         </Stack>
       </Group>
+      {editing && (
+        <AlertsDialog
+          patient={patient}
+          onClose={() => {
+            setEditing(false);
+          }}
+        />
+      )}
     </Paper>
   );
 }

@@ -55,7 +55,7 @@ export function ChartPage() {
 
   return (
     <Stack gap="md" maw={1100}>
-      <PatientHeader patient={p} abnormalResults={abnormal} />
+      <PatientHeader patient={p} abnormalResults={abnormal} canEditAlerts={can.editPatient} />
       {can.writeNotes && (
         <Group>
           <Button

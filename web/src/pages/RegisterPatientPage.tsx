@@ -8,6 +8,7 @@ import {
   Select,
   SimpleGrid,
   Stack,
+  TagsInput,
   TextInput,
   Title,
 } from '@mantine/core';
@@ -42,6 +43,7 @@ export function RegisterPatientPage() {
   const [breed, setBreed] = useState('');
   const [sex, setSex] = useState<string | null>(null);
   const [birthDate, setBirthDate] = useState('');
+  const [alerts, setAlerts] = useState<string[]>([]);
   const [owners, setOwners] = useState<OwnerForm[]>([{ name: '', email: '', phone: '' }]);
   const [identifiers, setIdentifiers] = useState<IdentifierForm[]>([
     { system: 'microchip', value: '' },
@@ -61,6 +63,7 @@ export function RegisterPatientPage() {
           ...(breed.trim() ? { breed: breed.trim() } : {}),
           ...(sex ? { sex } : {}),
           ...(birthDate ? { birthDate } : {}),
+          alerts,
           owners: owners
             .filter((o) => o.name.trim())
             .map((o) => ({
@@ -138,6 +141,15 @@ export function RegisterPatientPage() {
                 }}
               />
             </SimpleGrid>
+            <TagsInput
+              mt="sm"
+              label="Alerts"
+              description="Warnings everyone opening the chart must see, e.g. “Bites — muzzle”. Press Enter after each."
+              maxLength={200}
+              value={alerts}
+              onChange={setAlerts}
+              clearable
+            />
           </Fieldset>
 
           <Fieldset legend="Identifiers">
