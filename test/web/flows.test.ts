@@ -198,6 +198,8 @@ describe('web app flows in Chromium', { skip }, () => {
     new TOTP({ secret: Secret.fromBase32(totpSecret) }).generate({ timestamp });
   /** The clinician's browser, signed in once with two-step sign-in and used by later steps. */
   let vet: Page;
+  /** The trainer's browser, still signed in when the owner withdraws consent. */
+  let trainerPage: Page;
 
   test('the clinician turns on two-step sign-in and signs in with a code', async () => {
     const page = await newPage();
@@ -358,6 +360,7 @@ describe('web app flows in Chromium', { skip }, () => {
     await vet.getByRole('cell', { name: OWNER.email, exact: true }).waitFor();
 
     const trainer = await newPage();
+    trainerPage = trainer;
     await trainer.goto(
       new URL(await mailedLink(TRAINER.email)).pathname +
         new URL(await mailedLink(TRAINER.email)).hash,
@@ -403,6 +406,27 @@ describe('web app flows in Chromium', { skip }, () => {
     await report.getByRole('cell', { name: TRAINER.name }).first().waitFor();
     await expectAccessible(page, 'access report');
     await screenshot(page, '10-access-report');
+
+    // The owner adds a photo of their own.
+    const photo = path.join(path.dirname(xray), 'biscuit-at-the-beach.jpg');
+    await sharp({ create: { width: 400, height: 300, channels: 3, background: '#d9a066' } })
+      .jpeg()
+      .toFile(photo);
+    await page.getByRole('tab', { name: 'Upload files' }).click();
+    await page.locator('input[type=file]').setInputFiles(photo);
+    await page.getByText('Uploaded').waitFor();
+    await page.getByRole('tab', { name: 'Timeline' }).click();
+    await page.getByRole('img', { name: 'Thumbnail of biscuit-at-the-beach.jpg' }).waitFor({
+      timeout: 30_000,
+    });
+
+    // Withdrawing the consent ends the trainer's access at once.
+    await page.getByRole('tab', { name: 'Consents' }).click();
+    await page.getByRole('button', { name: `Withdraw consent for ${TRAINER.email}` }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Withdraw consent' }).click();
+    await page.getByRole('cell', { name: 'revoked' }).waitFor();
+    await trainerPage.goto('/');
+    await trainerPage.getByText('Nothing is shared with you at the moment.').waitFor();
   });
 
   test('an auditor sees the chain verified and downloads the audit trail as CSV', async () => {

@@ -87,6 +87,15 @@ export async function api<T>(
   return (await res.json()) as T;
 }
 
+/**
+ * A fresh Idempotency-Key. crypto.randomUUID exists only on HTTPS and localhost pages; a clinic
+ * reaching the server over plain HTTP on its own network still gets random keys this way.
+ */
+export function newIdempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 /** The query string for a list call; undefined and empty values are left out. */
 export function query(params: Record<string, string | number | boolean | undefined | null>) {
   const search = new URLSearchParams();

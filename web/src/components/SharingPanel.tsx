@@ -111,6 +111,8 @@ function ShareDialog({ patient, onClose }: { patient: Patient; onClose: () => vo
                 value={role}
                 onChange={(v) => {
                   setRole(v ?? 'trainer');
+                  // Owners add their own photos; others start with the least access.
+                  setAccess(v === 'owner' ? 'write' : 'read');
                 }}
                 allowDeselect={false}
               />

@@ -19,7 +19,7 @@ import { modals } from '@mantine/modals';
 import { notifications } from '@mantine/notifications';
 import { IconUserPlus } from '@tabler/icons-react';
 import { useInfiniteQuery, useMutation, useQueryClient } from '@tanstack/react-query';
-import { api, query } from '../api';
+import { api, newIdempotencyKey, query } from '../api';
 import { ErrorAlert } from '../components/ErrorAlert';
 import { formatDate, ROLE_LABEL } from '../format';
 import { useUser } from '../session';
@@ -296,7 +296,7 @@ function AddUserModal({ opened, onClose }: { opened: boolean; onClose: () => voi
   const [form, setForm] = useState<AddUserForm>(EMPTY_FORM);
   const [showProblems, setShowProblems] = useState(false);
   // One key per filled-in form, so a retried or double-clicked submit creates one account.
-  const [idempotencyKey, setIdempotencyKey] = useState(() => crypto.randomUUID());
+  const [idempotencyKey, setIdempotencyKey] = useState(() => newIdempotencyKey());
 
   const create = useMutation({
     mutationFn: (input: AddUserForm & { role: Role }) =>
@@ -317,7 +317,7 @@ function AddUserModal({ opened, onClose }: { opened: boolean; onClose: () => voi
   function close() {
     setForm(EMPTY_FORM);
     setShowProblems(false);
-    setIdempotencyKey(crypto.randomUUID());
+    setIdempotencyKey(newIdempotencyKey());
     create.reset();
     onClose();
   }
@@ -325,7 +325,7 @@ function AddUserModal({ opened, onClose }: { opened: boolean; onClose: () => voi
   function set<K extends keyof AddUserForm>(key: K, value: AddUserForm[K]) {
     setForm((current) => ({ ...current, [key]: value }));
     // A changed form is a new request, not a retry of the old one.
-    setIdempotencyKey(crypto.randomUUID());
+    setIdempotencyKey(newIdempotencyKey());
   }
 
   const problems = problemsOf(form);
