@@ -169,6 +169,7 @@ export const Addendum = Type.Object({
   id: Type.String(),
   body: Type.String(),
   authorId: Type.String(),
+  authorName: Type.String(),
   createdAt: Type.String(),
 });
 
@@ -183,6 +184,7 @@ export const Note = Type.Object({
   status: Type.Union([Type.Literal('draft'), Type.Literal('final')]),
   version: Type.Integer(),
   authorId: Type.String(),
+  authorName: Type.String(),
   /** When the owner sees it (owner notes); null while not released. */
   releaseAt: Nullable(Type.String()),
   createdAt: Type.String(),

@@ -1,4 +1,5 @@
 // Clinical, behaviour and other notes: drafts, finalization (lock), addenda and full history.
+import { userNames } from '../store/user.store.js';
 import { AppError, notFound, staleVersion } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import {
@@ -40,6 +41,8 @@ export interface Addendum {
   id: string;
   body: string;
   authorId: string;
+  /** The author's name as it is now (for display; the audit trail keeps the id). */
+  authorName: string;
   createdAt: string;
 }
 
@@ -54,6 +57,7 @@ export interface Note {
   status: NoteStatus;
   version: number;
   authorId: string;
+  authorName: string;
   releaseAt: string | null;
   createdAt: string;
   updatedAt: string;
@@ -85,7 +89,12 @@ export interface NoteInput {
   sharedWith?: CareRole[];
 }
 
-function toNote(row: NoteRow, addenda: Addendum[], result: NoteResult | null = null): Note {
+function toNote(
+  row: NoteRow,
+  authorName: string,
+  addenda: Addendum[],
+  result: NoteResult | null = null,
+): Note {
   return {
     result,
     id: row.id,
@@ -98,6 +107,7 @@ function toNote(row: NoteRow, addenda: Addendum[], result: NoteResult | null = n
     status: row.status as NoteStatus,
     version: row.version,
     authorId: row.author_id,
+    authorName,
     releaseAt: row.release_at,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -124,13 +134,24 @@ export function createNoteService(deps: ServiceDeps) {
       tx,
       results.map((r) => r.id),
     );
+    const names = await userNames(tx, [
+      ...new Set([...rows.map((r) => r.author_id), ...addenda.map((a) => a.author_id)]),
+    ]);
+    const nameOf = (id: string) => names.get(id) ?? 'Unknown';
     return rows.map((row) => {
       const result = results.find((x) => x.note_id === row.id);
       return toNote(
         row,
+        nameOf(row.author_id),
         addenda
           .filter((a) => a.note_id === row.id)
-          .map((a) => ({ id: a.id, body: a.body, authorId: a.author_id, createdAt: a.created_at })),
+          .map((a) => ({
+            id: a.id,
+            body: a.body,
+            authorId: a.author_id,
+            authorName: nameOf(a.author_id),
+            createdAt: a.created_at,
+          })),
         result
           ? {
               id: result.id,
@@ -260,7 +281,7 @@ export function createNoteService(deps: ServiceDeps) {
         await insertNote(tx, row);
         await revise(tx, row, 'created', actor, now);
         record.entity = { type: 'Note', id: row.id, version: 1 };
-        return toNote(row, []);
+        return toNote(row, actor.name, []);
       },
     );
   }

@@ -24,6 +24,13 @@ export async function findUserInOrganization(
     .executeTakeFirst();
 }
 
+/** Display names of users by id (authors of notes and addenda). */
+export async function userNames(tx: Tx, ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await tx.selectFrom('users').select(['id', 'name']).where('id', 'in', ids).execute();
+  return new Map(rows.map((r) => [r.id, r.name]));
+}
+
 export async function insertUser(tx: Tx, row: NewUserRow): Promise<void> {
   await tx.insertInto('users').values(row).execute();
 }

@@ -13,6 +13,7 @@ interface AddendumDto {
   id: string;
   body: string;
   authorId: string;
+  authorName: string;
   createdAt: string;
 }
 
@@ -26,6 +27,7 @@ interface NoteDto {
   status: 'draft' | 'final';
   version: number;
   authorId: string;
+  authorName: string;
   createdAt: string;
   updatedAt: string;
   finalizedAt: string | null;
@@ -132,6 +134,7 @@ describeEachEngine('notes', ({ url }) => {
       assert.equal(note.version, 1);
       assert.equal(note.visibility, 'internal');
       assert.equal(note.authorId, clinician.userId);
+      assert.equal(note.authorName, 'clinician user', 'the chart shows who wrote it');
       assert.equal(note.finalizedAt, null);
       assert.equal(note.finalizedBy, null);
       assert.deepEqual(note.addenda, []);
@@ -420,6 +423,7 @@ describeEachEngine('notes', ({ url }) => {
         id: addendumId,
         body: 'Addendum: recheck in two weeks.',
         authorId: clinician.userId,
+        authorName: 'clinician user',
         createdAt: t5,
       },
     ]);

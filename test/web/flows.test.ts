@@ -399,6 +399,7 @@ describe('web app flows in Chromium', { skip }, () => {
     await page.getByRole('link', { name: /Biscuit/ }).click();
     await page.getByText('Annual check').waitFor();
     await page.getByText('Radiograph taken, see images.').waitFor();
+    await page.getByText(new RegExp(`^Addendum · ${VET.name} ·`)).waitFor();
     assert.equal(await page.getByText('Internal: owner struggles').count(), 0);
     await page.getByRole('tab', { name: 'Who accessed' }).click();
     const report = page.getByRole('table', { name: 'Accesses to this record' });

@@ -68,6 +68,7 @@ export interface Addendum {
   id: string;
   body: string;
   authorId: string;
+  authorName: string;
   createdAt: string;
 }
 
@@ -82,6 +83,7 @@ export interface Note {
   status: 'draft' | 'final';
   version: number;
   authorId: string;
+  authorName: string;
   releaseAt: string | null;
   createdAt: string;
   updatedAt: string;
