@@ -6,7 +6,6 @@
 // main screens; `npm run screenshots` saves them for the README.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Secret, TOTP } from 'otpauth';
@@ -23,6 +22,7 @@ import {
   screenshot,
   seriousViolations,
 } from './browser.js';
+import { freePort } from './web-helpers.js';
 
 const PASSWORD = 'a long enough password 1';
 const ADMIN = { name: 'Ada Admin', email: 'ada@riverside.test' };
@@ -30,14 +30,6 @@ const VET = { name: 'Dr Vera Vet', email: 'vera@riverside.test' };
 const AUDITOR = { name: 'Otto Auditor', email: 'otto@riverside.test' };
 const TRAINER = { name: 'Tom Trainer', email: 'tom@trainers.test' };
 const OWNER = { name: 'Olive Owner', email: 'olive@owners.test' };
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const skip = browserUnavailable() ?? false;
 

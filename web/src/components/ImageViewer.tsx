@@ -199,11 +199,9 @@ export function ImageViewer({ doc, onClose }: { doc: CaretrailDocument; onClose:
         {dicom && (
           <Group grow align="flex-start">
             <div>
-              <Text size="sm" id="wl-level">
-                Level {level}
-              </Text>
+              <Text size="sm">Level {level}</Text>
               <Slider
-                aria-labelledby="wl-level"
+                thumbLabel="Level"
                 min={0}
                 max={255}
                 value={level}
@@ -212,11 +210,9 @@ export function ImageViewer({ doc, onClose }: { doc: CaretrailDocument; onClose:
               />
             </div>
             <div>
-              <Text size="sm" id="wl-width">
-                Window {width}
-              </Text>
+              <Text size="sm">Window {width}</Text>
               <Slider
-                aria-labelledby="wl-width"
+                thumbLabel="Window"
                 min={1}
                 max={512}
                 value={width}

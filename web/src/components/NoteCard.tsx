@@ -39,6 +39,9 @@ const FLAG_LABEL: Record<string, string> = {
   A: 'Abnormal',
 };
 
+/** N is the normal flag: only the others mark a value (as the server's `abnormal` does). */
+const isAbnormal = (o: Observation) => o.flag !== undefined && o.flag !== 'N';
+
 export function ObservationsTable({ observations }: { observations: Observation[] }) {
   return (
     <Table.ScrollContainer minWidth={420}>
@@ -53,14 +56,16 @@ export function ObservationsTable({ observations }: { observations: Observation[
         </Table.Thead>
         <Table.Tbody>
           {observations.map((o, i) => (
-            <Table.Tr key={`${o.code}-${i}`} className={o.flag ? 'abnormal' : undefined}>
+            <Table.Tr key={`${o.code}-${i}`} className={isAbnormal(o) ? 'abnormal' : undefined}>
               <Table.Td>{o.display ?? o.code}</Table.Td>
               <Table.Td>
                 {String(o.value)}
                 {o.unit ? ` ${o.unit}` : ''}
               </Table.Td>
               <Table.Td>{o.referenceRange ?? ''}</Table.Td>
-              <Table.Td>{o.flag ? `${o.flag} (${FLAG_LABEL[o.flag] ?? 'flagged'})` : ''}</Table.Td>
+              <Table.Td>
+                {o.flag && isAbnormal(o) ? `${o.flag} (${FLAG_LABEL[o.flag] ?? 'flagged'})` : ''}
+              </Table.Td>
             </Table.Tr>
           ))}
         </Table.Tbody>
@@ -104,6 +109,7 @@ export function NoteCard({ note }: { note: Note }) {
           )}
         </Group>
         <Text size="xs" c="dimmed">
+          {note.kind === 'result' ? '' : `${note.authorName} · `}
           {formatDateTime(note.createdAt)}
         </Text>
       </Group>
@@ -131,7 +137,7 @@ export function NoteCard({ note }: { note: Note }) {
           {note.addenda.map((a) => (
             <div key={a.id}>
               <Text size="xs" fw={700} c="dimmed">
-                Addendum · {formatDateTime(a.createdAt)}
+                Addendum · {a.authorName} · {formatDateTime(a.createdAt)}
               </Text>
               <Text size="sm" className="note-body">
                 {a.body}

@@ -2,7 +2,16 @@
 // loading more as the reader scrolls. Notes and documents are two paged lists merged by id
 // (ids are time-ordered): an item shows only once nothing newer can still arrive from the other.
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { Center, Loader, SegmentedControl, Stack, Switch, Text, Group } from '@mantine/core';
+import {
+  Center,
+  Loader,
+  SegmentedControl,
+  Stack,
+  Switch,
+  Text,
+  Group,
+  useMatches,
+} from '@mantine/core';
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { api, query } from '../api';
 import type { CaretrailDocument, Note, Page } from '../types';
@@ -52,6 +61,8 @@ export function Timeline({ patientId, canWrite }: { patientId: string; canWrite:
   const [showDeleted, setShowDeleted] = useState(false);
   const [viewing, setViewing] = useState<CaretrailDocument | null>(null);
   const sentinel = useRef<HTMLDivElement>(null);
+  // The filter clips what does not fit: on a phone its five choices need the smaller size.
+  const filterSize = useMatches({ base: 'xs', sm: 'sm' }, { getInitialValueInEffect: false });
 
   const notes = usePatientNotes(patientId);
   const documents = useInfiniteQuery({
@@ -119,6 +130,7 @@ export function Timeline({ patientId, canWrite }: { patientId: string; canWrite:
       <Group justify="space-between" wrap="wrap">
         <SegmentedControl
           aria-label="Show in the timeline"
+          size={filterSize}
           value={filter}
           onChange={(v) => {
             setFilter(v);
