@@ -1,6 +1,7 @@
 // Real Chromium (Debian's package) driven by playwright-core, with axe-core for accessibility
 // checks and optional screenshots for the README. On a laptop without Chromium the browser
 // tests are skipped with the reason; under CI=true a missing Chromium fails them.
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -76,6 +77,22 @@ export function describeViolations(violations: AxeViolation[]): string {
           .join('\n'),
     )
     .join('\n');
+}
+
+/** Fails with axe-core's account when the page, as it is now, has serious violations. */
+export async function expectAccessible(page: Page, screen: string): Promise<void> {
+  const violations = await seriousViolations(page);
+  assert.equal(violations.length, 0, `${screen}:\n${describeViolations(violations)}`);
+}
+
+/** Signs in through the sign-in page and waits for the signed-in frame. */
+export async function signInAs(page: Page, email: string, password: string): Promise<void> {
+  await page.goto('/');
+  await page.getByLabel('Email').fill(email);
+  // By role: Mantine's password field also has a "toggle visibility" button with that label.
+  await page.getByRole('textbox', { name: 'Password' }).fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: /Account menu/ }).waitFor();
 }
 
 /** Saves a screenshot when CARETRAIL_SCREENSHOTS names a folder (npm run screenshots). */

@@ -17,10 +17,10 @@ import { startHarness, type Harness } from '../helpers/harness.js';
 import { startMailServer, type MailServer } from '../helpers/mail.js';
 import {
   browserUnavailable,
-  describeViolations,
+  expectAccessible,
   launchBrowser,
   screenshot,
-  seriousViolations,
+  signInAs,
 } from './browser.js';
 import { freePort } from './web-helpers.js';
 
@@ -56,18 +56,7 @@ describe('web app flows in Chromium', { skip }, () => {
     return page;
   }
 
-  async function expectAccessible(page: Page, screen: string) {
-    const violations = await seriousViolations(page);
-    assert.equal(violations.length, 0, `${screen}:\n${describeViolations(violations)}`);
-  }
-
-  async function signIn(page: Page, who: { email: string }) {
-    await page.goto('/');
-    await page.getByLabel('Email').fill(who.email);
-    await page.getByRole('textbox', { name: 'Password' }).fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('button', { name: /Account menu/ }).waitFor();
-  }
+  const signIn = (page: Page, who: { email: string }) => signInAs(page, who.email, PASSWORD);
 
   async function signOut(page: Page) {
     await page.getByRole('button', { name: /Account menu/ }).click();

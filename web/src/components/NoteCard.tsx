@@ -1,10 +1,11 @@
 // A note in the chart's timeline: kind, status, body (SOAP sections headed), device results with
 // abnormal values marked, and addenda under the original.
-import { Badge, Card, Group, Stack, Table, Text, Title } from '@mantine/core';
+import { Badge, Card, Group, Stack, Text, Title } from '@mantine/core';
 import { Link } from 'react-router';
 import { formatDateTime, NOTE_KIND_LABEL } from '../format';
 import { SOAP_SECTIONS, textToSoap } from '../soap';
-import type { Note, Observation } from '../types';
+import type { Note } from '../types';
+import { ObservationsTable } from './ObservationsTable';
 
 function NoteBody({ note }: { note: Note }) {
   if (note.kind === 'soap') {
@@ -28,49 +29,6 @@ function NoteBody({ note }: { note: Note }) {
     <Text size="sm" className="note-body" lineClamp={note.kind === 'result' ? 4 : 12}>
       {note.body}
     </Text>
-  );
-}
-
-const FLAG_LABEL: Record<string, string> = {
-  H: 'High',
-  L: 'Low',
-  HH: 'Critically high',
-  LL: 'Critically low',
-  A: 'Abnormal',
-};
-
-/** N is the normal flag: only the others mark a value (as the server's `abnormal` does). */
-const isAbnormal = (o: Observation) => o.flag !== undefined && o.flag !== 'N';
-
-export function ObservationsTable({ observations }: { observations: Observation[] }) {
-  return (
-    <Table.ScrollContainer minWidth={420}>
-      <Table striped withTableBorder fz="sm" aria-label="Result values">
-        <Table.Thead>
-          <Table.Tr>
-            <Table.Th>Test</Table.Th>
-            <Table.Th>Value</Table.Th>
-            <Table.Th>Reference</Table.Th>
-            <Table.Th>Flag</Table.Th>
-          </Table.Tr>
-        </Table.Thead>
-        <Table.Tbody>
-          {observations.map((o, i) => (
-            <Table.Tr key={`${o.code}-${i}`} className={isAbnormal(o) ? 'abnormal' : undefined}>
-              <Table.Td>{o.display ?? o.code}</Table.Td>
-              <Table.Td>
-                {String(o.value)}
-                {o.unit ? ` ${o.unit}` : ''}
-              </Table.Td>
-              <Table.Td>{o.referenceRange ?? ''}</Table.Td>
-              <Table.Td>
-                {o.flag && isAbnormal(o) ? `${o.flag} (${FLAG_LABEL[o.flag] ?? 'flagged'})` : ''}
-              </Table.Td>
-            </Table.Tr>
-          ))}
-        </Table.Tbody>
-      </Table>
-    </Table.ScrollContainer>
   );
 }
 

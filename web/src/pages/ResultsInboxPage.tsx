@@ -17,7 +17,6 @@ import {
   TextInput,
   Textarea,
   Title,
-  VisuallyHidden,
 } from '@mantine/core';
 import { modals } from '@mantine/modals';
 import { notifications } from '@mantine/notifications';
@@ -25,6 +24,7 @@ import { IconSearch } from '@tabler/icons-react';
 import { useInfiniteQuery, useMutation, useQueries, useQueryClient } from '@tanstack/react-query';
 import { api, query } from '../api';
 import { ErrorAlert } from '../components/ErrorAlert';
+import { ObservationsTable } from '../components/ObservationsTable';
 import { usePatientSearch } from '../components/PatientSearch';
 import {
   formatDate,
@@ -57,17 +57,6 @@ const KIND_LABEL: Record<string, string> = {
   imaging: 'Imaging',
   other: 'Other',
 };
-
-const FLAG_MEANING: Record<string, string> = {
-  H: 'high',
-  L: 'low',
-  HH: 'critically high',
-  LL: 'critically low',
-  A: 'abnormal',
-};
-
-const isAbnormal = (observation: Observation) =>
-  observation.flag !== undefined && observation.flag !== 'N';
 
 const sameText = (a: string | null | undefined, b: string | null | undefined) =>
   !!a && !!b && a.trim().toLowerCase() === b.trim().toLowerCase();
@@ -273,44 +262,7 @@ function Observations({ observations, label }: { observations: Observation[]; la
       <Title order={3} size="h6" mb={4}>
         Observations
       </Title>
-      <Table.ScrollContainer minWidth={320}>
-        <Table striped verticalSpacing={4} fz="sm" aria-label={label}>
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>Test</Table.Th>
-              <Table.Th>Value</Table.Th>
-              <Table.Th>Reference</Table.Th>
-              <Table.Th>Flag</Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {observations.map((observation, index) => {
-              const abnormal = isAbnormal(observation);
-              return (
-                <Table.Tr key={`${observation.code}-${index}`}>
-                  <Table.Td>{observation.display ?? observation.code}</Table.Td>
-                  <Table.Td className={abnormal ? 'abnormal' : undefined}>
-                    {observation.value}
-                    {observation.unit ? ` ${observation.unit}` : ''}
-                  </Table.Td>
-                  <Table.Td>{observation.referenceRange ?? ''}</Table.Td>
-                  <Table.Td className={abnormal ? 'abnormal' : undefined}>
-                    {abnormal && observation.flag && (
-                      <>
-                        {observation.flag}
-                        <VisuallyHidden>
-                          {' '}
-                          ({FLAG_MEANING[observation.flag] ?? 'abnormal'})
-                        </VisuallyHidden>
-                      </>
-                    )}
-                  </Table.Td>
-                </Table.Tr>
-              );
-            })}
-          </Table.Tbody>
-        </Table>
-      </Table.ScrollContainer>
+      <ObservationsTable observations={observations} label={label} />
     </div>
   );
 }
