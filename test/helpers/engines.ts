@@ -13,8 +13,8 @@ export type EngineName = 'sqlite' | 'postgres';
 export const PG_ADMIN_URL =
   process.env.CARETRAIL_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-async function probePostgres(): Promise<string | null> {
-  const client = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 3000 });
+async function probeOnce(): Promise<string | null> {
+  const client = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 5000 });
   try {
     await client.connect();
     await client.query('select 1');
@@ -24,6 +24,17 @@ async function probePostgres(): Promise<string | null> {
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * Why PostgreSQL cannot be used, or null. A refused connection answers at once; a slow answer
+ * (two cores busy with Chromium and other test files) is tried again before giving up.
+ */
+async function probePostgres(): Promise<string | null> {
+  let problem = await probeOnce();
+  for (let attempt = 1; attempt < 3 && problem !== null && /timeout/i.test(problem); attempt++)
+    problem = await probeOnce();
+  return problem;
 }
 
 const pgProblem = await probePostgres();

@@ -1,9 +1,10 @@
 // Someone invited to see a patient (owner, trainer, walker, carer, referral vet) sets their name
 // and password here from the mailed link (/invitations#token=…), then signs in.
 import { useState } from 'react';
-import { Button, Center, Paper, PasswordInput, Stack, Text, TextInput, Title } from '@mantine/core';
+import { Button, PasswordInput, Stack, Text, TextInput } from '@mantine/core';
 import { api } from '../api';
 import { ErrorAlert } from '../components/ErrorAlert';
+import { PublicCard } from '../components/PublicCard';
 
 export function InvitationPage() {
   const token = new URLSearchParams(window.location.hash.slice(1)).get('token') ?? '';
@@ -31,56 +32,51 @@ export function InvitationPage() {
   }
 
   return (
-    <Center mih="100vh" p="md" component="main">
-      <Paper withBorder shadow="sm" p="xl" w="100%" maw={440}>
-        <Title order={1} size="h2" mb="md">
-          Accept your invitation
-        </Title>
-        {done ? (
+    <PublicCard title="Accept your invitation">
+      {done ? (
+        <Stack>
+          <Text role="status">
+            Your account is ready. Sign in with your email and new password.
+          </Text>
+          <Button component="a" href="/">
+            Go to sign-in
+          </Button>
+        </Stack>
+      ) : !token ? (
+        <Text>
+          Open the link from your invitation email. If it has expired, ask the clinic to share the
+          record with you again.
+        </Text>
+      ) : (
+        <form onSubmit={(event) => void submit(event)}>
           <Stack>
-            <Text role="status">
-              Your account is ready. Sign in with your email and new password.
-            </Text>
-            <Button component="a" href="/">
-              Go to sign-in
+            <TextInput
+              label="Your name"
+              required
+              autoComplete="name"
+              value={name}
+              onChange={(event) => {
+                setName(event.currentTarget.value);
+              }}
+            />
+            <PasswordInput
+              label="Choose a password"
+              description="At least 12 characters."
+              required
+              minLength={12}
+              autoComplete="new-password"
+              value={password}
+              onChange={(event) => {
+                setPassword(event.currentTarget.value);
+              }}
+            />
+            <ErrorAlert error={error} />
+            <Button type="submit" loading={busy}>
+              Create my account
             </Button>
           </Stack>
-        ) : !token ? (
-          <Text>
-            Open the link from your invitation email. If it has expired, ask the clinic to share the
-            record with you again.
-          </Text>
-        ) : (
-          <form onSubmit={(event) => void submit(event)}>
-            <Stack>
-              <TextInput
-                label="Your name"
-                required
-                autoComplete="name"
-                value={name}
-                onChange={(event) => {
-                  setName(event.currentTarget.value);
-                }}
-              />
-              <PasswordInput
-                label="Choose a password"
-                description="At least 12 characters."
-                required
-                minLength={12}
-                autoComplete="new-password"
-                value={password}
-                onChange={(event) => {
-                  setPassword(event.currentTarget.value);
-                }}
-              />
-              <ErrorAlert error={error} />
-              <Button type="submit" loading={busy}>
-                Create my account
-              </Button>
-            </Stack>
-          </form>
-        )}
-      </Paper>
-    </Center>
+        </form>
+      )}
+    </PublicCard>
   );
 }

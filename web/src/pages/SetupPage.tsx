@@ -2,19 +2,10 @@
 // organization and its first administrator. The token travels in the fragment (#token=…), which
 // browsers never send to the server or put in a Referer.
 import { useState } from 'react';
-import {
-  Anchor,
-  Button,
-  Center,
-  Paper,
-  PasswordInput,
-  Stack,
-  Text,
-  TextInput,
-  Title,
-} from '@mantine/core';
+import { Anchor, Button, PasswordInput, Stack, Text, TextInput } from '@mantine/core';
 import { api } from '../api';
 import { ErrorAlert } from '../components/ErrorAlert';
+import { PublicCard } from '../components/PublicCard';
 
 export function SetupPage() {
   const token = new URLSearchParams(window.location.hash.slice(1)).get('token') ?? '';
@@ -47,72 +38,67 @@ export function SetupPage() {
   }
 
   return (
-    <Center mih="100vh" p="md" component="main">
-      <Paper withBorder shadow="sm" p="xl" w="100%" maw={460}>
-        <Title order={1} size="h2" mb="xs">
-          Set up Caretrail
-        </Title>
-        {done ? (
-          <Stack>
-            <Text role="status">
-              Your organization is ready. Sign in as <b>{done}</b> to register patients and invite
-              your team.
-            </Text>
-            <Button component="a" href="/">
-              Go to sign-in
-            </Button>
-          </Stack>
-        ) : !token ? (
-          <Text>
-            This page needs the one-time setup link that <code>caretrail serve</code> printed when
-            it first started. Open that link, or restart the server with an empty database to get a
-            new one.
+    <PublicCard title="Set up Caretrail">
+      {done ? (
+        <Stack>
+          <Text role="status">
+            Your organization is ready. Sign in as <b>{done}</b> to register patients and invite
+            your team.
           </Text>
-        ) : (
-          <form onSubmit={(event) => void submit(event)}>
-            <Stack>
-              <Text size="sm" c="dimmed">
-                Create your organization and its first administrator. This link works once.
-              </Text>
-              <TextInput
-                label="Organization"
-                required
-                maxLength={200}
-                {...field('organizationName')}
-              />
-              <TextInput
-                label="Your name"
-                required
-                maxLength={200}
-                autoComplete="name"
-                {...field('name')}
-              />
-              <TextInput
-                label="Email"
-                type="email"
-                required
-                autoComplete="email"
-                {...field('email')}
-              />
-              <PasswordInput
-                label="Password"
-                description="At least 12 characters."
-                required
-                minLength={12}
-                autoComplete="new-password"
-                {...field('password')}
-              />
-              <ErrorAlert error={error} />
-              <Button type="submit" loading={busy}>
-                Create organization
-              </Button>
-              <Anchor href="/" size="sm">
-                Already set up? Sign in
-              </Anchor>
-            </Stack>
-          </form>
-        )}
-      </Paper>
-    </Center>
+          <Button component="a" href="/">
+            Go to sign-in
+          </Button>
+        </Stack>
+      ) : !token ? (
+        <Text>
+          This page needs the one-time setup link that <code>caretrail serve</code> printed when it
+          first started. Open that link, or restart the server with an empty database to get a new
+          one.
+        </Text>
+      ) : (
+        <form onSubmit={(event) => void submit(event)}>
+          <Stack>
+            <Text size="sm" c="dimmed">
+              Create your organization and its first administrator. This link works once.
+            </Text>
+            <TextInput
+              label="Organization"
+              required
+              maxLength={200}
+              {...field('organizationName')}
+            />
+            <TextInput
+              label="Your name"
+              required
+              maxLength={200}
+              autoComplete="name"
+              {...field('name')}
+            />
+            <TextInput
+              label="Email"
+              type="email"
+              required
+              autoComplete="email"
+              {...field('email')}
+            />
+            <PasswordInput
+              label="Password"
+              description="At least 12 characters."
+              required
+              minLength={12}
+              autoComplete="new-password"
+              {...field('password')}
+            />
+            <ErrorAlert error={error} />
+            <Button type="submit" loading={busy}>
+              Create organization
+            </Button>
+            <Anchor href="/" size="sm">
+              Already set up? Sign in
+            </Anchor>
+          </Stack>
+        </form>
+      )}
+    </PublicCard>
   );
 }
