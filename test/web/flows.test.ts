@@ -236,6 +236,15 @@ describe('web app flows in Chromium', { skip }, () => {
       .getByText('Bites — muzzle for exams')
       .waitFor();
 
+    // Details are corrected from the chart; the owner on record stays.
+    await page.getByRole('link', { name: 'Edit details' }).click();
+    await page.getByRole('heading', { name: 'Edit Biscuit' }).waitFor();
+    await expectAccessible(page, 'edit patient');
+    await page.getByLabel('Breed').fill('Border Collie cross');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await page.getByText('Dog · Border Collie cross').waitFor();
+    await page.getByText('Owner: Olive Owner').waitFor();
+
     // Found again from the search box by the owner's name, with the keyboard.
     await page.goto('/');
     const search = page.getByRole('textbox', { name: 'Find a patient' }).first();

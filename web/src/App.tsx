@@ -8,7 +8,7 @@ import { SetupPage } from './pages/SetupPage';
 import { SignInPage } from './pages/SignInPage';
 import { InvitationPage } from './pages/InvitationPage';
 import { HomePage } from './pages/HomePage';
-import { RegisterPatientPage } from './pages/RegisterPatientPage';
+import { EditPatientPage, RegisterPatientPage } from './pages/RegisterPatientPage';
 import { ChartPage } from './pages/ChartPage';
 import { NotePage } from './pages/NotePage';
 import { PortalPage } from './pages/PortalPage';
@@ -41,6 +41,7 @@ export function App() {
         <Route path="/sign-in" element={<Navigate to="/" replace />} />
         <Route path="/patients/new" element={<RegisterPatientPage />} />
         <Route path="/patients/:id" element={<ChartPage />} />
+        <Route path="/patients/:id/edit" element={<EditPatientPage />} />
         <Route path="/patients/:patientId/notes/new" element={<NotePage />} />
         <Route path="/notes/:id" element={<NotePage />} />
         <Route path="/results" element={<ResultsInboxPage />} />

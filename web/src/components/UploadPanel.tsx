@@ -122,6 +122,7 @@ export function UploadPanel({
         onDrop={start}
         multiple
         aria-label="Upload files: drop them here or press Enter to choose"
+        inputProps={{ 'aria-label': 'Choose files to upload' }}
       >
         <Group justify="center" gap="md" mih={90} style={{ pointerEvents: 'none' }}>
           <IconUpload size={32} aria-hidden />

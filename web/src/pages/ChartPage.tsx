@@ -56,36 +56,45 @@ export function ChartPage() {
   return (
     <Stack gap="md" maw={1100}>
       <PatientHeader patient={p} abnormalResults={abnormal} canEditAlerts={can.editPatient} />
-      {can.writeNotes && (
+      {(can.writeNotes || can.editPatient) && (
         <Group>
-          <Button
-            component={Link}
-            to={`/patients/${p.id}/notes/new?kind=soap`}
-            leftSection={<IconPlus size={16} />}
-          >
-            New SOAP note
-          </Button>
-          <Menu>
-            <Menu.Target>
-              <Button variant="default" rightSection={<IconChevronDown size={16} />}>
-                Other note
+          {can.writeNotes && (
+            <>
+              <Button
+                component={Link}
+                to={`/patients/${p.id}/notes/new?kind=soap`}
+                leftSection={<IconPlus size={16} />}
+              >
+                New SOAP note
               </Button>
-            </Menu.Target>
-            <Menu.Dropdown>
-              <Menu.Item component={Link} to={`/patients/${p.id}/notes/new?kind=behavior`}>
-                Behaviour note
-              </Menu.Item>
-              <Menu.Item component={Link} to={`/patients/${p.id}/notes/new?kind=training`}>
-                Training note
-              </Menu.Item>
-              <Menu.Item component={Link} to={`/patients/${p.id}/notes/new?kind=clinical`}>
-                Clinical note
-              </Menu.Item>
-              <Menu.Item component={Link} to={`/patients/${p.id}/notes/new?kind=visit`}>
-                Visit note
-              </Menu.Item>
-            </Menu.Dropdown>
-          </Menu>
+              <Menu>
+                <Menu.Target>
+                  <Button variant="default" rightSection={<IconChevronDown size={16} />}>
+                    Other note
+                  </Button>
+                </Menu.Target>
+                <Menu.Dropdown>
+                  <Menu.Item component={Link} to={`/patients/${p.id}/notes/new?kind=behavior`}>
+                    Behaviour note
+                  </Menu.Item>
+                  <Menu.Item component={Link} to={`/patients/${p.id}/notes/new?kind=training`}>
+                    Training note
+                  </Menu.Item>
+                  <Menu.Item component={Link} to={`/patients/${p.id}/notes/new?kind=clinical`}>
+                    Clinical note
+                  </Menu.Item>
+                  <Menu.Item component={Link} to={`/patients/${p.id}/notes/new?kind=visit`}>
+                    Visit note
+                  </Menu.Item>
+                </Menu.Dropdown>
+              </Menu>
+            </>
+          )}
+          {can.editPatient && (
+            <Button component={Link} to={`/patients/${p.id}/edit`} variant="subtle">
+              Edit details
+            </Button>
+          )}
         </Group>
       )}
       <Tabs defaultValue="timeline" keepMounted={false}>

@@ -1,10 +1,13 @@
-// Register a patient with owners and identifiers (microchip, MRN, …), then open the chart.
+// Register a patient with owners and identifiers (microchip, MRN, …), or edit one; then the
+// chart. Owners already on record are kept or removed here, not edited (they may own other
+// animals too).
 import { useState } from 'react';
 import {
   ActionIcon,
   Button,
   Fieldset,
   Group,
+  Loader,
   Select,
   SimpleGrid,
   Stack,
@@ -13,7 +16,8 @@ import {
   Title,
 } from '@mantine/core';
 import { IconPlus, IconTrash } from '@tabler/icons-react';
-import { useNavigate } from 'react-router';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { Link, useNavigate, useParams } from 'react-router';
 import { api } from '../api';
 import { ErrorAlert } from '../components/ErrorAlert';
 import {
@@ -27,6 +31,8 @@ import {
 import type { Patient } from '../types';
 
 interface OwnerForm {
+  /** Set for an owner already on record. */
+  id?: string;
   name: string;
   email: string;
   phone: string;
@@ -37,17 +43,43 @@ interface IdentifierForm {
 }
 
 export function RegisterPatientPage() {
+  return <PatientForm existing={null} />;
+}
+
+export function EditPatientPage() {
+  const { id = '' } = useParams();
+  const patient = useQuery({
+    queryKey: ['patient', id],
+    queryFn: () => api<Patient>('GET', `/patients/${id}`),
+  });
+  if (patient.error)
+    return <ErrorAlert error={patient.error} title="This patient could not be opened" />;
+  if (!patient.data) return <Loader role="status" aria-label="Loading the patient" />;
+  return <PatientForm key={patient.data.id} existing={patient.data} />;
+}
+
+function PatientForm({ existing }: { existing: Patient | null }) {
   const navigate = useNavigate();
-  const [name, setName] = useState('');
-  const [species, setSpecies] = useState<string | null>('canine');
-  const [breed, setBreed] = useState('');
-  const [sex, setSex] = useState<string | null>(null);
-  const [birthDate, setBirthDate] = useState('');
-  const [alerts, setAlerts] = useState<string[]>([]);
-  const [owners, setOwners] = useState<OwnerForm[]>([{ name: '', email: '', phone: '' }]);
-  const [identifiers, setIdentifiers] = useState<IdentifierForm[]>([
-    { system: 'microchip', value: '' },
-  ]);
+  const queryClient = useQueryClient();
+  const [name, setName] = useState(existing?.name ?? '');
+  const [species, setSpecies] = useState<string | null>(existing?.species ?? 'canine');
+  const [breed, setBreed] = useState(existing?.breed ?? '');
+  const [sex, setSex] = useState<string | null>(existing?.sex ?? null);
+  const [birthDate, setBirthDate] = useState(existing?.birthDate ?? '');
+  const [alerts, setAlerts] = useState<string[]>(existing?.alerts ?? []);
+  const [owners, setOwners] = useState<OwnerForm[]>(
+    existing
+      ? existing.owners.map((o) => ({
+          id: o.id,
+          name: o.name,
+          email: o.email ?? '',
+          phone: o.phone ?? '',
+        }))
+      : [{ name: '', email: '', phone: '' }],
+  );
+  const [identifiers, setIdentifiers] = useState<IdentifierForm[]>(
+    existing ? existing.identifiers : [{ system: 'microchip', value: '' }],
+  );
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
 
@@ -56,26 +88,36 @@ export function RegisterPatientPage() {
     setBusy(true);
     setError(null);
     try {
-      const patient = await api<Patient>('POST', '/patients', {
-        body: {
-          name: name.trim(),
-          species,
-          ...(breed.trim() ? { breed: breed.trim() } : {}),
-          ...(sex ? { sex } : {}),
-          ...(birthDate ? { birthDate } : {}),
-          alerts,
-          owners: owners
-            .filter((o) => o.name.trim())
-            .map((o) => ({
-              name: o.name.trim(),
-              ...(o.email.trim() ? { email: o.email.trim() } : {}),
-              ...(o.phone.trim() ? { phone: o.phone.trim() } : {}),
-            })),
-          identifiers: identifiers
-            .filter((i) => i.value.trim())
-            .map((i) => ({ system: i.system, value: i.value.trim() })),
-        },
-      });
+      const body = {
+        name: name.trim(),
+        species,
+        // An emptied field is cleared on an edit, and left out of a new patient.
+        breed: breed.trim() || null,
+        sex,
+        birthDate: birthDate || null,
+        alerts,
+        owners: owners
+          .filter((o) => o.id !== undefined || o.name.trim())
+          .map((o) =>
+            o.id !== undefined
+              ? { id: o.id }
+              : {
+                  name: o.name.trim(),
+                  ...(o.email.trim() ? { email: o.email.trim() } : {}),
+                  ...(o.phone.trim() ? { phone: o.phone.trim() } : {}),
+                },
+          ),
+        identifiers: identifiers
+          .filter((i) => i.value.trim())
+          .map((i) => ({ system: i.system, value: i.value.trim() })),
+      };
+      const patient = existing
+        ? await api<Patient>('PATCH', `/patients/${existing.id}`, {
+            body,
+            headers: { 'if-match': `"${existing.version}"` },
+          })
+        : await api<Patient>('POST', '/patients', { body });
+      queryClient.setQueryData(['patient', patient.id], patient);
       void navigate(`/patients/${patient.id}`);
     } catch (err) {
       setError(err);
@@ -93,7 +135,7 @@ export function RegisterPatientPage() {
   return (
     <Stack maw={760}>
       <Title order={1} size="h2">
-        Register a patient
+        {existing ? `Edit ${existing.name}` : 'Register a patient'}
       </Title>
       <form onSubmit={(event) => void submit(event)}>
         <Stack>
@@ -211,6 +253,7 @@ export function RegisterPatientPage() {
                 <Group key={index} align="flex-end" wrap="wrap">
                   <TextInput
                     label="Owner name"
+                    readOnly={owner.id !== undefined}
                     maxLength={200}
                     value={owner.name}
                     onChange={(e) => {
@@ -220,6 +263,7 @@ export function RegisterPatientPage() {
                   />
                   <TextInput
                     label="Owner email"
+                    readOnly={owner.id !== undefined}
                     type="email"
                     value={owner.email}
                     onChange={(e) => {
@@ -229,6 +273,7 @@ export function RegisterPatientPage() {
                   />
                   <TextInput
                     label="Owner phone"
+                    readOnly={owner.id !== undefined}
                     type="tel"
                     maxLength={50}
                     value={owner.phone}
@@ -242,7 +287,11 @@ export function RegisterPatientPage() {
                     color="red"
                     size="lg"
                     mb={2}
-                    aria-label="Remove this owner"
+                    aria-label={
+                      owner.id !== undefined
+                        ? `Remove ${owner.name} as an owner`
+                        : 'Remove this owner'
+                    }
                     onClick={() => {
                       setOwners(owners.filter((_, i) => i !== index));
                     }}
@@ -263,11 +312,19 @@ export function RegisterPatientPage() {
               </Button>
             </Stack>
           </Fieldset>
-          <ErrorAlert error={error} title="The patient was not registered" />
+          <ErrorAlert
+            error={error}
+            title={existing ? 'The changes were not saved' : 'The patient was not registered'}
+          />
           <Group>
             <Button type="submit" loading={busy}>
-              Register patient
+              {existing ? 'Save changes' : 'Register patient'}
             </Button>
+            {existing && (
+              <Button component={Link} to={`/patients/${existing.id}`} variant="default">
+                Cancel
+              </Button>
+            )}
           </Group>
         </Stack>
       </form>
