@@ -44,8 +44,6 @@ export interface AxeViolation {
 
 /** axe-core's serious and critical violations on the page as it is now (WCAG 2.1 A/AA). */
 export async function seriousViolations(page: Page): Promise<AxeViolation[]> {
-  // The screen at rest: a hover or pressed state left by the last click is not what it shows.
-  await page.mouse.move(0, 0);
   // Evaluated through the DevTools protocol: the app's CSP (no inline scripts) stays in force.
   await page.evaluate(axeSource);
   const violations = await page.evaluate(async () => {

@@ -27,12 +27,6 @@ import { SessionProvider } from './session';
 // shade 9 (yellow 9 on yellow 0 is 2.7:1), so every colour passes WCAG AA (4.5:1).
 const variantColorResolver: VariantColorsResolver = (input) => {
   const colors = defaultVariantColorsResolver(input);
-  // Hovering a filled button in the darkest shade would lighten it below AA: darken instead.
-  if (input.variant === 'filled')
-    return {
-      ...colors,
-      hover: darken(parseThemeColor({ color: input.color, theme: input.theme }).value, 0.15),
-    };
   if (input.variant !== 'light' && input.variant !== 'outline') return colors;
   const parsed = parseThemeColor({
     color: input.color,
@@ -66,10 +60,21 @@ const theme = createTheme({
   },
 });
 
-// Mantine's default "dimmed" grey is 3.3:1 on white; gray.7 reaches AA for small text.
+// Mantine's default "dimmed" grey is 3.3:1 on white; gray.7 reaches AA for small text. Filled
+// buttons and links hover one shade lighter, which from shade 9 drops white text below AA
+// (3.9:1): every colour hovers darker instead.
 const cssVariablesResolver: CSSVariablesResolver = (t) => ({
   variables: {},
-  light: { '--mantine-color-dimmed': t.colors.gray[7] },
+  light: {
+    '--mantine-color-dimmed': t.colors.gray[7],
+    '--mantine-primary-color-filled-hover': darken(t.colors[t.primaryColor]?.[9] ?? '#000', 0.15),
+    ...Object.fromEntries(
+      Object.entries(t.colors).map(([name, shades]) => [
+        `--mantine-color-${name}-filled-hover`,
+        darken(shades[9], 0.15),
+      ]),
+    ),
+  },
   dark: {},
 });
 

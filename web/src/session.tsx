@@ -103,20 +103,25 @@ export function SessionProvider({ children }: { children: ReactNode }) {
     };
   }, [ended]);
 
-  // A clock for the warning, only while someone is signed in.
-  useEffect(() => {
-    if (!session) return;
-    const timer = setInterval(() => {
-      setNow(Date.now());
-    }, 1000);
-    return () => {
-      clearInterval(timer);
-    };
-  }, [session]);
-
   const idleEndsAt = session ? lastActivity + session.idleTimeoutMinutes * 60_000 : Infinity;
   const endsAt = session ? Math.min(idleEndsAt, Date.parse(session.expiresAt)) : Infinity;
   const remainingMs = endsAt - now;
+
+  // The page's clock ticks each second only while the warning counts down; before that one
+  // timer wakes it when the warning is due (activity moves `endsAt` and so the timer).
+  useEffect(() => {
+    if (!session) return;
+    const untilWarning = endsAt - WARN_BEFORE_MS - Date.now();
+    const timer = setTimeout(
+      () => {
+        setNow(Date.now());
+      },
+      untilWarning > 0 ? untilWarning : 1000,
+    );
+    return () => {
+      clearTimeout(timer);
+    };
+  }, [session, endsAt, now]);
 
   // Leave no chart on an unattended screen: the page signs out when the session ends.
   useEffect(() => {

@@ -1,9 +1,7 @@
 // "Who accessed this record": every access to the patient's record, newest first.
-import { Button, Stack, Table, Text, Title } from '@mantine/core';
-import { useInfiniteQuery } from '@tanstack/react-query';
-import { api, query } from '../api';
+import { Stack, Table, Text, Title } from '@mantine/core';
+import { LoadMore, usePagedList } from '../paged';
 import { formatDateTime, ROLE_LABEL } from '../format';
-import type { Page } from '../types';
 import { ErrorAlert } from './ErrorAlert';
 
 interface Entry {
@@ -23,17 +21,12 @@ const ACTION_LABEL: Record<string, string> = {
 };
 
 export function AccessReport({ patientId }: { patientId: string }) {
-  const report = useInfiniteQuery({
-    queryKey: ['access-report', patientId],
-    queryFn: ({ pageParam }) =>
-      api<Page<Entry>>(
-        'GET',
-        `/patients/${patientId}/access-report${query({ limit: 50, cursor: pageParam })}`,
-      ),
-    initialPageParam: undefined as string | undefined,
-    getNextPageParam: (last) => last.nextCursor ?? undefined,
-  });
-  const entries = (report.data?.pages ?? []).flatMap((p) => p.items);
+  const report = usePagedList<Entry>(
+    ['access-report', patientId],
+    `/patients/${patientId}/access-report`,
+    { limit: 50 },
+  );
+  const entries = report.items;
 
   return (
     <Stack>
@@ -74,16 +67,7 @@ export function AccessReport({ patientId }: { patientId: string }) {
           </Table.Tbody>
         </Table>
       </Table.ScrollContainer>
-      {report.hasNextPage && (
-        <Button
-          variant="default"
-          loading={report.isFetchingNextPage}
-          onClick={() => void report.fetchNextPage()}
-          w="fit-content"
-        >
-          Show older
-        </Button>
-      )}
+      <LoadMore list={report} label="Show older" />
     </Stack>
   );
 }

@@ -39,7 +39,8 @@ function navItems(role: string | null, staff: boolean): NavItem[] {
   const items: NavItem[] = [{ to: '/', label: 'Patients', icon: IconHome }];
   if (role !== 'auditor')
     items.push({ to: '/patients/new', label: 'Register patient', icon: IconUserPlus });
-  if (role === 'admin' || role === 'clinician' || role === 'nurse')
+  // Reconciling results is clinical work: the server refuses the queue to admins.
+  if (role === 'clinician' || role === 'nurse')
     items.push({ to: '/results', label: 'Results inbox', icon: IconFileAnalytics });
   if (role === 'admin' || role === 'auditor')
     items.push({ to: '/audit', label: 'Audit trail', icon: IconListSearch });
@@ -120,12 +121,6 @@ export function Shell({ children }: { children: ReactNode }) {
             leftSection={<item.icon size={18} aria-hidden />}
             active={location.pathname === item.to}
             variant="filled"
-            // The darkest teal: white text on it meets WCAG AA.
-            style={
-              location.pathname === item.to
-                ? { backgroundColor: 'var(--mantine-color-teal-9)', color: 'white' }
-                : undefined
-            }
             onClick={close}
           />
         ))}

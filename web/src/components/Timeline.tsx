@@ -1,7 +1,7 @@
 // The chart's timeline: notes, results, documents and images, newest first, filtered by kind,
 // loading more as the reader scrolls. Notes and documents are two paged lists merged by id
 // (ids are time-ordered): an item shows only once nothing newer can still arrive from the other.
-import { useEffect, useMemo, useRef, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import {
   Center,
   Loader,
@@ -12,9 +12,8 @@ import {
   Group,
   useMatches,
 } from '@mantine/core';
-import { useInfiniteQuery } from '@tanstack/react-query';
-import { api, query } from '../api';
-import type { CaretrailDocument, Note, Page } from '../types';
+import { usePagedList } from '../paged';
+import type { CaretrailDocument, Note } from '../types';
 import { DocumentCard } from './DocumentCard';
 import { ErrorAlert } from './ErrorAlert';
 import { ImageViewer, isDicom, isImage } from './ImageViewer';
@@ -44,16 +43,7 @@ function keep(item: Item, filter: Filter): boolean {
 
 /** The patient's notes, newest first, a page at a time (shared by the header and timeline). */
 export function usePatientNotes(patientId: string) {
-  return useInfiniteQuery({
-    queryKey: ['notes', patientId],
-    queryFn: ({ pageParam }) =>
-      api<Page<Note>>(
-        'GET',
-        `/patients/${patientId}/notes${query({ limit: PAGE, cursor: pageParam })}`,
-      ),
-    initialPageParam: undefined as string | undefined,
-    getNextPageParam: (last) => last.nextCursor ?? undefined,
-  });
+  return usePagedList<Note>(['notes', patientId], `/patients/${patientId}/notes`, { limit: PAGE });
 }
 
 export function Timeline({ patientId, canWrite }: { patientId: string; canWrite: boolean }) {
@@ -65,27 +55,16 @@ export function Timeline({ patientId, canWrite }: { patientId: string; canWrite:
   const filterSize = useMatches({ base: 'xs', sm: 'sm' }, { getInitialValueInEffect: false });
 
   const notes = usePatientNotes(patientId);
-  const documents = useInfiniteQuery({
-    queryKey: ['documents', patientId, showDeleted],
-    queryFn: ({ pageParam }) =>
-      api<Page<CaretrailDocument>>(
-        'GET',
-        `/patients/${patientId}/documents${query({ limit: PAGE, cursor: pageParam, includeDeleted: showDeleted || undefined })}`,
-      ),
-    initialPageParam: undefined as string | undefined,
-    getNextPageParam: (last) => last.nextCursor ?? undefined,
-    // Thumbnails are made in the background: look again while any is still pending.
-    refetchInterval: (q) =>
-      q.state.data?.pages.some((p) => p.items.some((d) => d.preview.status === 'pending'))
-        ? 2000
-        : false,
-  });
-
-  const noteItems = useMemo(() => (notes.data?.pages ?? []).flatMap((p) => p.items), [notes.data]);
-  const docItems = useMemo(
-    () => (documents.data?.pages ?? []).flatMap((p) => p.items),
-    [documents.data],
+  const documents = usePagedList<CaretrailDocument>(
+    ['documents', patientId, showDeleted],
+    `/patients/${patientId}/documents`,
+    { limit: PAGE, includeDeleted: showDeleted || undefined },
+    // Thumbnails are made in the background: look again while one is still on its way.
+    { pollWhile: (docs) => docs.some((d) => d.preview.status === 'pending') },
   );
+
+  const noteItems = notes.items;
+  const docItems = documents.items;
 
   // The oldest id each list still might have something newer than: items older than that wait.
   const horizon = [

@@ -23,8 +23,9 @@ import {
   IconSearch,
   IconShieldCheck,
 } from '@tabler/icons-react';
-import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
+import { useQuery } from '@tanstack/react-query';
 import { api, query } from '../api';
+import { LoadMore, usePagedList } from '../paged';
 import { ErrorAlert } from '../components/ErrorAlert';
 import { formatDateTime, ROLE_LABEL } from '../format';
 import type { Page } from '../types';
@@ -308,15 +309,7 @@ function EventSearch() {
   const [search, setSearch] = useState<Search>({});
   const [rangeProblem, setRangeProblem] = useState<string | null>(null);
 
-  const events = useInfiniteQuery({
-    queryKey: ['audit', 'events', search],
-    queryFn: ({ pageParam, signal }) =>
-      api<Page<AuditEvent>>('GET', `/audit${query({ ...search, cursor: pageParam })}`, {
-        signal,
-      }),
-    initialPageParam: undefined as string | undefined,
-    getNextPageParam: (last) => last.nextCursor ?? undefined,
-  });
+  const events = usePagedList<AuditEvent>(['audit', 'events', search], '/audit', search);
 
   function set<K extends keyof FilterForm>(key: K, value: FilterForm[K]) {
     setForm((current) => ({ ...current, [key]: value }));
@@ -339,7 +332,7 @@ function EventSearch() {
     setSearch({});
   }
 
-  const rows = events.data?.pages.flatMap((page) => page.items) ?? [];
+  const rows = events.items;
 
   return (
     <Stack gap="sm">
@@ -508,17 +501,7 @@ function EventSearch() {
         </Table.ScrollContainer>
       )}
 
-      {events.hasNextPage && (
-        <Group justify="center">
-          <Button
-            variant="default"
-            loading={events.isFetchingNextPage}
-            onClick={() => void events.fetchNextPage()}
-          >
-            Load more
-          </Button>
-        </Group>
-      )}
+      <LoadMore list={events} />
     </Stack>
   );
 }

@@ -49,9 +49,7 @@ export function ChartPage() {
 
   const p = patient.data;
   const can = capabilitiesFor(p);
-  const abnormal = (notes.data?.pages ?? [])
-    .flatMap((page) => page.items)
-    .filter((n) => n.result?.abnormal === true).length;
+  const abnormal = notes.items.filter((n) => n.result?.abnormal === true).length;
 
   return (
     <Stack gap="md" maw={1100}>

@@ -21,11 +21,11 @@ import {
 import { modals } from '@mantine/modals';
 import { notifications } from '@mantine/notifications';
 import { IconAlertTriangle, IconCheck, IconCopy, IconKey } from '@tabler/icons-react';
-import { useInfiniteQuery, useMutation, useQueryClient } from '@tanstack/react-query';
-import { api, query } from '../api';
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { api } from '../api';
+import { LoadMore, usePagedList } from '../paged';
 import { ErrorAlert } from '../components/ErrorAlert';
 import { formatDateTime } from '../format';
-import type { Page } from '../types';
 
 interface IntegrationKey {
   id: string;
@@ -48,15 +48,7 @@ export function IntegrationKeysPage() {
   const [creating, setCreating] = useState(false);
   const [created, setCreated] = useState<CreatedIntegrationKey | null>(null);
 
-  const keys = useInfiniteQuery({
-    queryKey: KEYS_KEY,
-    queryFn: ({ pageParam, signal }) =>
-      api<Page<IntegrationKey>>('GET', `/integrations/keys${query({ cursor: pageParam })}`, {
-        signal,
-      }),
-    initialPageParam: undefined as string | undefined,
-    getNextPageParam: (last) => last.nextCursor ?? undefined,
-  });
+  const keys = usePagedList<IntegrationKey>(KEYS_KEY, '/integrations/keys');
 
   const revoke = useMutation({
     mutationFn: (key: IntegrationKey) => api<undefined>('DELETE', `/integrations/keys/${key.id}`),
@@ -86,7 +78,7 @@ export function IntegrationKeysPage() {
     });
   }
 
-  const rows = keys.data?.pages.flatMap((page) => page.items) ?? [];
+  const rows = keys.items;
 
   return (
     <Stack>
@@ -163,17 +155,7 @@ export function IntegrationKeysPage() {
         </Table.ScrollContainer>
       )}
 
-      {keys.hasNextPage && (
-        <Group justify="center">
-          <Button
-            variant="default"
-            loading={keys.isFetchingNextPage}
-            onClick={() => void keys.fetchNextPage()}
-          >
-            Load more
-          </Button>
-        </Group>
-      )}
+      <LoadMore list={keys} />
 
       <CreateKeyModal
         opened={creating}

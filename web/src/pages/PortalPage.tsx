@@ -1,22 +1,15 @@
 // The start page for people outside the clinic: owners see their animals, trainers, walkers,
 // carers and referral vets the animals shared with them. Each opens the same chart, showing
 // only what was released or shared with them.
-import { Button, SimpleGrid, Stack, Text, Title } from '@mantine/core';
-import { useInfiniteQuery } from '@tanstack/react-query';
-import { api, query } from '../api';
+import { SimpleGrid, Stack, Text, Title } from '@mantine/core';
+import { LoadMore, usePagedList } from '../paged';
 import { ErrorAlert } from '../components/ErrorAlert';
 import { PatientCard } from '../components/PatientCard';
-import type { Page, Patient } from '../types';
+import type { Patient } from '../types';
 
 export function PortalPage() {
-  const patients = useInfiniteQuery({
-    queryKey: ['my-patients'],
-    queryFn: ({ pageParam }) =>
-      api<Page<Patient>>('GET', `/me/patients${query({ limit: 50, cursor: pageParam })}`),
-    initialPageParam: undefined as string | undefined,
-    getNextPageParam: (last) => last.nextCursor ?? undefined,
-  });
-  const items = (patients.data?.pages ?? []).flatMap((p) => p.items);
+  const patients = usePagedList<Patient>(['my-patients'], '/me/patients', { limit: 50 });
+  const items = patients.items;
   const owns = items.some((p) => p.access.role === 'owner');
   const others = items.some((p) => p.access.role !== 'owner');
 
@@ -37,11 +30,7 @@ export function PortalPage() {
           <PatientCard key={p.id} patient={p} />
         ))}
       </SimpleGrid>
-      {patients.hasNextPage && (
-        <Button variant="default" onClick={() => void patients.fetchNextPage()} w="fit-content">
-          Show more
-        </Button>
-      )}
+      <LoadMore list={patients} label="Show more" />
       {owns && (
         <Text size="sm" c="dimmed">
           Open an animal to see the notes and files the clinic released to you, add photos, see who

@@ -21,8 +21,9 @@ import {
 import { modals } from '@mantine/modals';
 import { notifications } from '@mantine/notifications';
 import { IconSearch } from '@tabler/icons-react';
-import { useInfiniteQuery, useMutation, useQueries, useQueryClient } from '@tanstack/react-query';
+import { useMutation, useQueries, useQueryClient } from '@tanstack/react-query';
 import { api, query } from '../api';
+import { LoadMore, usePagedList } from '../paged';
 import { ErrorAlert } from '../components/ErrorAlert';
 import { ObservationsTable } from '../components/ObservationsTable';
 import { usePatientSearch } from '../components/PatientSearch';
@@ -68,16 +69,8 @@ const ownerSurnameMatches = (patient: Patient, surname: string | undefined) =>
   );
 
 export function ResultsInboxPage() {
-  const results = useInfiniteQuery({
-    queryKey: UNMATCHED_KEY,
-    queryFn: ({ pageParam, signal }) =>
-      api<Page<UnmatchedResult>>('GET', `/integrations/unmatched${query({ cursor: pageParam })}`, {
-        signal,
-      }),
-    initialPageParam: undefined as string | undefined,
-    getNextPageParam: (last) => last.nextCursor ?? undefined,
-  });
-  const items = results.data?.pages.flatMap((page) => page.items) ?? [];
+  const results = usePagedList<UnmatchedResult>(UNMATCHED_KEY, '/integrations/unmatched');
+  const items = results.items;
 
   return (
     <Stack gap="md">
@@ -104,17 +97,7 @@ export function ResultsInboxPage() {
       {items.map((result) => (
         <ResultCard key={result.id} result={result} />
       ))}
-      {results.hasNextPage && (
-        <Group justify="center">
-          <Button
-            variant="default"
-            loading={results.isFetchingNextPage}
-            onClick={() => void results.fetchNextPage()}
-          >
-            Load more
-          </Button>
-        </Group>
-      )}
+      <LoadMore list={results} />
     </Stack>
   );
 }

@@ -18,12 +18,13 @@ import {
 import { modals } from '@mantine/modals';
 import { notifications } from '@mantine/notifications';
 import { IconUserPlus } from '@tabler/icons-react';
-import { useInfiniteQuery, useMutation, useQueryClient } from '@tanstack/react-query';
-import { api, newIdempotencyKey, query } from '../api';
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { api, newIdempotencyKey } from '../api';
+import { LoadMore, usePagedList } from '../paged';
 import { ErrorAlert } from '../components/ErrorAlert';
 import { formatDate, ROLE_LABEL } from '../format';
 import { useUser } from '../session';
-import type { Page, Role, User } from '../types';
+import type { Role, User } from '../types';
 
 /** The server's rule (src/services/passwords.ts), checked here too so the form says it first. */
 const MIN_PASSWORD_LENGTH = 12;
@@ -40,13 +41,7 @@ export function UsersPage() {
   const queryClient = useQueryClient();
   const [adding, setAdding] = useState(false);
 
-  const users = useInfiniteQuery({
-    queryKey: USERS_KEY,
-    queryFn: ({ pageParam, signal }) =>
-      api<Page<User>>('GET', `/users${query({ cursor: pageParam })}`, { signal }),
-    initialPageParam: undefined as string | undefined,
-    getNextPageParam: (last) => last.nextCursor ?? undefined,
-  });
+  const users = usePagedList<User>(USERS_KEY, '/users');
 
   const update = useMutation({
     mutationFn: ({ user, change }: { user: User; change: UserChange }) =>
@@ -132,7 +127,7 @@ export function UsersPage() {
     });
   }
 
-  const rows = users.data?.pages.flatMap((page) => page.items) ?? [];
+  const rows = users.items;
   const pending = update.isPending ? update.variables : null;
 
   return (
@@ -249,17 +244,7 @@ export function UsersPage() {
         </Table.ScrollContainer>
       )}
 
-      {users.hasNextPage && (
-        <Group justify="center">
-          <Button
-            variant="default"
-            loading={users.isFetchingNextPage}
-            onClick={() => void users.fetchNextPage()}
-          >
-            Load more
-          </Button>
-        </Group>
-      )}
+      <LoadMore list={users} />
 
       <AddUserModal
         opened={adding}
