@@ -33,8 +33,16 @@ if (builtAt < newest('web') || builtAt < newest('src/domain')) {
   if (build.status !== 0) process.exit(build.status ?? 1);
 }
 
+// `npm test` runs everything under test/ except the fault suite (test/faults/, `npm run
+// test:faults`: crash loops, strace, I/O faults, fuzzing and floods, slower and run on its own).
+// Arguments name files or folders to run instead.
 const only = process.argv.slice(2);
-const files = only.length > 0 ? only : find('test').sort();
+const files =
+  only.length > 0
+    ? only.flatMap((arg) => (fs.statSync(arg).isDirectory() ? find(arg).sort() : [arg]))
+    : find('test')
+        .filter((file) => !file.startsWith(path.join('test', 'faults') + path.sep))
+        .sort();
 // Two files at a time: most of a test waits on fsync or PostgreSQL, so two overlap well even on
 // a two-core machine (the runner's default is one file per core minus one).
 const result = spawnSync(
