@@ -16,7 +16,10 @@ import { audited } from './audit.service.js';
 import { requireIntegration, type IdempotencyClaim, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 
-/** How long a running request holds its key before another may take over (process died). */
+/**
+ * How long a running request holds its key before another may take over; a claim whose process
+ * died (Database.holderAlive) is taken over at once.
+ */
 const LEASE_MS = 60_000;
 
 export type IdempotencyDecision =
@@ -49,16 +52,22 @@ export function createIdempotencyService(deps: ServiceDeps) {
       )
       .digest('hex');
     const now = clock.now();
+    const holder = await db.claimHolder();
     let result: ClaimResult;
     try {
       result = await db.write((tx) =>
-        claimIdempotencyKey(tx, {
-          scope: input.scope,
-          key: input.key,
-          requestHash,
-          now: now.toISOString(),
-          leaseUntil: new Date(now.getTime() + LEASE_MS).toISOString(),
-        }),
+        claimIdempotencyKey(
+          tx,
+          {
+            scope: input.scope,
+            key: input.key,
+            requestHash,
+            now: now.toISOString(),
+            leaseUntil: new Date(now.getTime() + LEASE_MS).toISOString(),
+            holder,
+          },
+          (other) => db.holderAlive(tx, other),
+        ),
       );
     } catch (err) {
       // Two first attempts raced on another instance: the other one holds the key now.

@@ -1,5 +1,6 @@
 // Opens the database (SQLite or PostgreSQL), runs migrations, and provides durable units of work.
 // On SQLite, concurrent units share one transaction and one fsync (group commit).
+import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -26,6 +27,13 @@ export interface Database {
   ping(): Promise<void>;
   /** Units and transactions committed so far: with group commit, transactions < units. */
   stats(): { units: number; transactions: number };
+  /**
+   * This process's id for claims that must die with it (idempotency keys): a random number,
+   * on PostgreSQL held as a session advisory lock for as long as the process lives.
+   */
+  claimHolder(): Promise<number>;
+  /** Whether the process that took `holder` still runs (inside a unit of work). */
+  holderAlive(tx: Tx, holder: number): Promise<boolean>;
   /** Set once a commit failed: the store then refuses writes (fail-stop) until restarted. */
   readonly failure: Error | null;
   close(): Promise<void>;
@@ -188,10 +196,14 @@ function openSqlite(file: string, options: OpenOptions): Database {
     });
   };
 
+  // One process serves a SQLite file, so a claim of any other holder belongs to a dead process.
+  const holder = randomInt(1, 2 ** 31 - 1);
   return {
     engine: 'sqlite',
     read: reader,
     sqliteFile: path.resolve(file),
+    claimHolder: () => Promise.resolve(holder),
+    holderAlive: (_tx, other) => Promise.resolve(other === holder),
     stats: () => ({ ...counters }),
     get failure() {
       return failure;
@@ -264,10 +276,19 @@ function openPostgres(url: string, options: OpenOptions): Database {
   pool.on('error', () => undefined);
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   const counters = { units: 0, transactions: 0 };
+  const holder = advisoryHolder(url);
   return {
     engine: 'postgres',
     read: db,
     sqliteFile: null,
+    claimHolder: () => holder.id(),
+    async holderAlive(tx, other) {
+      // A live holder keeps its session lock; if this transaction can take it, the holder's
+      // connection is gone (PostgreSQL drops a dead backend's locks when its socket closes).
+      const { rows } = await sql<{ free: boolean }>`
+        select pg_try_advisory_xact_lock(${HOLDER_LOCK_CLASS}, ${other}::int) as free`.execute(tx);
+      return rows[0]?.free !== true;
+    },
     failure: null,
     stats: () => ({ ...counters }),
     async write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
@@ -289,7 +310,54 @@ function openPostgres(url: string, options: OpenOptions): Database {
     async ping() {
       await sql`select 1`.execute(db);
     },
-    close: () => db.destroy(),
+    async close() {
+      await holder.close();
+      await db.destroy();
+    },
+  };
+}
+
+/** Advisory-lock class of claim holders (the first key of the two-key advisory lock). */
+const HOLDER_LOCK_CLASS = 7301;
+
+/**
+ * A random holder id locked on a connection of its own, taken on first use. If that connection
+ * drops, the next call takes a new id: claims of the old one then count as dead, which is right
+ * because a dropped connection aborted the transactions they belonged to as well.
+ */
+function advisoryHolder(url: string): { id(): Promise<number>; close(): Promise<void> } {
+  let current: Promise<{ client: pg.Client; id: number }> | null = null;
+  const take = async () => {
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    client.on('error', () => {
+      current = null;
+    });
+    client.on('end', () => {
+      current = null;
+    });
+    await client.connect();
+    for (;;) {
+      const id = randomInt(1, 2 ** 31 - 1);
+      const { rows } = await client.query<{ ok: boolean }>(
+        'select pg_try_advisory_lock($1, $2) as ok',
+        [HOLDER_LOCK_CLASS, id],
+      );
+      if (rows[0]?.ok) return { client, id };
+    }
+  };
+  return {
+    async id() {
+      current ??= take().catch((err: unknown) => {
+        current = null;
+        throw err;
+      });
+      return (await current).id;
+    },
+    async close() {
+      const held = current;
+      current = null;
+      if (held) await (await held).client.end().catch(() => undefined);
+    },
   };
 }
 

@@ -14,7 +14,15 @@ export type ClaimResult =
  */
 export async function claimIdempotencyKey(
   tx: Tx,
-  claim: { scope: string; key: string; requestHash: string; now: string; leaseUntil: string },
+  claim: {
+    scope: string;
+    key: string;
+    requestHash: string;
+    now: string;
+    leaseUntil: string;
+    holder: number;
+  },
+  holderAlive: (holder: number) => Promise<boolean>,
 ): Promise<ClaimResult> {
   const existing = await tx
     .selectFrom('idempotency_keys')
@@ -34,16 +42,25 @@ export async function claimIdempotencyKey(
         response_body: null,
         locked_until: claim.leaseUntil,
         created_at: claim.now,
+        holder: claim.holder,
       })
       .execute();
     return { kind: 'claimed' };
   }
-  if (existing.state === 'running' && existing.locked_until <= claim.now) {
+  if (
+    existing.state === 'running' &&
+    (existing.locked_until <= claim.now ||
+      (existing.holder !== null && !(await holderAlive(existing.holder))))
+  ) {
     // The first attempt's process died before finishing (its work would have marked the key
     // done in the same transaction), so nothing was created: this request takes the key over.
     await tx
       .updateTable('idempotency_keys')
-      .set({ locked_until: claim.leaseUntil, request_hash: claim.requestHash })
+      .set({
+        locked_until: claim.leaseUntil,
+        request_hash: claim.requestHash,
+        holder: claim.holder,
+      })
       .where('scope', '=', claim.scope)
       .where('key', '=', claim.key)
       .execute();

@@ -202,6 +202,8 @@ export interface IdempotencyKeysTable {
   response_body: string | null;
   locked_until: string;
   created_at: string;
+  /** the server process that claimed a running key (Database.claimHolder), null for old rows */
+  holder: number | null;
 }
 
 export interface DocumentsTable {

@@ -1,8 +1,10 @@
 // Idempotency-Key on creating POSTs: replay, mismatch, concurrency, restarts, failed attempts
 // and per-user scope, on both engines.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { canonicalJson } from '../../src/domain/audit.js';
 import { after, before, test } from 'node:test';
+import { openDatabase } from '../../src/store/database.js';
 import { describeEachEngine } from '../helpers/engines.js';
 import { startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
 import { errorOf } from '../helpers/api.js';
@@ -209,6 +211,55 @@ describeEachEngine('idempotency', ({ url }) => {
     assert.equal(again.headers['idempotent-replayed'], 'true');
     assert.deepEqual(again.json<PatientDto>(), first.json<PatientDto>());
     assert.equal(await countPatients(admin.organizationId), 1);
+  });
+
+  void test('a key held by a server process that died is taken over at once by the retry', async () => {
+    const admin = await h.newOrganization();
+    const reception = await h.newUser(admin, 'reception');
+    const body = { name: 'Retried', species: 'feline' };
+    // Another server process claimed the key, then died before finishing (a SIGKILL mid-write):
+    // its lease still runs for a minute, but the retry must not wait for it.
+    const claimBy = async (holder: number, key: string) => {
+      const now = new Date();
+      await h.runtime.db.write((tx) =>
+        tx
+          .insertInto('idempotency_keys')
+          .values({
+            scope: reception.userId,
+            key,
+            // The same request as the retry's (method, route, params, body), as the service hashes it.
+            request_hash: createHash('sha256')
+              .update(
+                canonicalJson({ method: 'POST', route: '/api/v1/patients', params: {}, body }),
+              )
+              .digest('hex'),
+            state: 'running',
+            status_code: null,
+            response_body: null,
+            locked_until: new Date(now.getTime() + 60_000).toISOString(),
+            created_at: now.toISOString(),
+            holder,
+          })
+          .execute(),
+      );
+    };
+    const other = await openDatabase(url());
+    const deadKey = newKey();
+    await claimBy(await other.claimHolder(), deadKey);
+    if (h.runtime.db.engine === 'postgres') {
+      const meanwhile = await postPatient(reception, deadKey, body);
+      assert.equal(meanwhile.statusCode, 409, 'the other process still runs: its claim holds');
+    }
+    await other.close();
+    const retry = await postPatient(reception, deadKey, body);
+    assert.equal(retry.statusCode, 201, retry.body);
+    assert.equal(await countPatients(admin.organizationId), 1);
+
+    // A claim of this very process is still running: that one is a real conflict.
+    const liveKey = newKey();
+    await claimBy(await h.runtime.db.claimHolder(), liveKey);
+    const conflict = await postPatient(reception, liveKey, body);
+    assert.equal(conflict.statusCode, 409, conflict.body);
   });
 
   void test('a failed first attempt frees its key: the same key with a corrected body runs', async () => {
