@@ -81,13 +81,26 @@ export async function createRuntime(
   const db = await openDatabase(config.databaseUrl, {
     pgPoolSize: config.pgPoolSize,
     maxBatch: config.sqliteMaxBatch,
+    onFailStop: (source, err) => {
+      // The error's code only: messages can carry paths, never needed to act on this.
+      log.fatal(
+        { failStop: source, code: (err as { code?: unknown }).code ?? null },
+        `fail-stop: a write to the ${source === 'database' ? 'database' : 'file store'} failed on disk; ` +
+          'every write is refused and /readyz answers 503 until an operator checks the disk and restarts the server',
+      );
+    },
     ...options.database,
   });
   try {
     const applied = await db.migrate();
     if (applied.length > 0) log.info({ migrations: applied }, 'database schema updated');
     const clock = options.clock ?? systemClock;
-    const vault = openVault(config, options.blobs);
+    const vault = openVault(config, {
+      ...options.blobs,
+      onFatalIo: (err) => {
+        db.failStop('files', err);
+      },
+    });
     const services = servicesFor(config, db, log, clock, vault);
     if (options.unauditedReadsForBenchmark) services.deps.unauditedReadsForBenchmark = true;
     const notifications = createNotificationHandlers({ db, clock, vault, settings: config });

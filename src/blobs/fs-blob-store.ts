@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { AppError } from '../domain/errors.js';
 import {
   BlobNotFoundError,
   storeFull,
@@ -22,6 +23,12 @@ function checkKey(key: string): void {
   if (!KEY.test(key) || key.includes('..')) throw new Error('invalid blob key');
 }
 
+/** The disk failed the write or its fsync: what it holds is unknown (fail-stop). */
+function isIoFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'EIO' || code === 'EROFS';
+}
+
 function isNoSpace(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT';
@@ -36,7 +43,7 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export function openFsBlobStore(root: string): BlobStore {
+export function openFsBlobStore(root: string, onFatalIo?: (err: Error) => void): BlobStore {
   const base = path.resolve(root);
   const dirs = {
     hot: path.join(base, 'objects'),
@@ -79,8 +86,15 @@ export function openFsBlobStore(root: string): BlobStore {
       await fsyncDir(path.dirname(target));
       return bytes;
     } catch (err) {
-      await fs.promises.rm(tmp, { force: true });
+      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
       if (isNoSpace(err)) throw storeFull();
+      if (isIoFailure(err)) {
+        onFatalIo?.(err as Error);
+        throw new AppError(
+          'unavailable',
+          'The file store cannot take writes right now; an operator must check it.',
+        );
+      }
       throw err;
     }
   }

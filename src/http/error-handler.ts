@@ -28,6 +28,10 @@ export function sendError(
   code: string,
   message: string,
 ): FastifyReply {
+  // Refused before its body was read to the end (a full disk mid-upload, a size limit): the rest
+  // of the body would be read as the next request, so the connection ends with this answer, and
+  // says so, so that the client does not send its next request on it.
+  if (!reply.request.raw.complete) reply.header('connection', 'close');
   return reply.code(status).send({ error: { code, message, requestId: reply.request.id } });
 }
 

@@ -36,10 +36,18 @@ export interface Database {
   holderAlive(tx: Tx, holder: number): Promise<boolean>;
   /** Set once a commit failed: the store then refuses writes (fail-stop) until restarted. */
   readonly failure: Error | null;
+  /** Where the fail-stop came from: the database's own commit, or the file store's disk. */
+  readonly failureSource: FailStopSource | null;
+  /** Stops taking writes because a write to `source` failed with an unknown outcome on disk. */
+  failStop(source: FailStopSource, err: Error): void;
   close(): Promise<void>;
 }
 
+export type FailStopSource = 'database' | 'files';
+
 export interface OpenOptions {
+  /** Told once when the store stops taking writes (to log it loudly). */
+  onFailStop?: (source: FailStopSource, err: Error) => void;
   pgPoolSize?: number;
   /** Largest number of units in one SQLite transaction (1: every unit commits on its own). */
   maxBatch?: number;
@@ -124,7 +132,7 @@ function openSqlite(file: string, options: OpenOptions): Database {
   let queue: PendingUnit[] = [];
   let running: Promise<void> | null = null;
   let scheduled = false;
-  let failure: Error | null = null;
+  const stop = failStopState(options);
   let closed = false;
   const counters = { units: 0, transactions: 0 };
 
@@ -174,13 +182,13 @@ function openSqlite(file: string, options: OpenOptions): Database {
           counters.units += batch.length;
         } catch (err) {
           // The commit's fsync or write failed: the state on disk is unknown. Stop writing.
-          failure = err instanceof Error ? err : new Error(String(err));
+          stop.failStop('database', err instanceof Error ? err : new Error(String(err)));
           if (writerRaw.inTransaction) writerRaw.exec('rollback');
           throw err;
         }
       });
     } catch (err) {
-      const error = failure
+      const error = stop.failure
         ? new AppError(
             'unavailable',
             'The database cannot take writes; an operator must check the server.',
@@ -206,10 +214,17 @@ function openSqlite(file: string, options: OpenOptions): Database {
     holderAlive: (_tx, other) => Promise.resolve(other === holder),
     stats: () => ({ ...counters }),
     get failure() {
-      return failure;
+      return stop.failure;
+    },
+    get failureSource() {
+      return stop.source;
+    },
+    failStop: (source, err) => {
+      stop.failStop(source, err);
     },
     write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-      if (failure || closed) {
+      if (stop.failure) return Promise.reject(refusedAfterFailStop());
+      if (closed) {
         return Promise.reject(
           new AppError(
             'unavailable',
@@ -225,7 +240,7 @@ function openSqlite(file: string, options: OpenOptions): Database {
     migrate: () => runMigrations(writer),
     async ping() {
       await sql`select 1`.execute(reader);
-      if (failure) throw failure;
+      if (stop.failure) throw stop.failure;
     },
     async close() {
       closed = true;
@@ -277,10 +292,21 @@ function openPostgres(url: string, options: OpenOptions): Database {
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   const counters = { units: 0, transactions: 0 };
   const holder = advisoryHolder(url);
+  // PostgreSQL handles its own failed fsyncs (it stops, since 12); the file store's reach here.
+  const stop = failStopState(options);
   return {
     engine: 'postgres',
     read: db,
     sqliteFile: null,
+    get failure() {
+      return stop.failure;
+    },
+    get failureSource() {
+      return stop.source;
+    },
+    failStop: (source, err) => {
+      stop.failStop(source, err);
+    },
     claimHolder: () => holder.id(),
     async holderAlive(tx, other) {
       // A live holder keeps its session lock; if this transaction can take it, the holder's
@@ -289,9 +315,9 @@ function openPostgres(url: string, options: OpenOptions): Database {
         select pg_try_advisory_xact_lock(${HOLDER_LOCK_CLASS}, ${other}::int) as free`.execute(tx);
       return rows[0]?.free !== true;
     },
-    failure: null,
     stats: () => ({ ...counters }),
     async write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+      if (stop.failure) throw refusedAfterFailStop();
       try {
         const result = await db.transaction().execute(fn);
         counters.units += 1;
@@ -309,12 +335,38 @@ function openPostgres(url: string, options: OpenOptions): Database {
     migrate: () => runMigrations(db),
     async ping() {
       await sql`select 1`.execute(db);
+      if (stop.failure) throw stop.failure;
     },
     async close() {
       await holder.close();
       await db.destroy();
     },
   };
+}
+
+const refusedAfterFailStop = () =>
+  new AppError(
+    'unavailable',
+    'The server cannot take writes right now; an operator must check it.',
+  );
+
+/**
+ * Fail-stop, as PostgreSQL does since "fsyncgate": after a write or fsync whose outcome on disk is
+ * unknown, retrying could acknowledge data that is not there, so every later write is refused
+ * until an operator restarts the server (which recovers from what is really on disk).
+ */
+function failStopState(options: OpenOptions) {
+  const state = {
+    failure: null as Error | null,
+    source: null as FailStopSource | null,
+    failStop(source: FailStopSource, err: Error): void {
+      if (state.failure) return;
+      state.failure = err;
+      state.source = source;
+      options.onFailStop?.(source, err);
+    },
+  };
+  return state;
 }
 
 /** Advisory-lock class of claim holders (the first key of the two-key advisory lock). */

@@ -156,7 +156,10 @@ export async function sendWrite(
   clinic: Clinic,
   kind: WriteKind,
   key: string,
+  options: { idempotencyKey?: boolean } = {},
 ): Promise<SentWrite> {
+  const idempotency: Record<string, string> =
+    options.idempotencyKey === false ? {} : { 'idempotency-key': key };
   try {
     let res: Response;
     if (kind === 'note') {
@@ -165,7 +168,7 @@ export async function sendWrite(
         headers: {
           authorization: `Bearer ${clinic.token}`,
           'content-type': 'application/json',
-          'idempotency-key': key,
+          ...idempotency,
         },
         body: JSON.stringify({ kind: 'clinical', body: noteBody(key) }),
       });
@@ -177,7 +180,7 @@ export async function sendWrite(
       form.append('file', new Blob([deterministicBytes(key, size)]), `${key}.bin`);
       res = await fetch(`${baseUrl}/api/v1/patients/${clinic.patientId}/documents`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${clinic.token}`, 'idempotency-key': key },
+        headers: { authorization: `Bearer ${clinic.token}`, ...idempotency },
         body: form,
       });
     } else {

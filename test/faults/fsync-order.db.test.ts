@@ -7,13 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
 import { describeEachEngine, tempDir } from '../helpers/engines.js';
-import {
-  sendWrite,
-  serveBuilt,
-  setUpClinic,
-  stop,
-  type WriteKind,
-} from './fault-helpers.js';
+import { sendWrite, serveBuilt, setUpClinic, stop, type WriteKind } from './fault-helpers.js';
 import { attachStrace, parseTrace, straceUnavailable, type Syscall } from './strace.js';
 
 const skip = straceUnavailable();
@@ -57,7 +51,9 @@ describeEachEngine('fsync before acknowledgement', ({ engine, url }) => {
         const clinic = await setUpClinic(dataDir, env, server.baseUrl);
         // Open every pooled connection before tracing, so each backend is known.
         await Promise.all(
-          ['w1', 'w2', 'w3', 'w4'].map((k) => sendWrite(server.baseUrl, clinic, 'note', `warm-${k}`)),
+          ['w1', 'w2', 'w3', 'w4'].map((k) =>
+            sendWrite(server.baseUrl, clinic, 'note', `warm-${k}`),
+          ),
         );
         const pids = [server.pid, ...(engine === 'postgres' ? await postgresFlushers(url()) : [])];
         const tracer = await attachStrace(
@@ -76,17 +72,23 @@ describeEachEngine('fsync before acknowledgement', ({ engine, url }) => {
 
         const onSocket = (c: Syscall) => c.target.includes('<TCP:');
         const requests = calls.filter(
-          (c) => onSocket(c) && /^(read|recvfrom)$/.test(c.name) && /"POST \/api\/v1\//.test(c.args),
+          (c) =>
+            onSocket(c) && /^(read|recvfrom)$/.test(c.name) && /"POST \/api\/v1\//.test(c.args),
         );
         const answers = calls.filter(
-          (c) => onSocket(c) && /^(write|writev|sendto)$/.test(c.name) && /"HTTP\/1\.1 20\d/.test(c.args),
+          (c) =>
+            onSocket(c) &&
+            /^(write|writev|sendto)$/.test(c.name) &&
+            /"HTTP\/1\.1 20\d/.test(c.args),
         );
         assert.equal(requests.length, SEQUENCE.length, 'every request seen arriving');
         assert.equal(answers.length, SEQUENCE.length, 'every 2xx seen leaving');
         const isLogFlush = (c: Syscall) =>
           /^f(data)?sync$/.test(c.name) &&
           c.result === '0' &&
-          (engine === 'sqlite' ? c.target.endsWith('caretrail.db-wal>') : c.target.includes('/pg_wal/'));
+          (engine === 'sqlite'
+            ? c.target.endsWith('caretrail.db-wal>')
+            : c.target.includes('/pg_wal/'));
         const isBlobFlush = (c: Syscall) =>
           c.name === 'fsync' && c.result === '0' && c.target.includes(path.join(dataDir, 'blobs'));
 

@@ -26,7 +26,18 @@ export interface Tracer {
 export async function attachStrace(pids: number[], args: string[], file: string): Promise<Tracer> {
   const child = spawn(
     'strace',
-    ['-f', '-ttt', '-T', '-yy', '-s', '48', '-o', file, ...args, ...pids.flatMap((p) => ['-p', String(p)])],
+    [
+      '-f',
+      '-ttt',
+      '-T',
+      '-yy',
+      '-s',
+      '48',
+      '-o',
+      file,
+      ...args,
+      ...pids.flatMap((p) => ['-p', String(p)]),
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let err = '';

@@ -44,8 +44,17 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
             return 'unavailable';
           },
         );
+      const { db } = services.deps;
+      if (db.failureSource !== null) {
+        // Fail-stop: not ready until restarted, whatever the pings say now.
+        return reply.code(503).send({
+          status: 'fail_stop',
+          database: db.failureSource === 'database' ? 'failed' : 'ok',
+          files: db.failureSource === 'files' ? 'failed' : 'ok',
+        });
+      }
       const [database, files] = await Promise.all([
-        check(() => services.deps.db.ping(), 'database'),
+        check(() => db.ping(), 'database'),
         check(() => services.deps.vault.store.ping(), 'files'),
       ]);
       const ready = database === 'ok' && files === 'ok';
