@@ -1,5 +1,6 @@
 // Maps AppError codes (and Fastify's own request errors) to statuses and the one error shape.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { isConnectionError } from '../store/database.js';
 import { isAppError, type ErrorCode } from '../domain/errors.js';
 
 export const STATUS_OF: Record<ErrorCode, number> = {
@@ -96,6 +97,18 @@ export function errorHandler(
   }
   const known = frameworkError(err);
   if (known) return sendError(reply, known.status, known.code, known.message);
+  if (isConnectionError(err)) {
+    // PostgreSQL went away under a read outside a unit of work (a session lookup, a list):
+    // the same clear 503 as a write gets, not a 500.
+    request.log.warn({ code: err.code }, 'database not reachable');
+    reply.header('retry-after', '5');
+    return sendError(
+      reply,
+      503,
+      'unavailable',
+      'The database is not reachable; try again shortly.',
+    );
+  }
   request.log.error({ err }, 'unhandled error');
   return sendError(
     reply,

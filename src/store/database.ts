@@ -263,13 +263,16 @@ const CONNECTION_ERROR_CODES = new Set([
   '53300',
 ]);
 
-function isConnectionError(err: unknown): boolean {
+/** An error that means PostgreSQL is not reachable (down, restarting, connection killed). */
+export function isConnectionError(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
   const code = (err as { code?: unknown }).code;
   return (
     (typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08'))) ||
     (err instanceof Error &&
-      /Connection terminated|timeout exceeded when trying to connect/i.test(err.message))
+      /Connection terminated|timeout exceeded when trying to connect|not queryable/i.test(
+        err.message,
+      ))
   );
 }
 
@@ -287,8 +290,14 @@ function openPostgres(url: string, options: OpenOptions): Database {
     connectionTimeoutMillis: 5000,
     types: int8AsNumber(),
   });
-  // An idle client losing its connection must not crash the process; the next query reconnects.
+  // A client losing its connection must not crash the process, whether it is idle (the pool's
+  // 'error') or checked out between two statements of a transaction (the client's own 'error',
+  // which the pool only listens to while the client is idle): the statement in flight fails with
+  // a connection error (503) and the pool replaces the client.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   const counters = { units: 0, transactions: 0 };
   const holder = advisoryHolder(url);

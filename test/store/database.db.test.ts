@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
+import pg from 'pg';
 import {
   compareVersions,
   MIN_SQLITE_VERSION,
@@ -76,6 +77,34 @@ describeEachEngine('database', ({ url, engine }) => {
         `${end.transactions - start.transactions} transactions for 200 units`,
       );
     });
+
+  test(
+    'a connection killed in the middle of a unit of work fails that unit with 503, and the process lives on',
+    {
+      skip: engine === 'postgres' ? false : 'PostgreSQL connections only',
+    },
+    async () => {
+      const killed = db.write(async (tx) => {
+        const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx);
+        const admin = new pg.Client(url());
+        await admin.connect();
+        await admin.query('select pg_terminate_backend($1)', [rows[0]?.pid]);
+        await admin.end();
+        // The server's FATAL reaches the client while it is checked out and between statements:
+        // before the fix, that 'error' event had no listener and ended the whole process.
+        await new Promise((r) => setTimeout(r, 300));
+        await sql`select 1`.execute(tx);
+      });
+      await assert.rejects(
+        killed,
+        (err: unknown) => (err as { code?: string }).code === 'unavailable',
+      );
+      const again = await db.write(
+        async (tx) => (await sql<{ one: number }>`select 1 as one`.execute(tx)).rows[0]?.one,
+      );
+      assert.equal(again, 1, 'the pool replaced the dead connection');
+    },
+  );
 
   test('a failing unit rolls back alone; the others in its batch commit', async () => {
     const insert = (id: string) => (tx: Database['read']) =>
