@@ -13,11 +13,16 @@ import type { Actor } from '../context.js';
 import { sniffContentType } from '../content-type.js';
 import type { ServiceDeps } from '../deps.js';
 import { emitEvent } from '../events.js';
+import { guardStall } from './stall-guard.js';
 import { defaultKind, type IncomingFile, type Received } from './model.js';
 
-/** Streams the file into the vault and learns its real type; empty files are refused. */
+/**
+ * Streams the file into the vault and learns its real type; empty files are refused, and a
+ * client that stops sending for CARETRAIL_UPLOAD_STALL_SECONDS is refused (408).
+ */
 export async function storeFile(deps: ServiceDeps, file: IncomingFile): Promise<Received> {
-  const stored = await deps.vault.put(file.stream, deps.settings.maxUploadBytes);
+  const stream = guardStall(file.stream, deps.settings.uploadStallSeconds * 1000);
+  const stored = await deps.vault.put(stream, deps.settings.maxUploadBytes);
   if (stored.size === 0) {
     await deps.vault.store.delete(stored.blobKey);
     throw new AppError('invalid', 'The file is empty (0 bytes); nothing was stored.');
