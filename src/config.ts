@@ -27,6 +27,7 @@ export interface Config {
   readonly blobUrl: string;
   readonly masterKey: string;
   readonly maxUploadBytes: number;
+  readonly uploadStallSeconds: number;
   readonly archiveAfterDays: number;
   readonly lifecycleIntervalMinutes: number;
   readonly smtpUrl: string;
@@ -337,6 +338,14 @@ const SETTINGS = [
     description: 'Largest file accepted by an upload (413 above it).',
     parse: integer(1, 5 * 1024 ** 3, 'an integer number of bytes'),
     fallback: () => 1024 ** 3,
+  },
+  {
+    key: 'uploadStallSeconds',
+    env: 'CARETRAIL_UPLOAD_STALL_SECONDS',
+    flag: 'upload-stall-seconds',
+    description: 'An upload whose client sends no bytes for this long is ended (408).',
+    parse: integer(1, 3600, 'an integer number of seconds'),
+    fallback: () => 30,
   },
   {
     key: 'archiveAfterDays',

@@ -17,6 +17,7 @@ import {
   type LifecycleJob,
 } from './jobs/document-jobs.js';
 import { createNotificationHandlers } from './jobs/notifications.js';
+import type { HostResolver } from './services/webhook-address.js';
 import { createOutboxRelay, type OutboxRelay } from './jobs/outbox-relay.js';
 import { startMllpEndpoint } from './integrations/mllp-endpoint.js';
 import type { MllpListener } from './integrations/mllp-listener.js';
@@ -76,6 +77,8 @@ export async function createRuntime(
     unauditedReadsForBenchmark?: boolean;
     blobs?: BlobStoreOptions;
     random?: () => number;
+    /** How webhook receiver names are resolved (tests: their own DNS server). */
+    resolveHost?: HostResolver;
   } = {},
 ): Promise<Runtime> {
   const db = await openDatabase(config.databaseUrl, {
@@ -103,7 +106,13 @@ export async function createRuntime(
     });
     const services = servicesFor(config, db, log, clock, vault);
     if (options.unauditedReadsForBenchmark) services.deps.unauditedReadsForBenchmark = true;
-    const notifications = createNotificationHandlers({ db, clock, vault, settings: config });
+    const notifications = createNotificationHandlers({
+      db,
+      clock,
+      vault,
+      settings: config,
+      ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
+    });
     const documentJobs = createDocumentHandlers({
       vault,
       makeVersionPreview: services.documents.makeVersionPreview,

@@ -127,6 +127,19 @@ export function canSee(access: PatientAccess, userId: string, item: Visible, now
   }
 }
 
+/**
+ * Whether the caller sees an addendum of a note they see: the owner only once it is released
+ * to them (an addendum to a released note is not released with it); everyone else as the note.
+ */
+export function canSeeAddendum(
+  access: PatientAccess,
+  addendum: { releaseAt: string | null },
+  now: Date,
+): boolean {
+  if (access.via !== 'share' || access.shareRole !== 'owner') return true;
+  return addendum.releaseAt !== null && Date.parse(addendum.releaseAt) <= now.getTime();
+}
+
 /** The role to record in audit events for this access (share role, or break-glass). */
 export function auditRoleOf(access: PatientAccess): string {
   switch (access.via) {

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'precondition_required'
   | 'idempotency_mismatch'
   | 'payload_too_large'
+  | 'request_timeout'
   | 'unsupported_media_type'
   | 'too_many_requests'
   | 'range_not_satisfiable'

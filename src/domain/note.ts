@@ -8,7 +8,8 @@ export { VISIBILITIES as NOTE_VISIBILITIES, type Visibility as NoteVisibility } 
 
 export type NoteStatus = 'draft' | 'final';
 
-export type NoteChange = 'created' | 'edited' | 'finalized' | 'addendum' | 'released';
+export type NoteChange =
+  'created' | 'edited' | 'finalized' | 'addendum' | 'released' | 'addendum_released';
 
 /** A final note is locked: only addenda may follow. */
 export function assertEditable(status: NoteStatus): void {

@@ -12,6 +12,7 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   conflict: 409,
   consent_required: 409,
   precondition_failed: 412,
+  request_timeout: 408,
   payload_too_large: 413,
   unsupported_media_type: 415,
   idempotency_mismatch: 422,
@@ -93,6 +94,8 @@ export function errorHandler(
     if (err.retryAfterSeconds !== undefined)
       reply.header('retry-after', String(err.retryAfterSeconds));
     if (err.code === 'unavailable') request.log.warn({ err }, 'service unavailable');
+    // A client that stopped sending mid-body: answer and close, rather than wait for the rest.
+    if (err.code === 'request_timeout') reply.header('connection', 'close');
     return sendError(reply, STATUS_OF[err.code], err.code, err.message);
   }
   const known = frameworkError(err);

@@ -171,6 +171,8 @@ export const Addendum = Type.Object({
   authorId: Type.String(),
   authorName: Type.String(),
   createdAt: Type.String(),
+  /** When the owner sees it (addenda to owner notes); null while not released. */
+  releaseAt: Nullable(Type.String()),
 });
 
 export const Note = Type.Object({
@@ -213,6 +215,7 @@ export const NoteRevision = Type.Object({
     Type.Literal('finalized'),
     Type.Literal('addendum'),
     Type.Literal('released'),
+    Type.Literal('addendum_released'),
   ]),
   kind: NoteKind,
   title: Nullable(Type.String()),

@@ -1,6 +1,9 @@
 // Notification delivery through the outbox: an event fans out into one delivery per matching
 // subscription (in one transaction), and each delivery is sent by email or signed webhook.
 import { createHmac } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import net, { type LookupFunction } from 'node:net';
 import nodemailer from 'nodemailer';
 import type { Vault } from '../blobs/vault.js';
 import type { Clock } from '../domain/clock.js';
@@ -11,7 +14,13 @@ import { enqueue } from '../store/outbox.store.js';
 import { findSubscriptionById, subscribersOf } from '../store/subscription.store.js';
 import type { SubscriptionRow } from '../store/tables.js';
 import { PermanentFailure, type OutboxHandler } from './outbox-relay.js';
-import { resolvesToPrivate } from '../services/webhook-address.js';
+import {
+  deliveryAddress,
+  PrivateAddressError,
+  systemResolver,
+  type HostResolver,
+  type ResolvedAddress,
+} from '../services/webhook-address.js';
 import { mailText, type MailPayload } from '../services/mail.js';
 
 export interface NotificationSettings {
@@ -33,13 +42,64 @@ const SUBJECTS: Record<string, string> = {
   'result.received': 'New result',
 };
 
+/**
+ * POSTs `body` to `url` over a connection to `address` only (the address the delivery checked):
+ * the name stays in the Host header and, over TLS, in SNI and the certificate check. Answers the
+ * status; the receiver's body is not read.
+ */
+function postPinned(
+  url: URL,
+  address: ResolvedAddress,
+  timeoutMs: number,
+  body: string,
+  headers: Record<string, string>,
+): Promise<number> {
+  // Whatever name the socket asks for, it gets the checked address: no second DNS answer.
+  const pinned: LookupFunction = (_host, options, callback) => {
+    if (options.all) callback(null, [{ address: address.address, family: address.family }]);
+    else callback(null, address.address, address.family);
+  };
+  const secure = url.protocol === 'https:';
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return new Promise((resolve, reject) => {
+    const request = (secure ? https : http).request(url, {
+      method: 'POST',
+      headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+      lookup: pinned,
+      // A fresh connection per delivery: a pooled one may lead to an address checked earlier.
+      agent: false,
+      ...(secure && net.isIP(host) === 0 ? { servername: host } : {}),
+    });
+    const timer = setTimeout(() => {
+      request.destroy(new Error(`no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    request.once('response', (res) => {
+      clearTimeout(timer);
+      res.destroy();
+      resolve(res.statusCode ?? 0);
+    });
+    request.once('error', (err: Error & { code?: string }) => {
+      clearTimeout(timer);
+      reject(
+        err.message.startsWith('no answer within')
+          ? err
+          : new Error(`connection failed${err.code ? ` (${err.code})` : ''}`),
+      );
+    });
+    request.end(body);
+  });
+}
+
 export function createNotificationHandlers(deps: {
   db: Database;
   clock: Clock;
   vault: Vault;
   settings: NotificationSettings;
+  /** How receiver names are resolved (the system's resolver unless a test brings its own DNS). */
+  resolveHost?: HostResolver;
 }): { event: OutboxHandler; deliver: OutboxHandler; mail: OutboxHandler; close: () => void } {
   const { db, clock, vault, settings } = deps;
+  const resolveHost = deps.resolveHost ?? systemResolver;
   const transport =
     settings.smtpUrl === ''
       ? null
@@ -88,46 +148,28 @@ export function createNotificationHandlers(deps: {
     const secret = vault
       .unwrapSecret({ keyId: s.secret_key_id, wrapped: s.secret_wrapped }, secretContext(s.id))
       .toString('utf8');
-    if (!settings.webhookAllowPrivate) {
-      let local: boolean;
-      try {
-        local = await resolvesToPrivate(new URL(s.target));
-      } catch {
-        throw new Error('the receiver host name does not resolve');
-      }
-      if (local)
-        throw new PermanentFailure(
-          'the receiver resolves to a local or private address (see CARETRAIL_WEBHOOK_ALLOW_PRIVATE)',
-        );
+    const target = new URL(s.target);
+    let address: ResolvedAddress;
+    try {
+      address = await deliveryAddress(target, resolveHost, settings.webhookAllowPrivate);
+    } catch (err) {
+      if (err instanceof PrivateAddressError) throw new PermanentFailure(err.message);
+      throw new Error('the receiver host name does not resolve');
     }
     const body = JSON.stringify(ev);
     const timestamp = Math.floor(clock.now().getTime() / 1000);
-    let res: Response;
-    try {
-      res = await fetch(s.target, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'Caretrail-Webhook/1',
-          'x-caretrail-event-id': ev.id,
-          'x-caretrail-event-type': ev.type,
-          'x-caretrail-timestamp': String(timestamp),
-          'x-caretrail-signature': signWebhook(secret, timestamp, body),
-        },
-        body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(settings.webhookTimeoutMs),
-      });
-    } catch (err) {
-      const name = err instanceof Error ? err.name : '';
-      if (name === 'TimeoutError')
-        throw new Error(`no answer within ${settings.webhookTimeoutMs} ms`);
-      const cause = (err as { cause?: { code?: string } }).cause?.code;
-      throw new Error(`connection failed${cause ? ` (${cause})` : ''}`);
-    }
-    await res.body?.cancel().catch(() => undefined);
-    if (res.status < 200 || res.status > 299)
-      throw new Error(`receiver answered HTTP ${res.status}`);
+    const status = await postPinned(target, address, settings.webhookTimeoutMs, body, {
+      'content-type': 'application/json',
+      'user-agent': 'Caretrail-Webhook/1',
+      'x-caretrail-event-id': ev.id,
+      'x-caretrail-event-type': ev.type,
+      'x-caretrail-timestamp': String(timestamp),
+      'x-caretrail-signature': signWebhook(secret, timestamp, body),
+    });
+    // Redirects are not followed (one could lead to the server's own network): a failure.
+    if (status >= 300 && status <= 399)
+      throw new Error(`receiver answered HTTP ${status} (redirects are not followed)`);
+    if (status < 200 || status > 299) throw new Error(`receiver answered HTTP ${status}`);
   }
 
   const deliver: OutboxHandler = {

@@ -62,6 +62,7 @@ export function outcomeOf(err: unknown): AuditOutcome {
     case 'precondition_required':
     case 'idempotency_mismatch':
     case 'payload_too_large':
+    case 'request_timeout':
     case 'unsupported_media_type':
     case 'too_many_requests':
     case 'range_not_satisfiable':

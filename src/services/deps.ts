@@ -14,6 +14,7 @@ export type ServiceSettings = Pick<
   | 'loginLockoutMinutes'
   | 'publicUrl'
   | 'maxUploadBytes'
+  | 'uploadStallSeconds'
   | 'previewMaxBytes'
   | 'webhookAllowPrivate'
   | 'sessionIdleMinutes'

@@ -18,6 +18,7 @@ import {
   recordRevision,
   listNotes,
   revisionsOf,
+  setAddendumRelease,
   updateNoteIfVersion,
 } from '../store/note.store.js';
 import type { NoteRow, Tx } from '../store/tables.js';
@@ -25,6 +26,7 @@ import { documentsOfResults, resultsOfNotes } from '../store/result.store.js';
 import type { ResultObservation } from '../domain/result.js';
 import type { NoteResult } from './result.service.js';
 import {
+  canSeeAddendum,
   parseSharedWith,
   seenBy,
   type CareRole,
@@ -44,6 +46,8 @@ export interface Addendum {
   /** The author's name as it is now (for display; the audit trail keeps the id). */
   authorName: string;
   createdAt: string;
+  /** When the owner may see it (addenda to owner notes); null while not released. */
+  releaseAt: string | null;
 }
 
 export interface Note {
@@ -117,6 +121,18 @@ function toNote(
   };
 }
 
+/** When a release takes effect: `at` if given (not in the past), else after the clinic's delay. */
+function releaseTimeFor(now: Date, delayHours: number, input: { at?: string }): Date {
+  if (input.at === undefined) return new Date(now.getTime() + delayHours * 3_600_000);
+  const at = new Date(input.at);
+  if (Number.isNaN(at.getTime()))
+    throw new AppError('invalid', 'at must be a date and time (ISO 8601).');
+  // A minute of grace for clocks; anything earlier is a mistake, not "release now".
+  if (at.getTime() < now.getTime() - 60_000)
+    throw new AppError('invalid', 'at is in the past; leave it out to release now.');
+  return at.getTime() < now.getTime() ? now : at;
+}
+
 function checkBody(body: string): string {
   if (body.trim() === '') throw new AppError('invalid', 'The note body is empty.');
   return body;
@@ -124,10 +140,19 @@ function checkBody(body: string): string {
 
 export function createNoteService(deps: ServiceDeps) {
   const { clock, settings } = deps;
+  const releaseTime = (now: Date, input: { at?: string }) =>
+    releaseTimeFor(now, settings.ownerReleaseDelayHours, input);
 
-  async function withAddenda(tx: Tx, rows: NoteRow[]): Promise<Note[]> {
+  /**
+   * Notes as `grant`'s holder sees them: with the addenda they may see (the owner only those
+   * released to them) and, for result notes, the device result.
+   */
+  async function withAddenda(tx: Tx, rows: NoteRow[], grant: PatientGrant): Promise<Note[]> {
     const ids = rows.map((r) => r.id);
-    const addenda = await addendaOf(tx, ids);
+    const now = clock.now();
+    const addenda = (await addendaOf(tx, ids)).filter((a) =>
+      canSeeAddendum(grant.access, { releaseAt: a.release_at }, now),
+    );
     // Result notes carry the structured observations of their device result.
     const results = rows.some((r) => r.kind === 'result') ? await resultsOfNotes(tx, ids) : [];
     const files = await documentsOfResults(
@@ -151,6 +176,7 @@ export function createNoteService(deps: ServiceDeps) {
             authorId: a.author_id,
             authorName: nameOf(a.author_id),
             createdAt: a.created_at,
+            releaseAt: a.release_at,
           })),
         result
           ? {
@@ -167,8 +193,8 @@ export function createNoteService(deps: ServiceDeps) {
     });
   }
 
-  async function noteAsDto(tx: Tx, row: NoteRow): Promise<Note> {
-    const [note] = await withAddenda(tx, [row]);
+  async function noteAsDto(tx: Tx, row: NoteRow, grant: PatientGrant): Promise<Note> {
+    const [note] = await withAddenda(tx, [row], grant);
     if (!note) throw notFound('Note');
     return note;
   }
@@ -229,7 +255,7 @@ export function createNoteService(deps: ServiceDeps) {
    */
   async function applyChange(
     tx: Tx,
-    actor: Actor,
+    grant: PatientGrant,
     record: AuditRecord,
     row: NoteRow,
     change: NoteChange,
@@ -238,9 +264,9 @@ export function createNoteService(deps: ServiceDeps) {
   ): Promise<Note> {
     if (!(await updateNoteIfVersion(tx, row.id, row.version, changes))) throw staleVersion('note');
     const updated = await reload(tx, row.id);
-    await revise(tx, updated, change, actor, changes.updated_at, addendumId);
+    await revise(tx, updated, change, grant.actor, changes.updated_at, addendumId);
     record.entity = { type: 'Note', id: row.id, version: updated.version };
-    return noteAsDto(tx, updated);
+    return noteAsDto(tx, updated, grant);
   }
 
   async function create(ctx: RequestContext, patientId: string, input: NoteInput): Promise<Note> {
@@ -306,7 +332,10 @@ export function createNoteService(deps: ServiceDeps) {
         (r) => r,
       );
       record.detail = { count: result.items.length, noteIds: result.items.map((r) => r.id) };
-      return { items: await withAddenda(tx, result.items), nextCursor: result.nextCursor };
+      return {
+        items: await withAddenda(tx, result.items, grant),
+        nextCursor: result.nextCursor,
+      };
     });
   }
 
@@ -320,8 +349,8 @@ export function createNoteService(deps: ServiceDeps) {
         entity: { type: 'Note', id, version: null },
       },
       async (tx, record) => {
-        const { row } = await loadNote(tx, ctx, id, record, 'notes.read');
-        return noteAsDto(tx, row);
+        const { row, grant } = await loadNote(tx, ctx, id, record, 'notes.read');
+        return noteAsDto(tx, row, grant);
       },
     );
   }
@@ -356,7 +385,7 @@ export function createNoteService(deps: ServiceDeps) {
         if (row.version !== expectedVersion) throw staleVersion('note', row.version);
         const now = clock.now().toISOString();
         record.detail = { fields: Object.keys(changes).sort() };
-        return applyChange(tx, actor, record, row, 'edited', {
+        return applyChange(tx, grant, record, row, 'edited', {
           ...(changes.kind !== undefined ? { kind: changes.kind } : {}),
           ...(changes.title !== undefined ? { title: changes.title?.trim() || null } : {}),
           ...(changes.body !== undefined ? { body: changes.body } : {}),
@@ -399,7 +428,7 @@ export function createNoteService(deps: ServiceDeps) {
         }
         const at = clock.now();
         const now = at.toISOString();
-        const note = await applyChange(tx, actor, record, row, 'finalized', {
+        const note = await applyChange(tx, grant, record, row, 'finalized', {
           status: 'final',
           finalized_at: now,
           finalized_by: actor.userId,
@@ -443,9 +472,11 @@ export function createNoteService(deps: ServiceDeps) {
           body,
           author_id: actor.userId,
           created_at: now,
+          release_at: null,
+          released_by: null,
         });
         record.detail = { addendumId };
-        return applyChange(tx, actor, record, row, 'addendum', { updated_at: now }, addendumId);
+        return applyChange(tx, grant, record, row, 'addendum', { updated_at: now }, addendumId);
       },
     );
   }
@@ -456,16 +487,7 @@ export function createNoteService(deps: ServiceDeps) {
    */
   async function release(ctx: RequestContext, id: string, input: { at?: string }): Promise<Note> {
     const now = clock.now();
-    let at = new Date(now.getTime() + settings.ownerReleaseDelayHours * 3_600_000);
-    if (input.at !== undefined) {
-      at = new Date(input.at);
-      if (Number.isNaN(at.getTime()))
-        throw new AppError('invalid', 'at must be a date and time (ISO 8601).');
-      // A minute of grace for clocks; anything earlier is a mistake, not "release now".
-      if (at.getTime() < now.getTime() - 60_000)
-        throw new AppError('invalid', 'at is in the past; leave it out to release now.');
-      if (at.getTime() < now.getTime()) at = now;
-    }
+    const at = releaseTime(now, input);
     return audited(
       deps,
       ctx,
@@ -482,11 +504,60 @@ export function createNoteService(deps: ServiceDeps) {
         if (row.release_at !== null && Date.parse(row.release_at) <= now.getTime())
           throw new AppError('conflict', 'This note is already released to the owner.');
         record.detail = { releaseAt: at.toISOString() };
-        return applyChange(tx, grant.actor, record, row, 'released', {
+        return applyChange(tx, grant, record, row, 'released', {
           release_at: at.toISOString(),
           released_by: grant.actor.userId,
           updated_at: now.toISOString(),
         });
+      },
+    );
+  }
+
+  /**
+   * Releases one addendum of a final owner note to the owner, by the same rules as the note:
+   * now or at a later time (the clinic's delay when none is given). Releasing the note does not
+   * release its addenda: each is written later and reviewed on its own.
+   */
+  async function releaseAddendum(
+    ctx: RequestContext,
+    id: string,
+    addendumId: string,
+    input: { at?: string },
+  ): Promise<Note> {
+    const now = clock.now();
+    const at = releaseTime(now, input);
+    return audited(
+      deps,
+      ctx,
+      { action: 'U', type: 'note.addendum.release', entity: { type: 'Note', id, version: null } },
+      async (tx, record) => {
+        const { row, grant } = await loadNote(tx, ctx, id, record, 'notes.release', true);
+        const addendum = (await addendaOf(tx, [row.id])).find((a) => a.id === addendumId);
+        if (!addendum) throw notFound('Addendum');
+        if (row.visibility !== 'owner')
+          throw new AppError(
+            'conflict',
+            'Only addenda to notes with visibility "owner" can be released to the owner.',
+          );
+        const released = await setAddendumRelease(
+          tx,
+          addendumId,
+          at.toISOString(),
+          grant.actor.userId,
+          now.toISOString(),
+        );
+        if (!released)
+          throw new AppError('conflict', 'This addendum is already released to the owner.');
+        record.detail = { addendumId, releaseAt: at.toISOString() };
+        return applyChange(
+          tx,
+          grant,
+          record,
+          row,
+          'addendum_released',
+          { updated_at: now.toISOString() },
+          addendumId,
+        );
       },
     );
   }
@@ -519,7 +590,10 @@ export function createNoteService(deps: ServiceDeps) {
                 r.status !== 'final'
               )),
         );
-        const [revisions, note] = [seen, await noteAsDto(tx, row)];
+        const note = await noteAsDto(tx, row, grant);
+        // Nor, for the owner, the revisions of an addendum not released to them.
+        const shown = new Set(note.addenda.map((a) => a.id));
+        const revisions = seen.filter((r) => r.addendum_id === null || shown.has(r.addendum_id));
         return {
           items: revisions.map((r) => ({
             version: r.version,
@@ -539,7 +613,7 @@ export function createNoteService(deps: ServiceDeps) {
     );
   }
 
-  return { create, list, get, update, finalize, addAddendum, release, history };
+  return { create, list, get, update, finalize, addAddendum, release, releaseAddendum, history };
 }
 
 export type NoteService = ReturnType<typeof createNoteService>;

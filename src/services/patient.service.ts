@@ -117,6 +117,26 @@ function alertsJson(alerts: string[]): string {
   return JSON.stringify(kept);
 }
 
+/**
+ * One owner as the caller sees them. Owners' email and phone are for the clinic (staff, referral
+ * clinicians, break-glass readers): trainers, walkers and carers see only the name, and an owner
+ * sees their own contact details but not a co-owner's. Owner shares are granted to an owner on
+ * record by email, so the signed-in owner is the one whose email is theirs.
+ */
+function ownerView(
+  owner: { id: string; name: string; email: string | null; phone: string | null },
+  access: PatientAccess,
+  viewerEmail: string,
+): Owner {
+  const full = { id: owner.id, name: owner.name, email: owner.email, phone: owner.phone };
+  if (access.via !== 'share' || access.shareRole === 'clinician') return full;
+  const ownSelf =
+    access.shareRole === 'owner' &&
+    owner.email !== null &&
+    owner.email.toLowerCase() === viewerEmail.toLowerCase();
+  return ownSelf ? full : { id: owner.id, name: owner.name, email: null, phone: null };
+}
+
 function checkOwnerInput(o: OwnerInput): void {
   if (o.id === undefined && (o.name === undefined || o.name.trim() === '')) {
     throw new AppError('invalid', 'Each owner needs either the id of an existing owner or a name.');
@@ -126,8 +146,16 @@ function checkOwnerInput(o: OwnerInput): void {
 export function createPatientService(deps: ServiceDeps) {
   const { clock } = deps;
 
-  /** Patients as answered; `access` is how the caller reaches them (one value for all rows). */
-  async function assemble(tx: Tx, rows: PatientRow[], access: PatientAccess): Promise<Patient[]> {
+  /**
+   * Patients as answered; `access` is how the caller reaches them (one value for all rows) and
+   * `viewerEmail` who they are, which decides whose contact details they see (`ownerView`).
+   */
+  async function assemble(
+    tx: Tx,
+    rows: PatientRow[],
+    access: PatientAccess,
+    viewerEmail: string,
+  ): Promise<Patient[]> {
     const ids = rows.map((r) => r.id);
     const [identifiers, owners] = await Promise.all([identifiersOf(tx, ids), ownersOf(tx, ids)]);
     return rows.map((row) => ({
@@ -144,7 +172,7 @@ export function createPatientService(deps: ServiceDeps) {
         .map((i) => ({ system: i.system as IdentifierSystem, value: i.value })),
       owners: owners
         .filter((o) => o.patient_id === row.id)
-        .map((o) => ({ id: o.id, name: o.name, email: o.email, phone: o.phone })),
+        .map((o) => ownerView(o, access, viewerEmail)),
       version: row.version,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
@@ -152,8 +180,13 @@ export function createPatientService(deps: ServiceDeps) {
     }));
   }
 
-  async function assembleOne(tx: Tx, row: PatientRow, access: PatientAccess): Promise<Patient> {
-    const [patient] = await assemble(tx, [row], access);
+  async function assembleOne(
+    tx: Tx,
+    row: PatientRow,
+    access: PatientAccess,
+    viewerEmail: string,
+  ): Promise<Patient> {
+    const [patient] = await assemble(tx, [row], access, viewerEmail);
     if (!patient) throw notFound('Patient');
     return patient;
   }
@@ -266,7 +299,7 @@ export function createPatientService(deps: ServiceDeps) {
         );
         const row = await findPatient(tx, actor.organizationId, id);
         if (!row) throw notFound('Patient');
-        return assembleOne(tx, row, { via: 'organization', role: actor.role });
+        return assembleOne(tx, row, { via: 'organization', role: actor.role }, actor.email);
       },
     );
   }
@@ -282,16 +315,13 @@ export function createPatientService(deps: ServiceDeps) {
         entity: { type: 'Patient', id, version: null },
       },
       async (tx, record) => {
-        const { patient: row, access } = await accessPatient(
-          tx,
-          ctx,
-          id,
-          'patient.read',
-          record,
-          clock.now(),
-        );
+        const {
+          actor,
+          patient: row,
+          access,
+        } = await accessPatient(tx, ctx, id, 'patient.read', record, clock.now());
         record.entity = { type: 'Patient', id, version: row.version };
-        return assembleOne(tx, row, access);
+        return assembleOne(tx, row, access, actor.email);
       },
     );
   }
@@ -346,7 +376,12 @@ export function createPatientService(deps: ServiceDeps) {
         // Which patients were disclosed, never the search terms (they are patient data).
         record.detail = { count: page.items.length, patientIds: page.items.map((r) => r.id) };
         return {
-          items: await assemble(tx, page.items, { via: 'organization', role: actor.role }),
+          items: await assemble(
+            tx,
+            page.items,
+            { via: 'organization', role: actor.role },
+            actor.email,
+          ),
           nextCursor: page.nextCursor,
         };
       },
@@ -421,7 +456,7 @@ export function createPatientService(deps: ServiceDeps) {
         };
         const after = await findPatient(tx, actor.organizationId, id);
         if (!after) throw notFound('Patient');
-        return assembleOne(tx, after, access);
+        return assembleOne(tx, after, access, actor.email);
       },
     );
   }
@@ -453,13 +488,18 @@ export function createPatientService(deps: ServiceDeps) {
         const row = await findPatientById(tx, share.patient_id);
         if (!row) continue;
         items.push(
-          await assembleOne(tx, row, {
-            via: 'share',
-            shareId: share.id,
-            shareRole: share.role as ShareRole,
-            access: share.access as ShareAccess,
-            expiresAt: share.expires_at,
-          }),
+          await assembleOne(
+            tx,
+            row,
+            {
+              via: 'share',
+              shareId: share.id,
+              shareRole: share.role as ShareRole,
+              access: share.access as ShareAccess,
+              expiresAt: share.expires_at,
+            },
+            actor.email,
+          ),
         );
       }
       record.detail = { count: items.length, patientIds: items.map((p) => p.id) };

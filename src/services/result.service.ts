@@ -369,6 +369,9 @@ export function createResultService(
       body: renderResult('', observations, version),
       author_id: authorId,
       created_at: now,
+      // A corrected result reaches the owner only once staff release it, like any addendum.
+      release_at: null,
+      released_by: null,
     });
     if (!(await updateNoteIfVersion(tx, noteId, note.version, { updated_at: now })))
       throw new AppError('conflict', 'The result note changed meanwhile; send the result again.');

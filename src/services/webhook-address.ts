@@ -1,41 +1,88 @@
 // Webhook receivers must not be the server's own network unless the operator allows it: a user
 // who may create subscriptions could otherwise make the server call internal services (SSRF).
+// The name is resolved once per delivery and the connection made to the address checked.
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 
 const PRIVATE = new net.BlockList();
 for (const [prefix, bits] of [
-  ['0.0.0.0', 8],
+  ['0.0.0.0', 8], // "this network", unspecified
   ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
+  ['100.64.0.0', 10], // carrier-grade NAT
   ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
+  ['169.254.0.0', 16], // link-local, cloud metadata
   ['172.16.0.0', 12],
+  ['192.0.0.0', 24], // IETF protocol assignments
+  ['192.0.2.0', 24], // documentation
   ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
+  ['198.18.0.0', 15], // benchmarking
+  ['198.51.100.0', 24], // documentation
+  ['203.0.113.0', 24], // documentation
+  ['224.0.0.0', 4], // multicast
+  ['240.0.0.0', 4], // reserved, broadcast
 ] as const)
   PRIVATE.addSubnet(prefix, bits, 'ipv4');
 for (const [prefix, bits] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
+  ['::', 96], // unspecified, loopback and the deprecated IPv4-compatible form
+  ['100::', 64], // discard
+  ['2001:db8::', 32], // documentation
+  ['fc00::', 7], // unique local
+  ['fe80::', 10], // link-local
+  ['fec0::', 10], // site-local (deprecated)
+  ['ff00::', 8], // multicast
 ] as const)
   PRIVATE.addSubnet(prefix, bits, 'ipv6');
 
+/** The 16 bytes of an IPv6 address (zone id dropped), or null when it is not one. */
+function ipv6Bytes(ip: string): Buffer | null {
+  let text = ip.replace(/%.*$/, '');
+  if (!net.isIPv6(text)) return null;
+  // A dotted IPv4 tail ("::ffff:1.2.3.4") becomes its two hexadecimal words.
+  const dotted = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(2).map(Number) as [number, number, number, number];
+    text = `${dotted[1] ?? ''}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [left = '', right] = text.split('::');
+  const words = (part: string) => (part === '' ? [] : part.split(':').map((w) => parseInt(w, 16)));
+  const head = words(left);
+  const tail = right === undefined ? [] : words(right);
+  const all =
+    right === undefined
+      ? head
+      : [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+  if (all.length !== 8) return null;
+  const bytes = Buffer.alloc(16);
+  all.forEach((w, i) => bytes.writeUInt16BE(w, i * 2));
+  return bytes;
+}
+
+const v4 = (b: Buffer, at: number) => `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+
+/**
+ * The IPv4 address an IPv6 address stands for, when it embeds one that routers act on:
+ * IPv4-mapped (::ffff:a.b.c.d, in any spelling), NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
+ */
+function embeddedIpv4(bytes: Buffer): string | null {
+  const zero = (from: number, to: number) => bytes.subarray(from, to).every((b) => b === 0);
+  if (zero(0, 10) && bytes[10] === 0xff && bytes[11] === 0xff) return v4(bytes, 12);
+  if (bytes.readUInt32BE(0) === 0x0064ff9b && zero(4, 12)) return v4(bytes, 12);
+  if (bytes.readUInt16BE(0) === 0x2002) return v4(bytes, 2);
+  return null;
+}
+
+/** Loopback, private, link-local, unspecified, multicast or reserved (IPv4, IPv6, embedded). */
 export function isPrivateAddress(ip: string): boolean {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1];
-  if (mapped !== undefined) return PRIVATE.check(mapped, 'ipv4');
-  const family = net.isIP(ip);
-  if (family === 0) return false;
-  return PRIVATE.check(ip, family === 4 ? 'ipv4' : 'ipv6');
+  if (net.isIPv4(ip)) return PRIVATE.check(ip, 'ipv4');
+  const bytes = ipv6Bytes(ip);
+  if (!bytes) return false;
+  const embedded = embeddedIpv4(bytes);
+  if (embedded !== null && PRIVATE.check(embedded, 'ipv4')) return true;
+  return PRIVATE.check(ip.replace(/%.*$/, ''), 'ipv6');
 }
 
 /** The host of a URL without IPv6 brackets. */
-function hostOf(url: URL): string {
+export function hostOf(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, '');
 }
 
@@ -45,10 +92,47 @@ export function isPrivateLiteral(url: URL): boolean {
   return host === 'localhost' || host.endsWith('.localhost') || isPrivateAddress(host);
 }
 
-/** Checked before each delivery: every address the name resolves to must be public. */
-export async function resolvesToPrivate(url: URL): Promise<boolean> {
+export interface ResolvedAddress {
+  address: string;
+  family: 4 | 6;
+}
+
+/** What a name resolves to (the network's answer; tests point it at their own DNS server). */
+export type HostResolver = (host: string) => Promise<ResolvedAddress[]>;
+
+export const systemResolver: HostResolver = async (host) =>
+  (await lookup(host, { all: true, verbatim: true })).map((a) => ({
+    address: a.address,
+    family: a.family === 6 ? 6 : 4,
+  }));
+
+/** The receiver resolves to an address of the server's own network. */
+export class PrivateAddressError extends Error {
+  constructor() {
+    super(
+      'the receiver resolves to a local or private address (see CARETRAIL_WEBHOOK_ALLOW_PRIVATE)',
+    );
+    this.name = 'PrivateAddressError';
+  }
+}
+
+/**
+ * The one address a delivery connects to: the name is resolved once, refused if any address it
+ * has is private (an attacker's DNS may answer with several, or change its answer between a
+ * check and a connection), and the first address is used for the connection itself.
+ */
+export async function deliveryAddress(
+  url: URL,
+  resolve: HostResolver,
+  allowPrivate: boolean,
+): Promise<ResolvedAddress> {
   const host = hostOf(url);
-  if (net.isIP(host) !== 0) return isPrivateAddress(host);
-  const addresses = await lookup(host, { all: true });
-  return addresses.some((a) => isPrivateAddress(a.address));
+  const literal = net.isIP(host);
+  const addresses: ResolvedAddress[] =
+    literal !== 0 ? [{ address: host, family: literal === 6 ? 6 : 4 }] : await resolve(host);
+  const [first] = addresses;
+  if (!first) throw new Error('the receiver host name does not resolve');
+  if (!allowPrivate && addresses.some((a) => isPrivateAddress(a.address)))
+    throw new PrivateAddressError();
+  return first;
 }

@@ -90,6 +90,23 @@ export async function addendaOf(tx: Tx, noteIds: string[]): Promise<NoteAddendum
     .execute();
 }
 
+/** Sets when the owner may see an addendum; false when it was released meanwhile. */
+export async function setAddendumRelease(
+  tx: Tx,
+  addendumId: string,
+  releaseAt: string,
+  releasedBy: string,
+  now: string,
+): Promise<boolean> {
+  const result = await tx
+    .updateTable('note_addenda')
+    .set({ release_at: releaseAt, released_by: releasedBy })
+    .where('id', '=', addendumId)
+    .where((eb) => eb.or([eb('release_at', 'is', null), eb('release_at', '>', now)]))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
 /** Keeps a full snapshot of the note as it is at `note.version` in its history. */
 export async function recordRevision(
   tx: Tx,

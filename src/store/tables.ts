@@ -140,6 +140,9 @@ export interface NoteAddendaTable {
   body: string;
   author_id: string;
   created_at: string;
+  /** when the owner may see it (addenda to owner notes; null: not released) */
+  release_at: string | null;
+  released_by: string | null;
 }
 
 export interface AuditEventsTable {

@@ -168,6 +168,8 @@ const EXPECTED: Record<string, string> = {
     '403 201 201 403 403 | 404 404 404 404 404 | 404 403 403 403 403 | 404 404 404 403 | 404 401',
   'POST /api/v1/notes/:id/release':
     '403 200 200 403 403 | 404 404 404 404 404 | 404 403 403 403 403 | 404 404 404 403 | 404 401',
+  'POST /api/v1/notes/:id/addenda/:addendumId/release':
+    '403 200 200 403 403 | 404 404 404 404 404 | 404 403 403 403 403 | 404 404 404 403 | 404 401',
   // Patients: the register is the organization's; a shared patient is read through its id
   'GET /api/v1/patients':
     '200 200 200 200 403 | 200 200 200 200 403 | 404 404 404 404 200 | 404 404 404 200 | 404 401',
@@ -699,6 +701,20 @@ describeEachEngine('access matrix', ({ url }) => {
           method: 'POST' as const,
           url: `/api/v1/notes/${await note({ final: true })}/release`,
         }))();
+      case 'POST /api/v1/notes/:id/addenda/:addendumId/release':
+        return (async () => {
+          const id = await note({ final: true });
+          const amended = await ok<{ addenda: { id: string }[] }>(clinicianA.token, {
+            method: 'POST',
+            url: `/api/v1/notes/${id}/addenda`,
+            body: { body: 'Also: check again in a week.' },
+          });
+          const addendumId = amended.addenda[0]?.id ?? '';
+          return {
+            method: 'POST' as const,
+            url: `/api/v1/notes/${id}/addenda/${addendumId}/release`,
+          };
+        })();
       case 'GET /api/v1/patients':
         return at({ method: 'GET', url: '/api/v1/patients?q=Biscuit' });
       case 'POST /api/v1/patients':

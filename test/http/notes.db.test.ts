@@ -425,6 +425,7 @@ describeEachEngine('notes', ({ url }) => {
         authorId: clinician.userId,
         authorName: 'clinician user',
         createdAt: t5,
+        releaseAt: null,
       },
     ]);
     const current = await getNote(clinician, created.id);

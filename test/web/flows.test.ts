@@ -291,6 +291,11 @@ describe('web app flows in Chromium', { skip }, () => {
     await page.getByLabel('Add an addendum').fill('Radiograph taken, see images.');
     await page.getByRole('button', { name: 'Add addendum' }).click();
     await page.getByText('Radiograph taken, see images.').waitFor();
+    // An addendum is released to the owner on its own, like the note.
+    await page.getByRole('button', { name: 'Release addendum to owner' }).click();
+    await page
+      .getByRole('button', { name: 'Release addendum to owner' })
+      .waitFor({ state: 'detached' });
     await page.getByRole('button', { name: 'History' }).click();
     await page.getByText('Version 1: Created').waitFor();
     await page.keyboard.press('Escape');

@@ -70,6 +70,8 @@ export interface Addendum {
   authorId: string;
   authorName: string;
   createdAt: string;
+  /** Addenda of owner notes: when the owner sees it (null: not released to them). */
+  releaseAt: string | null;
 }
 
 export interface Note {

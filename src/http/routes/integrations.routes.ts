@@ -9,7 +9,9 @@ import { createOnce, pageParams, type ReplayAudit } from '../request-helpers.js'
 import { AppError } from '../../domain/errors.js';
 import { RESULT_KINDS } from '../../domain/result.js';
 import type { IngestAnswer as IngestAnswerDto } from '../../services/result.service.js';
+import { readHl7Body, type Hl7Body } from '../../integrations/hl7-http-body.js';
 import { createHl7Receiver } from '../../integrations/hl7-receiver.js';
+import { ackFor } from '../../integrations/hl7-results.js';
 import multipart from '@fastify/multipart';
 import { uploadError } from './documents.routes.js';
 
@@ -220,11 +222,20 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{
   // HL7 v2 over HTTP: the body is one message, the answer its ACK (AA only once stored).
   await app.register(async (hl7) => {
     hl7.removeAllContentTypeParsers();
+    // A message over CARETRAIL_RESULT_MAX_BYTES is answered with an AE ACK, not a JSON 413:
+    // the sender speaks HL7. Only its head is kept in memory (see readHl7Body).
+    const maxBytes = services.deps.settings.resultMaxBytes;
     hl7.addContentTypeParser(
       ['text/plain', 'x-application/hl7-v2+er7', 'application/hl7-v2'],
-      { parseAs: 'string', bodyLimit: services.deps.settings.resultMaxBytes },
-      (_request, body, done) => {
-        done(null, body);
+      (_request, payload, done) => {
+        readHl7Body(payload, maxBytes).then(
+          (body) => {
+            done(null, body);
+          },
+          (err: unknown) => {
+            done(err instanceof Error ? err : new Error(String(err)));
+          },
+        );
       },
     );
     // The answer is an HL7 ACK (text), not JSON: no response schema; errors before the message
@@ -233,8 +244,15 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{
     hl7.post('/api/v1/integrations/hl7v2', async (request, reply) => {
       if (!request.ctx.actor || request.ctx.actor.kind !== 'integration')
         throw new AppError('not_found', 'Not found.');
-      const text = typeof request.body === 'string' ? request.body : '';
-      const { code, ack } = await receiver.receive(request.ctx, text);
+      const body = request.body as Hl7Body | undefined;
+      if (body?.kind === 'oversize') {
+        const reason = `The message is larger than ${maxBytes} bytes.`;
+        return reply
+          .code(413)
+          .header('content-type', 'x-application/hl7-v2+er7')
+          .send(ackFor(body.head, 'AE', reason, '207', services.deps.clock.now()));
+      }
+      const { code, ack } = await receiver.receive(request.ctx, body?.text ?? '');
       return reply
         .code(code === 'AA' ? 200 : code === 'AR' ? 400 : 422)
         .header('content-type', 'x-application/hl7-v2+er7')

@@ -155,6 +155,30 @@ export const notesRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
     },
   );
 
+  app.post(
+    '/api/v1/notes/:id/addenda/:addendumId/release',
+    {
+      schema: {
+        params: Type.Object(
+          { id: IdParams.properties.id, addendumId: IdParams.properties.id },
+          { additionalProperties: false },
+        ),
+        response: { 200: Note, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      // The body is optional, as for a note's release.
+      const note = await services.notes.releaseAddendum(
+        request.ctx,
+        request.params.id,
+        request.params.addendumId,
+        releaseBody(request.body),
+      );
+      reply.header('etag', `"${note.version}"`);
+      return note;
+    },
+  );
+
   app.get(
     '/api/v1/notes/:id/history',
     {

@@ -8,6 +8,7 @@ import * as m0005 from './0005-results.js';
 import * as m0006 from './0006-result-matching.js';
 import * as m0007 from './0007-patient-alerts.js';
 import * as m0008 from './0008-idempotency-holder.js';
+import * as m0009 from './0009-addendum-release.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
@@ -18,6 +19,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0006-result-matching': m0006,
   '0007-patient-alerts': m0007,
   '0008-idempotency-holder': m0008,
+  '0009-addendum-release': m0009,
 };
 
 export const migrationProvider: MigrationProvider = {

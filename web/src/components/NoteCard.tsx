@@ -1,6 +1,6 @@
 // A note in the chart's timeline: kind, status, body (SOAP sections headed), device results with
 // abnormal values marked, and addenda under the original.
-import { Badge, Card, Group, Stack, Text, Title } from '@mantine/core';
+import { Badge, Button, Card, Group, Stack, Text, Title } from '@mantine/core';
 import { Link } from 'react-router';
 import { formatDateTime, NOTE_KIND_LABEL } from '../format';
 import { SOAP_SECTIONS, textToSoap } from '../soap';
@@ -32,7 +32,14 @@ function NoteBody({ note }: { note: Note }) {
   );
 }
 
-export function NoteCard({ note }: { note: Note }) {
+export function NoteCard({
+  note,
+  onReleaseAddendum,
+}: {
+  note: Note;
+  /** Offered on addenda of an owner note not yet released (staff who may release). */
+  onReleaseAddendum?: (addendumId: string) => void;
+}) {
   const abnormal = note.result?.abnormal === true;
   return (
     <Card
@@ -94,9 +101,27 @@ export function NoteCard({ note }: { note: Note }) {
         >
           {note.addenda.map((a) => (
             <div key={a.id}>
-              <Text size="xs" fw={700} c="dimmed">
-                Addendum · {a.authorName} · {formatDateTime(a.createdAt)}
-              </Text>
+              <Group gap="xs">
+                <Text size="xs" fw={700} c="dimmed">
+                  Addendum · {a.authorName} · {formatDateTime(a.createdAt)}
+                </Text>
+                {note.visibility === 'owner' && a.releaseAt && (
+                  <Badge color="blue" variant="light" size="xs">
+                    Released to owner
+                  </Badge>
+                )}
+                {note.visibility === 'owner' && !a.releaseAt && onReleaseAddendum && (
+                  <Button
+                    size="compact-xs"
+                    variant="light"
+                    onClick={() => {
+                      onReleaseAddendum(a.id);
+                    }}
+                  >
+                    Release addendum to owner
+                  </Button>
+                )}
+              </Group>
               <Text size="sm" className="note-body">
                 {a.body}
               </Text>

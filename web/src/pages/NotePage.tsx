@@ -374,6 +374,19 @@ function FinalNote({ patient, note }: { patient: Patient; note: Note }) {
     }
   }
 
+  async function releaseAddendum(addendumId: string) {
+    try {
+      await api('POST', `/notes/${note.id}/addenda/${addendumId}/release`);
+      notifications.show({
+        color: 'teal',
+        message: 'Released: the owner can see this addendum in their portal.',
+      });
+      await refresh();
+    } catch (err) {
+      notifications.show({ color: 'red', title: 'Not released', message: messageOf(err) });
+    }
+  }
+
   return (
     <Stack maw={860}>
       <Group justify="space-between">
@@ -397,7 +410,10 @@ function FinalNote({ patient, note }: { patient: Patient; note: Note }) {
       <Anchor component={Link} to={`/patients/${patient.id}`} size="sm">
         ← {patient.name}’s chart
       </Anchor>
-      <NoteCard note={note} />
+      <NoteCard
+        note={note}
+        {...(can.release ? { onReleaseAddendum: (id: string) => void releaseAddendum(id) } : {})}
+      />
       {can.writeNotes && (
         <form onSubmit={(event) => void addAddendum(event)}>
           <Stack gap="xs">
