@@ -854,7 +854,8 @@ describeEachEngine('access matrix', ({ url }) => {
     callers.set('trainer', (await invitedPerson('trainer', 'write')).person);
     callers.set('walker', (await invitedPerson('walker', 'read')).person);
     callers.set('carer', (await invitedPerson('carer', 'read')).person);
-    // A referral vet: a clinician of a third organization.
+    // A referral vet: a clinician of a third organization, who confirms the share from the
+    // mailed link with their password.
     const referral = await h.newUser(adminC, 'clinician');
     await consentFor(referral.email, 'read');
     await ok(clinicianA.token, {
@@ -862,6 +863,7 @@ describeEachEngine('access matrix', ({ url }) => {
       url: `/api/v1/patients/${patientId}/shares`,
       body: { email: referral.email, role: 'clinician', access: 'read' },
     });
+    await accept(referral.email);
     callers.set('referral', referral);
     const expiresAt = new Date(h.clock.now().getTime() + 60_000).toISOString();
     callers.set('expired', (await invitedPerson('trainer', 'write', { expiresAt })).person);
