@@ -182,4 +182,36 @@ describeEachEngine('security review', ({ url }) => {
     assert.equal(statuses.at(-1), 429, statuses.join(','));
     assert.equal(await login(referral.email, PASSWORD), null, 'the account is locked for sign-in');
   });
+
+  test('break-glass access ends when the clinician loses the clinician role', async () => {
+    const clinicianB = await h.newUser(adminB, 'clinician');
+    ok(
+      await h.request({
+        method: 'POST',
+        url: `/api/v1/patients/${patientId}/break-glass`,
+        token: clinicianB.token,
+        body: { reason: 'Collapsed in our waiting room, owner unreachable' },
+      }),
+    );
+    ok(await readPatient(clinicianB.token));
+    // Clinic B moves them to the front desk, within the grant's time.
+    ok(
+      await h.request({
+        method: 'PATCH',
+        url: `/api/v1/users/${clinicianB.userId}`,
+        token: adminB.token,
+        body: { role: 'reception' },
+      }),
+    );
+    const token = await login(clinicianB.email, PASSWORD);
+    assert.ok(token, 'they sign in again in their new role');
+    const res = await readPatient(token);
+    assert.equal(res.statusCode, 404, res.body);
+    const notes = await h.request({
+      method: 'GET',
+      url: `/api/v1/patients/${patientId}/notes`,
+      token,
+    });
+    assert.equal(notes.statusCode, 404, notes.body);
+  });
 });
