@@ -50,29 +50,34 @@ export async function versionsOf(tx: Tx, documentIds: string[]): Promise<Documen
     .execute();
 }
 
-/** Newest first (ids are time-ordered); deleted documents only when asked for. */
+/** Newest first (ids are time-ordered); deleted documents only when asked for, by staff. */
 export async function listDocuments(
   tx: Tx,
   patientId: string,
   filter: SeenBy,
   page: { beforeId: string | null; limit: number; includeDeleted: boolean },
 ): Promise<DocumentRow[]> {
-  return tx
-    .selectFrom('documents')
-    .selectAll()
-    .where('patient_id', '=', patientId)
-    .where(
-      visibleWhere(filter, {
-        visibility: 'documents.visibility',
-        sharedWith: 'documents.shared_with',
-        author: 'documents.created_by',
-      }),
-    )
-    .$if(!page.includeDeleted, (q) => q.where('status', '=', 'active'))
-    .$if(page.beforeId !== null, (q) => q.where('id', '<', page.beforeId ?? ''))
-    .orderBy('id', 'desc')
-    .limit(page.limit)
-    .execute();
+  return (
+    tx
+      .selectFrom('documents')
+      .selectAll()
+      .where('patient_id', '=', patientId)
+      .where(
+        visibleWhere(filter, {
+          visibility: 'documents.visibility',
+          sharedWith: 'documents.shared_with',
+          author: 'documents.created_by',
+        }),
+      )
+      // Deleted documents are the clinic's to review and restore: listed only to its staff.
+      .$if(!page.includeDeleted || filter.kind !== 'everything', (q) =>
+        q.where('status', '=', 'active'),
+      )
+      .$if(page.beforeId !== null, (q) => q.where('id', '<', page.beforeId ?? ''))
+      .orderBy('id', 'desc')
+      .limit(page.limit)
+      .execute()
+  );
 }
 
 /** Applies `changes` only if the document is still at `expectedVersion`. */

@@ -214,4 +214,67 @@ describeEachEngine('security review', ({ url }) => {
     });
     assert.equal(notes.statusCode, 404, notes.body);
   });
+
+  test('a deleted document is not listed to the owner, even when they ask for deleted ones', async () => {
+    const email = uniqueEmail('owner');
+    const patient = ok(
+      await h.request({
+        method: 'POST',
+        url: '/api/v1/patients',
+        token: nurseA.token,
+        body: { name: 'Bella', species: 'feline', owners: [{ name: 'Otto Owner', email }] },
+      }),
+      201,
+    ).json<{ id: string }>();
+    await shareWith(email, 'owner', patient.id);
+    ok(
+      await h.request({
+        method: 'POST',
+        url: `/api/v1/invitations/${await invitationToken(h, email)}/accept`,
+        body: { name: 'Otto Owner', password: PASSWORD },
+      }),
+    );
+    const owner = await login(email, PASSWORD);
+    assert.ok(owner);
+    // Filed for the owner by mistake (another family's invoice), then deleted by the clinic.
+    const form = new FormData();
+    form.append('visibility', 'owner');
+    form.append('title', 'Invoice for the Smith family');
+    form.append('file', new Blob(['Invoice: Smith family'], { type: 'text/plain' }), 'smith.txt');
+    const encoded = new Request('http://caretrail.test/', { method: 'POST', body: form });
+    const uploaded = ok(
+      await h.runtime.app.inject({
+        method: 'POST',
+        url: `/api/v1/patients/${patient.id}/documents`,
+        headers: {
+          authorization: `Bearer ${nurseA.token}`,
+          'content-type': encoded.headers.get('content-type') ?? '',
+        },
+        payload: Buffer.from(await encoded.arrayBuffer()),
+      }),
+      201,
+    ).json<{ id: string }>();
+    ok(
+      await h.request({
+        method: 'DELETE',
+        url: `/api/v1/documents/${uploaded.id}`,
+        token: nurseA.token,
+      }),
+    );
+    const listed = (token: string) =>
+      h.request({
+        method: 'GET',
+        url: `/api/v1/patients/${patient.id}/documents?includeDeleted=true`,
+        token,
+      });
+    const ownerList = ok(await listed(owner));
+    assert.deepEqual(ownerList.json<{ items: unknown[] }>().items, []);
+    assert.ok(!ownerList.body.includes('Smith'));
+    const staffList = ok(await listed(nurseA.token)).json<{ items: { id: string }[] }>();
+    assert.deepEqual(
+      staffList.items.map((d) => d.id),
+      [uploaded.id],
+      'the clinic still sees it, to restore it',
+    );
+  });
 });
