@@ -127,6 +127,8 @@ export interface RecordItem {
   shared_with: string;
   author: string;
   release_at?: string | null;
+  /** Documents only: when it was deleted; a deleted one is the organization's alone. */
+  deleted_at?: string | null;
 }
 
 /**
@@ -144,6 +146,8 @@ export async function accessItem(
 ): Promise<PatientGrant> {
   const grant = await reachPatient(tx, ctx, item.patient_id, record, now, what);
   if (!sees(grant, item, now)) throw notFound(what);
+  // Staff keep a deleted document to review and restore; for anyone else it is gone.
+  if (item.deleted_at != null && grant.access.via !== 'organization') throw notFound(what);
   requireCapability(grant, capability);
   return grant;
 }

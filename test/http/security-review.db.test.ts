@@ -2,6 +2,7 @@
 // attacked over HTTP as an outsider, another organization or a former colleague would.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { Secret, TOTP } from 'otpauth';
 import type { LightMyRequestResponse } from 'fastify';
 import { errorOf } from '../helpers/api.js';
 import { describeEachEngine } from '../helpers/engines.js';
@@ -215,7 +216,7 @@ describeEachEngine('security review', ({ url }) => {
     assert.equal(notes.statusCode, 404, notes.body);
   });
 
-  test('a deleted document is not listed to the owner, even when they ask for deleted ones', async () => {
+  test('a deleted document is gone for the owner: not listed, even when they ask for deleted ones, and 404 by id', async () => {
     const email = uniqueEmail('owner');
     const patient = ok(
       await h.request({
@@ -270,11 +271,82 @@ describeEachEngine('security review', ({ url }) => {
     const ownerList = ok(await listed(owner));
     assert.deepEqual(ownerList.json<{ items: unknown[] }>().items, []);
     assert.ok(!ownerList.body.includes('Smith'));
+    for (const path of ['', '/versions', '/content']) {
+      const res = await h.request({
+        method: 'GET',
+        url: `/api/v1/documents/${uploaded.id}${path}`,
+        token: owner,
+      });
+      assert.equal(res.statusCode, 404, `GET ${path}: ${res.body}`);
+      assert.ok(!res.body.includes('Smith'));
+    }
     const staffList = ok(await listed(nurseA.token)).json<{ items: { id: string }[] }>();
     assert.deepEqual(
       staffList.items.map((d) => d.id),
       [uploaded.id],
       'the clinic still sees it, to restore it',
     );
+  });
+
+  // Checked sound in the review; kept as guards.
+
+  test('guard: case and space variants of an email count against one account, X-Forwarded-For is ignored', async () => {
+    const victim = await h.newUser(adminA, 'clinician');
+    const variants = [victim.email.toUpperCase(), ` ${victim.email} `, `\t${victim.email}`];
+    for (let i = 0; i < h.config.loginMaxFailures; i++) {
+      const res = await h.request({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        body: { email: variants[i % variants.length], password: `wrong guess ${i}` },
+        remoteAddress: `10.77.0.${i + 1}`,
+        headers: { 'x-forwarded-for': `192.0.2.${i + 1}` },
+      });
+      assert.equal(res.statusCode, 401, res.body);
+    }
+    const locked = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      body: { email: victim.email, password: PASSWORD },
+      remoteAddress: '10.77.1.1',
+    });
+    assert.equal(locked.statusCode, 429, 'the account is locked whichever spelling was used');
+
+    // One address behind a forged X-Forwarded-For is still one address (trust proxy is off).
+    const statuses: number[] = [];
+    for (let i = 0; i <= h.config.loginIpMaxFailures; i++) {
+      const res = await h.request({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        body: { email: uniqueEmail('nobody'), password: 'guessing away' },
+        remoteAddress: '10.78.0.1',
+        headers: { 'x-forwarded-for': `198.51.100.${i + 1}` },
+      });
+      statuses.push(res.statusCode);
+    }
+    assert.equal(statuses.at(-1), 429, statuses.join(','));
+  });
+
+  test('guard: the code that turned two-step sign-in on cannot be replayed to sign in', async () => {
+    const user = await h.newUser(adminA, 'nurse');
+    const enrol = ok(
+      await h.request({ method: 'POST', url: '/api/v1/me/mfa/totp', token: user.token }),
+    ).json<{ secret: string }>();
+    const totp = new TOTP({ secret: Secret.fromBase32(enrol.secret), digits: 6, period: 30 });
+    const code = totp.generate({ timestamp: h.clock.now().getTime() });
+    ok(
+      await h.request({
+        method: 'POST',
+        url: '/api/v1/me/mfa/totp/verify',
+        token: user.token,
+        body: { code },
+      }),
+    );
+    const replay = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      body: { email: user.email, password: PASSWORD, totp: code },
+      remoteAddress: '10.79.0.1',
+    });
+    assert.equal(replay.statusCode, 401, replay.body);
   });
 });
