@@ -351,6 +351,12 @@ export function createSharingService(deps: ServiceDeps) {
    * that email. A used or expired link is 404. An email that meanwhile has an account keeps its
    * password: the shares are linked and the person signs in as before.
    */
+  const invitationNotValid = () =>
+    new AppError(
+      'not_found',
+      'This invitation link is not valid: it was used already or it expired. Ask for a new one.',
+    );
+
   /**
    * Someone accepting an invitation for an email that already has an account proves they hold
    * it with its password (counted towards its sign-in lockout like a sign-in): the email of a
@@ -398,7 +404,8 @@ export function createSharingService(deps: ServiceDeps) {
     const holder = pending ? await findUserByEmail(db.read, pending.email) : undefined;
     let passwordHash: string | null = null;
     if (holder) await confirmAccountHolder(holder, input.password);
-    else {
+    else if (pending) {
+      // Hashing costs real CPU and memory: only for a link that can still be used.
       checkPasswordRule(input.password);
       passwordHash = await hashPassword(input.password);
     }
@@ -406,11 +413,7 @@ export function createSharingService(deps: ServiceDeps) {
       const now = clock.now();
       const at = now.toISOString();
       const invitation = await claimInvitation(tx, tokenHash, at);
-      if (!invitation)
-        throw new AppError(
-          'not_found',
-          'This invitation link is not valid: it was used already or it expired. Ask for a new one.',
-        );
+      if (!invitation) throw invitationNotValid();
       record.entity = { type: 'Invitation', id: invitation.id, version: null };
       // The event belongs to the shared patient, so the clinic finds it in its trail.
       const invitedTo = await tx
@@ -428,6 +431,8 @@ export function createSharingService(deps: ServiceDeps) {
           'conflict',
           'An account with this email was created meanwhile; open the link again.',
         );
+      // A link that was not usable before the checks above is not usable now either.
+      if (!existing && passwordHash === null) throw invitationNotValid();
       const userId =
         existing?.id ??
         (
