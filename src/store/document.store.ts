@@ -57,27 +57,24 @@ export async function listDocuments(
   filter: SeenBy,
   page: { beforeId: string | null; limit: number; includeDeleted: boolean },
 ): Promise<DocumentRow[]> {
-  return (
-    tx
-      .selectFrom('documents')
-      .selectAll()
-      .where('patient_id', '=', patientId)
-      .where(
-        visibleWhere(filter, {
-          visibility: 'documents.visibility',
-          sharedWith: 'documents.shared_with',
-          author: 'documents.created_by',
-        }),
-      )
-      // Deleted documents are the clinic's to review and restore: listed only to its staff.
-      .$if(!page.includeDeleted || filter.kind !== 'everything', (q) =>
-        q.where('status', '=', 'active'),
-      )
-      .$if(page.beforeId !== null, (q) => q.where('id', '<', page.beforeId ?? ''))
-      .orderBy('id', 'desc')
-      .limit(page.limit)
-      .execute()
-  );
+  // Deleted documents are the clinic's to review and restore: listed only to its staff.
+  const withDeleted = page.includeDeleted && filter.kind === 'everything';
+  return tx
+    .selectFrom('documents')
+    .selectAll()
+    .where('patient_id', '=', patientId)
+    .where(
+      visibleWhere(filter, {
+        visibility: 'documents.visibility',
+        sharedWith: 'documents.shared_with',
+        author: 'documents.created_by',
+      }),
+    )
+    .$if(!withDeleted, (q) => q.where('status', '=', 'active'))
+    .$if(page.beforeId !== null, (q) => q.where('id', '<', page.beforeId ?? ''))
+    .orderBy('id', 'desc')
+    .limit(page.limit)
+    .execute();
 }
 
 /** Applies `changes` only if the document is still at `expectedVersion`. */
