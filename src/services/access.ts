@@ -12,6 +12,7 @@ import {
   type Visibility,
 } from '../domain/access.js';
 import { AppError, notFound } from '../domain/errors.js';
+import { can } from '../domain/roles.js';
 import { findLiveBreakGlass, findLiveShare, findPatientById } from '../store/access.store.js';
 import type { PatientRow, Tx } from '../store/tables.js';
 import type { AuditRecord } from './audit.service.js';
@@ -43,6 +44,9 @@ export async function accessOf(
       access: share.access as ShareAccess,
       expiresAt: share.expires_at,
     };
+  // A grant serves only while its holder may still break the glass: someone moved to another
+  // role within its time loses it then, not when it expires.
+  if (actor.role === null || !can(actor.role, 'break_glass')) return undefined;
   const grant = await findLiveBreakGlass(tx, patient.id, actor.userId, at);
   if (grant) return { via: 'break_glass', grantId: grant.id, expiresAt: grant.expires_at };
   return undefined;
@@ -123,6 +127,8 @@ export interface RecordItem {
   shared_with: string;
   author: string;
   release_at?: string | null;
+  /** Documents only: when it was deleted; a deleted one is the organization's alone. */
+  deleted_at?: string | null;
 }
 
 /**
@@ -140,6 +146,8 @@ export async function accessItem(
 ): Promise<PatientGrant> {
   const grant = await reachPatient(tx, ctx, item.patient_id, record, now, what);
   if (!sees(grant, item, now)) throw notFound(what);
+  // Staff keep a deleted document to review and restore; for anyone else it is gone.
+  if (item.deleted_at != null && grant.access.via !== 'organization') throw notFound(what);
   requireCapability(grant, capability);
   return grant;
 }

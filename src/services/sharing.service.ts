@@ -13,6 +13,7 @@ import { findDocument } from '../store/document.store.js';
 import { ownersOf } from '../store/patient.store.js';
 import {
   claimInvitation,
+  findUsableInvitation,
   consentVersionsOf,
   consentsOf,
   findConsent,
@@ -29,7 +30,8 @@ import {
   updateConsent,
   type ShareWithConsent,
 } from '../store/sharing.store.js';
-import type { ConsentRow, ShareRow, Tx } from '../store/tables.js';
+import type { ConsentRow, ShareRow, Tx, UserRow } from '../store/tables.js';
+import { refundLoginAttempt, registerLoginAttempt } from '../store/login-failure.store.js';
 import { findUserByEmail } from '../store/user.store.js';
 import { accessOf, accessPatient, accessUnlisted } from './access.js';
 import { audited } from './audit.service.js';
@@ -37,7 +39,7 @@ import { requirePermission, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { mailAdmins, queueMail, SECRET_PLACEHOLDER } from './mail.js';
 import { toPage, type Page, idAfter } from './pagination.js';
-import { checkPasswordRule, hashPassword, normalizeEmail } from './passwords.js';
+import { checkPasswordRule, hashPassword, normalizeEmail, verifyPassword } from './passwords.js';
 import { hashToken, newToken } from './tokens.js';
 import { insertNewUser, toUser, type User } from './user.service.js';
 
@@ -165,7 +167,7 @@ function futureTime(value: string | undefined, now: Date, field: string): string
 }
 
 export function createSharingService(deps: ServiceDeps) {
-  const { clock, settings, vault } = deps;
+  const { db, clock, settings, vault } = deps;
 
   async function recordConsentVersion(
     tx: Tx,
@@ -235,13 +237,17 @@ export function createSharingService(deps: ServiceDeps) {
             );
           consentId = consent.id;
         }
+        // An account's email was proven only when it came from an invitation link (people
+        // outside any organization). A staff account's email was typed by its clinic's admin,
+        // who could name anyone: its holder confirms through the mailed link, with the password.
+        const linkNow = grantee !== undefined && grantee.organization_id === null;
         const at = now.toISOString();
         const row: ShareRow = {
           id: uuidv7(now.getTime()),
           organization_id: patient.organization_id,
           patient_id: patientId,
           grantee_email: email,
-          grantee_user_id: grantee?.id ?? null,
+          grantee_user_id: linkNow ? grantee.id : null,
           role: input.role,
           access: input.access,
           expires_at: expiresAt,
@@ -253,9 +259,9 @@ export function createSharingService(deps: ServiceDeps) {
         };
         await insertShare(tx, row);
         record.entity = { type: 'Share', id: row.id, version: null };
-        record.detail = { role: input.role, access: input.access, consentId, invited: !grantee };
+        record.detail = { role: input.role, access: input.access, consentId, invited: !linkNow };
         let invitation: CreatedShare['invitation'] = null;
-        if (grantee) {
+        if (linkNow) {
           await queueMail(tx, now, vault, {
             to: email,
             subject: 'A patient record was shared with you',
@@ -280,7 +286,7 @@ export function createSharingService(deps: ServiceDeps) {
           await queueMail(tx, now, vault, {
             to: email,
             subject: 'You are invited to Caretrail',
-            text: `${actor.name} shared a patient record with you in Caretrail (as ${input.role}, ${input.access} access).\n\nSet your password with this link; it works once, until ${invitationExpires}:\n${settings.publicUrl}/invitations#token=${SECRET_PLACEHOLDER}\n`,
+            text: `${actor.name} shared a patient record with you in Caretrail (as ${input.role}, ${input.access} access).\n\n${grantee ? 'Confirm it with this link and the password of your Caretrail account' : 'Set your password with this link'}; it works once, until ${invitationExpires}:\n${settings.publicUrl}/invitations#token=${SECRET_PLACEHOLDER}\n`,
             secret: token,
             organizationId: patient.organization_id,
           });
@@ -345,6 +351,47 @@ export function createSharingService(deps: ServiceDeps) {
    * that email. A used or expired link is 404. An email that meanwhile has an account keeps its
    * password: the shares are linked and the person signs in as before.
    */
+  const invitationNotValid = () =>
+    new AppError(
+      'not_found',
+      'This invitation link is not valid: it was used already or it expired. Ask for a new one.',
+    );
+
+  /**
+   * Someone accepting an invitation for an email that already has an account proves they hold
+   * it with its password (counted towards its sign-in lockout like a sign-in): the email of a
+   * staff account was typed by an admin, possibly of another clinic, and is no proof by itself.
+   */
+  async function confirmAccountHolder(user: UserRow, password: string): Promise<void> {
+    const now = clock.now();
+    const accountKey = `account:${user.email}`;
+    const lockedUntil = await db.write((tx) =>
+      registerLoginAttempt(tx, accountKey, now, {
+        maxAttempts: settings.loginMaxFailures,
+        windowMs: settings.loginLockoutMinutes * 60_000,
+      }),
+    );
+    if (lockedUntil)
+      throw new AppError(
+        'too_many_requests',
+        'Too many wrong passwords for this account; try again later.',
+        {
+          retryAfterSeconds: Math.max(1, Math.ceil((lockedUntil.getTime() - now.getTime()) / 1000)),
+        },
+      );
+    if (user.disabled === 1 || !(await verifyPassword(user.password_hash, password)))
+      throw new AppError(
+        'unauthenticated',
+        'An account with this email exists already: enter its password to accept the invitation.',
+      );
+    await db.write((tx) => refundLoginAttempt(tx, accountKey));
+  }
+
+  /**
+   * Turns an invitation into an account (name and password), linking every share waiting for
+   * that email. A used or expired link is 404. An email that already has an account keeps it:
+   * the acceptor gives its password, the shares are linked and the person signs in as before.
+   */
   async function acceptInvitation(
     ctx: RequestContext,
     token: string,
@@ -352,17 +399,21 @@ export function createSharingService(deps: ServiceDeps) {
   ): Promise<User> {
     const name = input.name.trim();
     if (name === '') throw new AppError('invalid', 'Give your name.');
-    checkPasswordRule(input.password);
-    const passwordHash = await hashPassword(input.password);
+    const tokenHash = hashToken(token);
+    const pending = await findUsableInvitation(db.read, tokenHash, clock.now().toISOString());
+    const holder = pending ? await findUserByEmail(db.read, pending.email) : undefined;
+    let passwordHash: string | null = null;
+    if (holder) await confirmAccountHolder(holder, input.password);
+    else if (pending) {
+      // Hashing costs real CPU and memory: only for a link that can still be used.
+      checkPasswordRule(input.password);
+      passwordHash = await hashPassword(input.password);
+    }
     return audited(deps, ctx, { action: 'C', type: 'invitation.accept' }, async (tx, record) => {
       const now = clock.now();
       const at = now.toISOString();
-      const invitation = await claimInvitation(tx, hashToken(token), at);
-      if (!invitation)
-        throw new AppError(
-          'not_found',
-          'This invitation link is not valid: it was used already or it expired. Ask for a new one.',
-        );
+      const invitation = await claimInvitation(tx, tokenHash, at);
+      if (!invitation) throw invitationNotValid();
       record.entity = { type: 'Invitation', id: invitation.id, version: null };
       // The event belongs to the shared patient, so the clinic finds it in its trail.
       const invitedTo = await tx
@@ -372,8 +423,16 @@ export function createSharingService(deps: ServiceDeps) {
         .executeTakeFirst();
       record.patientId = invitedTo?.patient_id ?? null;
       // Two invitations to one email accepted at the same moment: one of them is a 409 (its
-      // link stays unused) and works when opened again, finding the account.
+      // link stays unused) and works when opened again, finding the account. An account made
+      // since the password was checked was not confirmed: the link stays unused too.
       const existing = await findUserByEmail(tx, invitation.email);
+      if (existing && existing.id !== holder?.id)
+        throw new AppError(
+          'conflict',
+          'An account with this email was created meanwhile; open the link again.',
+        );
+      // A link that was not usable before the checks above is not usable now either.
+      if (!existing && passwordHash === null) throw invitationNotValid();
       const userId =
         existing?.id ??
         (
@@ -382,7 +441,7 @@ export function createSharingService(deps: ServiceDeps) {
             email: invitation.email,
             name,
             role: null,
-            passwordHash,
+            passwordHash: passwordHash ?? '!',
             now: at,
           })
         ).id;

@@ -50,13 +50,15 @@ export async function versionsOf(tx: Tx, documentIds: string[]): Promise<Documen
     .execute();
 }
 
-/** Newest first (ids are time-ordered); deleted documents only when asked for. */
+/** Newest first (ids are time-ordered); deleted documents only when asked for, by staff. */
 export async function listDocuments(
   tx: Tx,
   patientId: string,
   filter: SeenBy,
   page: { beforeId: string | null; limit: number; includeDeleted: boolean },
 ): Promise<DocumentRow[]> {
+  // Deleted documents are the clinic's to review and restore: listed only to its staff.
+  const withDeleted = page.includeDeleted && filter.kind === 'everything';
   return tx
     .selectFrom('documents')
     .selectAll()
@@ -68,7 +70,7 @@ export async function listDocuments(
         author: 'documents.created_by',
       }),
     )
-    .$if(!page.includeDeleted, (q) => q.where('status', '=', 'active'))
+    .$if(!withDeleted, (q) => q.where('status', '=', 'active'))
     .$if(page.beforeId !== null, (q) => q.where('id', '<', page.beforeId ?? ''))
     .orderBy('id', 'desc')
     .limit(page.limit)

@@ -112,6 +112,21 @@ export async function insertInvitation(tx: Tx, row: InvitationRow): Promise<void
   await tx.insertInto('invitations').values(row).execute();
 }
 
+/** An unused, unexpired invitation, without claiming it (to check the acceptor first). */
+export async function findUsableInvitation(
+  tx: Tx,
+  tokenHash: string,
+  now: string,
+): Promise<InvitationRow | undefined> {
+  return tx
+    .selectFrom('invitations')
+    .selectAll()
+    .where('token_hash', '=', tokenHash)
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', now)
+    .executeTakeFirst();
+}
+
 /** Claims an unused, unexpired invitation; a second claim (a replayed link) finds nothing. */
 export async function claimInvitation(
   tx: Tx,

@@ -127,7 +127,7 @@ function ShareDialog({ patient, onClose }: { patient: Patient; onClose: () => vo
                 description={
                   role === 'owner'
                     ? 'Must be the email of an owner on record.'
-                    : 'They get an invitation if they have no account.'
+                    : 'They are emailed. Without an account, or as staff of another clinic, they accept from the mailed link.'
                 }
               />
               <Select

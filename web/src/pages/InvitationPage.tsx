@@ -61,7 +61,7 @@ export function InvitationPage() {
             />
             <PasswordInput
               label="Choose a password"
-              description="At least 12 characters."
+              description="At least 12 characters. If you already have a Caretrail account, enter its password."
               required
               minLength={12}
               autoComplete="new-password"
