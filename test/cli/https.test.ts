@@ -90,6 +90,34 @@ describe('caretrail serve over HTTPS', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  test('unusable certificate files stop the start with one line, exit code 2', async () => {
+    const data = { CARETRAIL_DATA_DIR: path.join(dir, 'data-refused') };
+    const missing = await runCli(['serve', '--port', '0'], {
+      ...data,
+      CARETRAIL_TLS_CERT: path.join(dir, 'nowhere.crt'),
+      CARETRAIL_TLS_KEY: first.keyFile,
+    });
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(
+      missing.stderr,
+      /^caretrail: Cannot read the TLS certificate .*nowhere\.crt \(ENOENT\)\.\n$/,
+    );
+    const other = await issueCertificate(dir, ca, 'other');
+    const mismatch = await runCli(['serve', '--port', '0'], {
+      ...data,
+      CARETRAIL_TLS_CERT: first.certFile,
+      CARETRAIL_TLS_KEY: other.keyFile,
+    });
+    assert.equal(mismatch.code, 2, mismatch.stderr);
+    assert.match(mismatch.stderr, /cannot be used: .*key values mismatch/);
+    const half = await runCli(['serve', '--port', '0'], {
+      ...data,
+      CARETRAIL_TLS_CERT: first.certFile,
+    });
+    assert.equal(half.code, 2);
+    assert.match(half.stderr, /CARETRAIL_TLS_CERT and CARETRAIL_TLS_KEY go together/);
+  });
+
   test('the server says it listens on https:// and the default public URL is https', () => {
     assert.equal(server.baseUrl, base());
     assert.match(server.output(), /"to":"https:\/\/127\.0\.0\.1:\d+"/);
@@ -252,4 +280,12 @@ describe('caretrail serve over HTTPS', () => {
       }
     },
   );
+
+  test('SIGTERM stops HTTPS and the redirect listener cleanly', { timeout: 30_000 }, async () => {
+    server.child.kill('SIGTERM');
+    const exit = await server.exited;
+    assert.deepEqual(exit, { code: 0, signal: null }, server.output());
+    assert.match(server.output(), /stopped cleanly/);
+    await assert.rejects(fetch(`http://127.0.0.1:${redirectPort}/`), 'the redirect port is closed');
+  });
 });
