@@ -6,6 +6,9 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 export interface Config {
   readonly host: string;
   readonly port: number;
+  readonly tlsCert: string;
+  readonly tlsKey: string;
+  readonly httpRedirectPort: number | null;
   readonly dataDir: string;
   readonly databaseUrl: string;
   readonly publicUrl: string;
@@ -45,6 +48,9 @@ export interface Config {
   readonly mllpPort: number | null;
   readonly mllpHost: string;
   readonly mllpKeyId: string;
+  readonly mllpIdleSeconds: number;
+  readonly mllpTls: boolean;
+  readonly mllpTlsCa: string;
   readonly resultFallbackMatch: boolean;
 }
 
@@ -82,6 +88,11 @@ function integer(min: number, max: number, what: string): (raw: string) => numbe
 function hostName(raw: string): string {
   if (!/^[A-Za-z0-9.:[\]-]+$/.test(raw)) throw new ConfigError('a host name or IP address');
   return raw;
+}
+
+function filePath(raw: string): string {
+  if (raw.trim() === '') throw new ConfigError('a file path');
+  return path.resolve(raw.trim());
 }
 
 function bool(raw: string): boolean {
@@ -158,6 +169,22 @@ const SETTINGS = [
     fallback: () => 8080,
   },
   {
+    key: 'tlsCert',
+    env: 'CARETRAIL_TLS_CERT',
+    flag: 'tls-cert',
+    description: 'PEM certificate chain: serve HTTPS (with CARETRAIL_TLS_KEY); re-read on SIGHUP.',
+    parse: filePath,
+    fallback: () => '',
+  },
+  {
+    key: 'tlsKey',
+    env: 'CARETRAIL_TLS_KEY',
+    flag: 'tls-key',
+    description: 'PEM private key of the certificate; re-read on SIGHUP.',
+    parse: filePath,
+    fallback: () => '',
+  },
+  {
     key: 'dataDir',
     env: 'CARETRAIL_DATA_DIR',
     flag: 'data-dir',
@@ -184,8 +211,18 @@ const SETTINGS = [
     parse: httpUrl,
     fallback: (p: Partial<Config>) => {
       const host = p.host === '0.0.0.0' || p.host === '::' ? '127.0.0.1' : (p.host ?? '127.0.0.1');
-      return `http://${host.includes(':') ? `[${host}]` : host}:${p.port ?? 8080}`;
+      const scheme = p.tlsCert ? 'https' : 'http';
+      return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${p.port ?? 8080}`;
     },
+  },
+  {
+    key: 'httpRedirectPort',
+    env: 'CARETRAIL_HTTP_REDIRECT_PORT',
+    flag: 'http-redirect-port',
+    description:
+      'Plain-HTTP port that only redirects to the https public URL (unset: none; 0 picks a free one).',
+    parse: integer(0, 65535, 'an integer'),
+    fallback: () => null,
   },
   {
     key: 'logLevel',
@@ -495,6 +532,31 @@ const SETTINGS = [
     fallback: () => '',
   },
   {
+    key: 'mllpIdleSeconds',
+    env: 'CARETRAIL_MLLP_IDLE_SECONDS',
+    flag: 'mllp-idle-seconds',
+    description: 'An MLLP connection that sends nothing for this long is closed.',
+    parse: integer(1, 86400, 'an integer number of seconds'),
+    fallback: () => 300,
+  },
+  {
+    key: 'mllpTls',
+    env: 'CARETRAIL_MLLP_TLS',
+    flag: 'mllp-tls',
+    description: 'MLLP over TLS, with the HTTPS certificate and key.',
+    parse: bool,
+    fallback: () => false,
+  },
+  {
+    key: 'mllpTlsCa',
+    env: 'CARETRAIL_MLLP_TLS_CA',
+    flag: 'mllp-tls-ca',
+    description:
+      'PEM CA certificate(s): MLLP over TLS then requires a client certificate they signed.',
+    parse: filePath,
+    fallback: () => '',
+  },
+  {
     key: 'resultFallbackMatch',
     env: 'CARETRAIL_RESULT_FALLBACK_MATCH',
     flag: 'result-fallback-match',
@@ -518,6 +580,21 @@ const SECRET_ENVS = new Set([
   'CARETRAIL_SMTP_URL',
   'CARETRAIL_BLOB_URL',
 ]);
+
+/** Settings that only make sense with others. */
+function checkTogether(config: Config): void {
+  const fail = (text: string) => {
+    throw new ConfigError(`Invalid configuration: ${text}`);
+  };
+  if ((config.tlsCert === '') !== (config.tlsKey === ''))
+    fail('CARETRAIL_TLS_CERT and CARETRAIL_TLS_KEY go together: set both or neither.');
+  if (config.httpRedirectPort !== null && !config.publicUrl.startsWith('https:'))
+    fail('CARETRAIL_HTTP_REDIRECT_PORT redirects to an https:// CARETRAIL_PUBLIC_URL (or TLS).');
+  if (config.mllpTls && config.tlsCert === '')
+    fail('CARETRAIL_MLLP_TLS needs CARETRAIL_TLS_CERT and CARETRAIL_TLS_KEY.');
+  if (config.mllpTlsCa !== '' && !config.mllpTls)
+    fail('CARETRAIL_MLLP_TLS_CA needs CARETRAIL_MLLP_TLS=true.');
+}
 
 /**
  * Builds the configuration from the environment and `--flag value` / `--flag=value` pairs
@@ -545,5 +622,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Record<string, string>
       throw new ConfigError(`Invalid configuration: ${name} must be ${expected}${got}.`);
     }
   }
-  return Object.freeze(partial as Config);
+  const config = partial as Config;
+  checkTogether(config);
+  return Object.freeze(config);
 }

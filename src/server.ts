@@ -1,4 +1,5 @@
 // Assembles a running Caretrail from a configuration: database, services, HTTP app.
+import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { loadAuditSigner } from './audit-signing-key.js';
 import { startCheckpointJob, type CheckpointJob } from './jobs/audit-checkpoint.job.js';
@@ -21,6 +22,8 @@ import type { HostResolver } from './services/webhook-address.js';
 import { createOutboxRelay, type OutboxRelay } from './jobs/outbox-relay.js';
 import { startMllpEndpoint } from './integrations/mllp-endpoint.js';
 import type { MllpListener } from './integrations/mllp-listener.js';
+import { startRedirectListener, type RedirectListener } from './http/redirect-listener.js';
+import { createTlsReloader, tlsServerOptions, type TlsReloader } from './tls-credentials.js';
 
 export interface Runtime {
   app: Awaited<ReturnType<typeof buildApp>>;
@@ -35,6 +38,10 @@ export interface Runtime {
   startJobs(): void;
   /** Starts the HL7 v2 MLLP listener (CARETRAIL_MLLP_PORT); closed by close(). */
   listenMllp(): Promise<MllpListener>;
+  /** Starts the plain-HTTP listener that only redirects (CARETRAIL_HTTP_REDIRECT_PORT). */
+  listenRedirect(): Promise<RedirectListener>;
+  /** The certificate of HTTPS and MLLP over TLS, reloadable (SIGHUP); null without TLS. */
+  tls: TlsReloader | null;
   close(): Promise<void>;
 }
 
@@ -135,6 +142,10 @@ export async function createRuntime(
     services.deps.onOutbox = () => {
       relay.kick();
     };
+    const tlsReloader =
+      config.tlsCert === ''
+        ? null
+        : createTlsReloader({ certFile: config.tlsCert, keyFile: config.tlsKey }, log);
     const app = await buildApp({
       services,
       log,
@@ -142,7 +153,10 @@ export async function createRuntime(
       maxUploadBytes: config.maxUploadBytes,
       trustProxy: config.trustProxy,
       webDir: defaultWebDir(),
+      https: tlsReloader ? tlsServerOptions(tlsReloader.material()) : null,
     });
+    if (tlsReloader && app.server instanceof tls.Server) tlsReloader.add(app.server);
+    let redirect: RedirectListener | null = null;
     let checkpoints: CheckpointJob | null = null;
     let lifecycle: LifecycleJob | null = null;
     let mllp: MllpListener | null = null;
@@ -165,12 +179,24 @@ export async function createRuntime(
         );
       },
       async listenMllp() {
-        mllp ??= await startMllpEndpoint(services, config, log);
+        mllp ??= await startMllpEndpoint(services, config, log, tlsReloader);
         return mllp;
       },
+      async listenRedirect() {
+        if (config.httpRedirectPort === null) throw new Error('No redirect port configured.');
+        redirect ??= await startRedirectListener({
+          host: config.host,
+          port: config.httpRedirectPort,
+          publicUrl: config.publicUrl,
+          log,
+        });
+        return redirect;
+      },
+      tls: tlsReloader,
       async close() {
         // Devices first: messages being stored are answered before the database closes.
         await mllp?.close();
+        await redirect?.close();
         // A keep-alive connection whose last answer was still being flushed when closing began
         // is not idle yet at that moment: sweep idle connections until the server has stopped.
         const sweep = setInterval(() => {

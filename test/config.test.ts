@@ -86,3 +86,43 @@ test('the README documents every setting', () => {
     );
   }
 });
+
+test('TLS: certificate and key go together, and the default public URL becomes https', () => {
+  const tls = loadConfig({ CARETRAIL_TLS_CERT: 'tls/cert.pem', CARETRAIL_TLS_KEY: 'tls/key.pem' });
+  assert.equal(tls.tlsCert, path.resolve('tls/cert.pem'));
+  assert.equal(tls.tlsKey, path.resolve('tls/key.pem'));
+  assert.equal(tls.publicUrl, 'https://127.0.0.1:8080');
+  assert.equal(tls.mllpIdleSeconds, 300);
+  assert.equal(tls.mllpTls, false);
+  const proxied = loadConfig({ CARETRAIL_PUBLIC_URL: 'https://records.example.test' });
+  assert.equal(proxied.tlsCert, '', 'behind a proxy the server itself may speak HTTP');
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ CARETRAIL_TLS_CERT: 'c.pem' }, /CARETRAIL_TLS_CERT and CARETRAIL_TLS_KEY go together/],
+    [{ CARETRAIL_TLS_KEY: 'k.pem' }, /CARETRAIL_TLS_CERT and CARETRAIL_TLS_KEY go together/],
+    [
+      { CARETRAIL_HTTP_REDIRECT_PORT: '8081' },
+      /CARETRAIL_HTTP_REDIRECT_PORT redirects to an https/,
+    ],
+    [{ CARETRAIL_MLLP_TLS: 'true' }, /CARETRAIL_MLLP_TLS needs CARETRAIL_TLS_CERT/],
+    [
+      { CARETRAIL_TLS_CERT: 'c', CARETRAIL_TLS_KEY: 'k', CARETRAIL_MLLP_TLS_CA: 'ca.pem' },
+      /CARETRAIL_MLLP_TLS_CA needs CARETRAIL_MLLP_TLS=true/,
+    ],
+    [{ CARETRAIL_MLLP_IDLE_SECONDS: '0' }, /CARETRAIL_MLLP_IDLE_SECONDS must be an integer/],
+  ];
+  for (const [env, expected] of cases) {
+    assert.throws(
+      () => loadConfig(env),
+      (err: unknown) => err instanceof ConfigError && expected.test(err.message),
+      JSON.stringify(env),
+    );
+  }
+  const redirect = loadConfig({
+    CARETRAIL_TLS_CERT: 'c',
+    CARETRAIL_TLS_KEY: 'k',
+    CARETRAIL_HTTP_REDIRECT_PORT: '8081',
+    CARETRAIL_MLLP_TLS: 'yes',
+  });
+  assert.equal(redirect.httpRedirectPort, 8081);
+  assert.equal(redirect.mllpTls, true);
+});

@@ -113,8 +113,16 @@ async function serve(config: Config): Promise<void> {
   process.on('SIGINT', () => {
     stop('SIGINT');
   });
+  // Certificate renewal: replace the files, then `kill -HUP`; listeners and open connections stay.
+  const tls = runtime.tls;
+  if (tls)
+    process.on('SIGHUP', () => {
+      log.info({ signal: 'SIGHUP' }, 'reloading the TLS certificate and key');
+      tls.reload();
+    });
   const address = await runtime.app.listen({ host: config.host, port: config.port });
   log.info({ address, engine: runtime.db.engine }, 'Caretrail is listening');
+  if (config.httpRedirectPort !== null) await runtime.listenRedirect();
   if (config.mllpPort !== null) await runtime.listenMllp();
   runtime.startJobs();
   // Verify the audit trail in the background: a broken chain is reported loudly, but the server

@@ -1,5 +1,6 @@
 // The Fastify application: request context, authentication, validation, errors and routes.
 import { randomUUID } from 'node:crypto';
+import type { ServerOptions } from 'node:https';
 import { Ajv } from 'ajv';
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -43,7 +44,11 @@ export interface AppOptions {
   trustProxy: boolean;
   /** The built web app (index.html and assets); null serves none. */
   webDir: string | null;
+  /** Serve HTTPS with these options (certificate, key, protocols); null serves plain HTTP. */
+  https: ServerOptions | null;
 }
+
+const HSTS = 'max-age=31536000; includeSubDomains';
 
 // Bodies are validated strictly (no type coercion, unknown fields rejected); query strings and
 // params are text on the wire, so they are coerced ("50" → 50) but otherwise just as strict.
@@ -76,6 +81,8 @@ function startRequest(request: FastifyRequest, reply: FastifyReply): void {
   reply.header('x-content-type-options', 'nosniff');
   reply.header('referrer-policy', 'no-referrer');
   reply.header('x-frame-options', 'DENY');
+  // Over TLS (served here, or by a trusted proxy that says so): browsers stay on HTTPS.
+  if (request.protocol === 'https') reply.header('strict-transport-security', HSTS);
   const userAgent = request.headers['user-agent'];
   request.ctx = {
     requestId: request.id,
@@ -96,6 +103,7 @@ export async function buildApp(options: AppOptions) {
     // One line per request (on response) instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    ...(options.https ? { https: options.https } : {}),
     // A URL Fastify cannot even decode still gets its audit event and the one error shape.
     frameworkErrors: (_error, request, reply) => {
       startRequest(request, reply);

@@ -28,17 +28,32 @@ export function csrfHeaderMissing(request: FastifyRequest): boolean {
   return request.headers[CSRF_HEADER] !== '1';
 }
 
-function cookieAttributes(request: FastifyRequest): string {
-  // Browsers drop Secure cookies sent over plain HTTP except on localhost: add it behind TLS.
-  const secure = request.protocol === 'https' ? '; Secure' : '';
+function cookieAttributes(request: FastifyRequest, publicUrl: string): string {
+  // Secure whenever people reach the server over TLS: served here, or ended by a proxy in front
+  // (the public URL is https even when the proxy talks plain HTTP to us). Only a plain-HTTP
+  // installation goes without (browsers drop Secure cookies over HTTP except on localhost).
+  const tls = request.protocol === 'https' || publicUrl.startsWith('https:');
+  const secure = tls ? '; Secure' : '';
   // No Max-Age: the cookie ends with the browser, the session at its own expiry or idle limit.
   return `Path=/; HttpOnly; SameSite=Strict${secure}`;
 }
 
-export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, token: string) {
-  reply.header('set-cookie', `${SESSION_COOKIE}=${token}; ${cookieAttributes(request)}`);
+export function setSessionCookie(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  publicUrl: string,
+  token: string,
+) {
+  reply.header('set-cookie', `${SESSION_COOKIE}=${token}; ${cookieAttributes(request, publicUrl)}`);
 }
 
-export function clearSessionCookie(request: FastifyRequest, reply: FastifyReply) {
-  reply.header('set-cookie', `${SESSION_COOKIE}=; ${cookieAttributes(request)}; Max-Age=0`);
+export function clearSessionCookie(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  publicUrl: string,
+) {
+  reply.header(
+    'set-cookie',
+    `${SESSION_COOKIE}=; ${cookieAttributes(request, publicUrl)}; Max-Age=0`,
+  );
 }

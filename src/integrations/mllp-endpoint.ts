@@ -1,12 +1,13 @@
 // HL7 v2 over MLLP: the listener on CARETRAIL_MLLP_PORT, its messages stored as the integration
 // key named by CARETRAIL_MLLP_KEY_ID (MLLP itself carries no credentials; the port is reached by
-// the clinic's devices on its own network).
+// the clinic's devices on its own network), over TLS with CARETRAIL_MLLP_TLS.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { AppError } from '../domain/errors.js';
 import type { RequestContext } from '../services/context.js';
 import type { Services } from '../services/services.js';
+import { readCaFile, tlsServerOptions, type TlsReloader } from '../tls-credentials.js';
 import { createHl7Receiver } from './hl7-receiver.js';
 import { ackFor } from './hl7-results.js';
 import {
@@ -20,10 +21,24 @@ const STATUS_OF = { AA: 200, AE: 422, AR: 400 } as const;
 
 export async function startMllpEndpoint(
   services: Services,
-  config: Pick<Config, 'mllpHost' | 'mllpPort' | 'mllpKeyId' | 'resultMaxBytes'>,
+  config: Pick<
+    Config,
+    | 'mllpHost'
+    | 'mllpPort'
+    | 'mllpKeyId'
+    | 'resultMaxBytes'
+    | 'mllpIdleSeconds'
+    | 'mllpTls'
+    | 'mllpTlsCa'
+  >,
   log: Logger,
+  tls: TlsReloader | null = null,
 ): Promise<MllpListener> {
   if (config.mllpPort === null) throw new Error('CARETRAIL_MLLP_PORT is not set.');
+  if (config.mllpTls && tls === null)
+    throw new AppError('invalid', 'CARETRAIL_MLLP_TLS needs the TLS certificate and key.');
+  // Client certificates: the CA file is read at start and at every reload.
+  const clientCa = () => (config.mllpTlsCa === '' ? {} : { ca: readCaFile(config.mllpTlsCa) });
   if (config.mllpKeyId === '')
     throw new AppError(
       'invalid',
@@ -82,6 +97,21 @@ export async function startMllpEndpoint(
     host: config.mllpHost,
     port: config.mllpPort,
     maxBytes: config.resultMaxBytes,
+    idleMs: config.mllpIdleSeconds * 1000,
+    tls:
+      config.mllpTls && tls
+        ? {
+            options: {
+              ...tlsServerOptions(tls.material()),
+              ...clientCa(),
+              requestCert: config.mllpTlsCa !== '',
+              rejectUnauthorized: config.mllpTlsCa !== '',
+            },
+            register(server) {
+              tls.add(server, clientCa);
+            },
+          }
+        : null,
     log,
     async handle(frame, peer) {
       const ctx: RequestContext = {

@@ -5,7 +5,9 @@
 // Why not @medplum/hl7's Hl7Server: its connection ends a message only when a TCP read ends in
 // FS CR, so two messages in one read, or an FS CR split across reads, are lost or merged, and it
 // buffers without limit. Frames are cut here; the library's Hl7Client is what tests talk with.
+// The same framing runs over plain TCP or TLS; a connection silent for the idle limit is closed.
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Logger } from 'pino';
 
 const VT = 0x0b;
@@ -183,12 +185,15 @@ export async function startMllpListener(options: {
   log: Logger;
   handle: MllpHandler;
   maxConnections?: number;
+  /** A connection that sends nothing for this long is closed (unless its ACK is being made). */
+  idleMs: number;
+  /** Serve TLS with these options; `register` receives the server (certificate reloads). */
+  tls: { options: tls.TlsOptions; register(server: tls.Server): void } | null;
 }): Promise<MllpListener> {
   const { log, handle } = options;
   const connections = new Set<{ socket: net.Socket; idle: () => Promise<void> }>();
 
-  // Half-open: a sender may send its last message and end its side, still owed the ACK.
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+  const onConnection = (socket: net.Socket) => {
     const peer: MllpPeer = { address: socket.remoteAddress ?? null };
     // An ACK goes out at once, not held back to be merged with the next write (Nagle).
     socket.setNoDelay(true);
@@ -219,6 +224,18 @@ export async function startMllpListener(options: {
     };
     connections.add(connection);
 
+    // Silence from the sender closes the connection; while its message is being stored the
+    // silence is ours, and the ACK write starts the count again.
+    socket.setTimeout(options.idleMs);
+    socket.on('timeout', () => {
+      if (working) return;
+      log.info(
+        { peer: peer.address, idleSeconds: Math.round(options.idleMs / 1000) },
+        'mllp connection idle: closed',
+      );
+      socket.destroy();
+    });
+
     socket.on('data', (chunk: Buffer) => {
       const frames = deframer.push(chunk);
       if (frames.length === 0) return;
@@ -239,7 +256,21 @@ export async function startMllpListener(options: {
       if (deframer.skipped > 0)
         log.warn({ peer: peer.address, bytes: deframer.skipped }, 'mllp bytes outside frames');
     });
-  });
+  };
+  // Half-open: a sender may send its last message and end its side, still owed the ACK.
+  const server = options.tls
+    ? tls.createServer({ ...options.tls.options, allowHalfOpen: true }, onConnection)
+    : net.createServer({ allowHalfOpen: true }, onConnection);
+  if (server instanceof tls.Server) {
+    options.tls?.register(server);
+    // A plain-TCP sender, an old protocol or a refused client certificate: no connection at all.
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      log.info(
+        { peer: socket.remoteAddress ?? null, code: err.code ?? 'tls_error' },
+        'mllp TLS handshake failed',
+      );
+    });
+  }
   server.maxConnections = options.maxConnections ?? 128;
 
   await new Promise<void>((resolve, reject) => {
@@ -251,7 +282,7 @@ export async function startMllpListener(options: {
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
-  log.info({ host: options.host, port }, 'MLLP listener started');
+  log.info({ host: options.host, port, tls: options.tls !== null }, 'MLLP listener started');
 
   return {
     port,

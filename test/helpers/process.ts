@@ -64,7 +64,7 @@ export function startServer(
     }, 30_000);
     const onData = (d: Buffer) => {
       out += d.toString();
-      const match = /"address":"(http:\/\/[^"]+)".*Caretrail is listening/.exec(out);
+      const match = /"address":"(https?:\/\/[^"]+)".*Caretrail is listening/.exec(out);
       if (match?.[1]) {
         clearTimeout(timer);
         resolve({ child, baseUrl: match[1], output: () => out, exited });

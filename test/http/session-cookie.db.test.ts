@@ -34,6 +34,9 @@ describeEachEngine('web sign-in cookie', ({ url }) => {
     const setCookie = [res.headers['set-cookie'] ?? []].flat()[0] ?? '';
     assert.match(setCookie, /HttpOnly/);
     assert.match(setCookie, /SameSite=Strict/);
+    // A plain-HTTP installation (public URL http://): a Secure cookie would be dropped.
+    assert.doesNotMatch(setCookie, /Secure/);
+    assert.equal(res.headers['strict-transport-security'], undefined);
     const json = res.json<Record<string, unknown>>();
     assert.equal(json.token, undefined, 'the token is not in the body');
     assert.equal(json.idleTimeoutMinutes, 20);
@@ -120,5 +123,54 @@ describeEachEngine('web sign-in cookie', ({ url }) => {
     assert.equal(asset.statusCode, 404);
     const traversal = await h.request({ method: 'GET', url: '/assets/../../package.json' });
     assert.notEqual(traversal.statusCode, 200);
+  });
+});
+
+describeEachEngine('web sign-in cookie behind a TLS-terminating proxy', ({ url }) => {
+  let h: Harness;
+  let admin: SignedIn;
+  before(async () => {
+    // The proxy speaks HTTPS to people and plain HTTP to us; the public URL says https.
+    h = await startHarness(url(), {
+      CARETRAIL_PUBLIC_URL: 'https://records.example.test',
+      CARETRAIL_TRUST_PROXY: 'true',
+    });
+    admin = await h.newOrganization();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test('the cookie is Secure, also on sign-out, though the request itself came over HTTP', async () => {
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/session',
+      body: { email: admin.email, password: PASSWORD },
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    const setCookie = [res.headers['set-cookie'] ?? []].flat()[0] ?? '';
+    assert.match(setCookie, /; Secure(;|$)/);
+    const out = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/logout',
+      headers: { cookie: cookieOf(res.headers['set-cookie']), 'x-caretrail-csrf': '1' },
+    });
+    assert.equal(out.statusCode, 204, out.body);
+    assert.match(String(out.headers['set-cookie']), /Max-Age=0/);
+    assert.match(String(out.headers['set-cookie']), /; Secure/);
+  });
+
+  test('answers the proxy forwarded as https carry HSTS; others do not', async () => {
+    const viaTls = await h.request({
+      method: 'GET',
+      url: '/healthz',
+      headers: { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.7' },
+    });
+    assert.equal(
+      viaTls.headers['strict-transport-security'],
+      'max-age=31536000; includeSubDomains',
+    );
+    const plain = await h.request({ method: 'GET', url: '/healthz' });
+    assert.equal(plain.headers['strict-transport-security'], undefined);
   });
 });

@@ -21,6 +21,13 @@ const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'hl7');
 const sample = (name: string) => fs.readFileSync(path.join(FIXTURES, name), 'utf8');
 const VENDOR_SAMPLES = fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.hl7'));
 const MAX_BYTES = 256 * 1024;
+const LISTENER = {
+  mllpHost: '127.0.0.1',
+  resultMaxBytes: MAX_BYTES,
+  mllpIdleSeconds: 300,
+  mllpTls: false,
+  mllpTlsCa: '',
+};
 const VT = '\u000b';
 const END = '\u001c\r';
 
@@ -149,7 +156,7 @@ describeEachEngine('HL7 v2 over MLLP', ({ url }) => {
     keyUserId = row.user_id;
     listener = await startMllpEndpoint(
       h.runtime.services,
-      { mllpHost: '127.0.0.1', mllpPort: 0, mllpKeyId: keyId, resultMaxBytes: MAX_BYTES },
+      { ...LISTENER, mllpPort: 0, mllpKeyId: keyId },
       h.runtime.services.deps.log,
     );
   });
@@ -159,7 +166,7 @@ describeEachEngine('HL7 v2 over MLLP', ({ url }) => {
   });
 
   test('the listener does not start without a live integration key', async () => {
-    const config = { mllpHost: '127.0.0.1', mllpPort: 0, resultMaxBytes: MAX_BYTES };
+    const config = { ...LISTENER, mllpPort: 0 };
     const log = h.runtime.services.deps.log;
     await assert.rejects(
       startMllpEndpoint(h.runtime.services, { ...config, mllpKeyId: '' }, log),

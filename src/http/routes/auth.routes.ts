@@ -40,7 +40,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = asy
     { schema: { response: { 204: Type.Null(), ...errorResponses } } },
     async (request, reply) => {
       await services.auth.logout(request.ctx);
-      clearSessionCookie(request, reply);
+      clearSessionCookie(request, reply, services.deps.settings.publicUrl);
       return reply.code(204).send(null);
     },
   );
@@ -54,7 +54,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = asy
     },
     async (request, reply) => {
       const { token, expiresAt, user } = await services.auth.login(request.ctx, request.body);
-      setSessionCookie(request, reply, token);
+      setSessionCookie(request, reply, services.deps.settings.publicUrl, token);
       return { expiresAt, idleTimeoutMinutes: services.auth.idleTimeoutMinutes, user };
     },
   );
