@@ -73,7 +73,6 @@ export async function createRuntime(
   options: {
     clock?: Clock;
     database?: OpenOptions;
-    unauditedReadsForBenchmark?: boolean;
     blobs?: BlobStoreOptions;
     random?: () => number;
   } = {},
@@ -89,7 +88,6 @@ export async function createRuntime(
     const clock = options.clock ?? systemClock;
     const vault = openVault(config, options.blobs);
     const services = servicesFor(config, db, log, clock, vault);
-    if (options.unauditedReadsForBenchmark) services.deps.unauditedReadsForBenchmark = true;
     const notifications = createNotificationHandlers({ db, clock, vault, settings: config });
     const documentJobs = createDocumentHandlers({
       vault,
