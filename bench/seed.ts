@@ -6,7 +6,7 @@ import pg from 'pg';
 import { loadAuditSigner } from '../src/audit-signing-key.js';
 import { chainHash, eventHash, type AuditEvent } from '../src/domain/audit.js';
 import { uuidv7 } from '../src/domain/ids.js';
-import { searchKey } from '../src/domain/patient.js';
+import { nameWords, searchKey } from '../src/domain/patient.js';
 
 export interface Scale {
   name: string;
@@ -146,6 +146,8 @@ export async function seedDataset(
   const patientIds: string[] = [];
   const patientName = (i: number) =>
     `${NAMES[i % NAMES.length] ?? ''} ${SURNAMES[Math.floor(i / NAMES.length) % SURNAMES.length] ?? ''}`;
+  const ownerName = (i: number) =>
+    `${FIRST[i % FIRST.length] ?? ''} ${SURNAMES[Math.floor(i / 7) % SURNAMES.length] ?? ''}`;
   const chip = (i: number) => `985${String(i).padStart(12, '0')}`;
   for (let i = 0; i < scale.patients; i++) patientIds.push(uuidv7(stamp(i, scale.patients)));
   const at = (i: number) => new Date(stamp(i, scale.patients)).toISOString();
@@ -191,7 +193,7 @@ export async function seedDataset(
     [...base, ['email', T], ['created_at', T], ['updated_at', T]],
     scale.patients,
     (i) => {
-      const name = `${FIRST[i % FIRST.length] ?? ''} ${SURNAMES[Math.floor(i / 7) % SURNAMES.length] ?? ''}`;
+      const name = ownerName(i);
       return [
         ownerIds[i] ?? '',
         ids.orgId,
@@ -203,6 +205,23 @@ export async function seedDataset(
       ];
     },
   );
+  const words = await sink.one<{ n: number | string }>(
+    databaseUrl.startsWith('sqlite:')
+      ? "select count(*) as n from sqlite_master where name = 'owner_name_words'"
+      : "select count(*) as n from information_schema.tables where table_name = 'owner_name_words'",
+  );
+  if (Number(words.n) > 0)
+    await inChunks(
+      sink,
+      'owner_name_words',
+      [
+        ['organization_id', T],
+        ['word', T],
+        ['owner_id', T],
+      ],
+      scale.patients,
+      (i) => nameWords(searchKey(ownerName(i))).map((w) => [ids.orgId, w, ownerIds[i] ?? '']),
+    );
   await inChunks(
     sink,
     'patient_owners',
@@ -283,7 +302,10 @@ export async function seedDataset(
   ] as Column[];
   await inChunks(sink, 'audit_events', evT, scale.events, (i) => {
     const seq = first + i;
-    const ms = Date.now() - (scale.events - i) * 10;
+    // Spread over the past year, ending an hour ago: the unusual-access rule, which counts a
+    // user's recent reads, sees a clinic's ordinary history, not a million reads in minutes.
+    const ms =
+      Date.now() - 3_600_000 - Math.floor(((scale.events - i) / scale.events) * 365 * 86_400_000);
     const patientId = patientIds[(i * 104_729) % scale.patients] ?? null;
     const event: AuditEvent = {
       seq,

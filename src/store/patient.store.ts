@@ -1,7 +1,8 @@
 // Patients, their identifiers and their owners.
-import { sql } from 'kysely';
-import { escapeLike } from './dialect.js';
-import type { NewPatientRow, OwnerRow, PatientRow, Tx } from './tables.js';
+import { sql, type ExpressionBuilder } from 'kysely';
+import { nameWords } from '../domain/patient.js';
+import { engineOf, escapeLike } from './dialect.js';
+import type { DB, NewPatientRow, OwnerRow, PatientRow, Tx } from './tables.js';
 
 export async function insertPatient(tx: Tx, row: NewPatientRow): Promise<void> {
   await tx.insertInto('patients').values(row).execute();
@@ -114,6 +115,14 @@ export async function ownersOf(
 
 export async function insertOwner(tx: Tx, row: OwnerRow): Promise<void> {
   await tx.insertInto('owners').values(row).execute();
+  const words = nameWords(row.name_search);
+  if (words.length > 0)
+    await tx
+      .insertInto('owner_name_words')
+      .values(
+        words.map((word) => ({ organization_id: row.organization_id, word, owner_id: row.id })),
+      )
+      .execute();
 }
 
 export async function findOwners(
@@ -154,6 +163,26 @@ export interface PatientSearch {
   limit: number;
 }
 
+/** Patients holding one of these identifier values (any system), as an OR branch of a search. */
+function identifierBranch(
+  eb: ExpressionBuilder<DB, 'patients'>,
+  organizationId: string,
+  values: string[] | undefined,
+) {
+  if (!values || values.length === 0) return [];
+  return [
+    eb(
+      'patients.id',
+      'in',
+      eb
+        .selectFrom('patient_identifiers')
+        .select('patient_id')
+        .where('organization_id', '=', organizationId)
+        .where('value', 'in', values),
+    ),
+  ];
+}
+
 /** Patients ordered by name, then id; keyset pagination on (name_search, id). */
 export async function searchPatients(tx: Tx, search: PatientSearch): Promise<PatientRow[]> {
   let q = tx
@@ -161,7 +190,32 @@ export async function searchPatients(tx: Tx, search: PatientSearch): Promise<Pat
     .selectAll()
     .where('organization_id', '=', search.organizationId);
   const { text, identifierValues, identifier, after } = search;
-  if (text !== undefined) {
+  if (text !== undefined && !text.includes(' ')) {
+    // One word: every branch is an index range (names, owner name words, identifiers).
+    const sqlite = engineOf(tx) === 'sqlite';
+    const prefix = `${escapeLike(text)}%`;
+    // SQLite's LIKE is case-insensitive and so never uses these (binary) indexes: a range does.
+    const startsWith = (column: string) =>
+      sqlite
+        ? sql<boolean>`(${sql.ref(column)} >= ${text} and ${sql.ref(column)} < ${`${text}\u{10FFFF}`})`
+        : sql<boolean>`${sql.ref(column)} like ${prefix} escape '\\'`;
+    q = q.where((eb) =>
+      eb.or([
+        startsWith('patients.name_search'),
+        eb(
+          'patients.id',
+          'in',
+          eb
+            .selectFrom('owner_name_words')
+            .innerJoin('patient_owners', 'patient_owners.owner_id', 'owner_name_words.owner_id')
+            .select('patient_owners.patient_id')
+            .where('owner_name_words.organization_id', '=', search.organizationId)
+            .where(startsWith('owner_name_words.word')),
+        ),
+        ...identifierBranch(eb, search.organizationId, identifierValues),
+      ]),
+    );
+  } else if (text !== undefined) {
     const prefix = `${escapeLike(text)}%`;
     const wordPrefix = `% ${escapeLike(text)}%`;
     q = q.where((eb) =>
@@ -182,19 +236,7 @@ export async function searchPatients(tx: Tx, search: PatientSearch): Promise<Pat
               ]),
             ),
         ),
-        ...(identifierValues && identifierValues.length > 0
-          ? [
-              eb(
-                'patients.id',
-                'in',
-                eb
-                  .selectFrom('patient_identifiers')
-                  .select('patient_id')
-                  .where('organization_id', '=', search.organizationId)
-                  .where('value', 'in', identifierValues),
-              ),
-            ]
-          : []),
+        ...identifierBranch(eb, search.organizationId, identifierValues),
       ]),
     );
   }

@@ -7,6 +7,7 @@ import * as m0004 from './0004-sharing-access.js';
 import * as m0005 from './0005-results.js';
 import * as m0006 from './0006-result-matching.js';
 import * as m0007 from './0007-patient-alerts.js';
+import * as m0008 from './0008-owner-name-words.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
@@ -16,6 +17,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005-results': m0005,
   '0006-result-matching': m0006,
   '0007-patient-alerts': m0007,
+  '0008-owner-name-words': m0008,
 };
 
 export const migrationProvider: MigrationProvider = {
