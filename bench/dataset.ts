@@ -4,9 +4,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { migrationProvider } from '../src/store/migrations/index.js';
+import { pathToFileURL } from 'node:url';
+import type { MigrationProvider } from 'kysely';
 import { seedDataset, type Sample, type Scale } from './seed.js';
-import { post, runCli, startCaretrail } from './server.js';
+import { MAIN, post, runCli, startCaretrail } from './server.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export const PG_ADMIN_URL =
@@ -84,8 +85,13 @@ async function build(engine: Engine, scale: Scale, dir: string, tplDb: string): 
 
 /** A fresh copy of the cached dataset, seeding it first when the cache has none. */
 export async function dataset(engine: Engine, scale: Scale): Promise<Dataset> {
+  // The schema of the server build that runs (BENCH_MAIN may name an older one).
+  const migrations = path.join(path.dirname(MAIN), '..', 'store', 'migrations', 'index.js');
+  const { migrationProvider } = (await import(pathToFileURL(migrations).href)) as {
+    migrationProvider: MigrationProvider;
+  };
   const schema = Object.keys(await migrationProvider.getMigrations()).length;
-  const key = `${engine}-${scale.name}-s${String(schema)}-v1`;
+  const key = `${engine}-${scale.name}-s${String(schema)}-v2`;
   const cached = path.join(CACHE, key);
   const tplDb = `caretrail_bench_${key.replace(/-/g, '_')}`;
   if (!fs.existsSync(path.join(cached, 'sample.json'))) {
