@@ -13,7 +13,8 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-export const MAIN = path.resolve('dist/cli/main.js');
+/** BENCH_MAIN: another build of the server (e.g. the one before a change) for an A/B run. */
+export const MAIN = path.resolve(process.env.BENCH_MAIN ?? 'dist/cli/main.js');
 
 /** Starts `entry` with node and resolves once it logs that it listens. */
 export function startProcess(entry: string[], env: Record<string, string>): Promise<Server> {
