@@ -241,13 +241,20 @@ export async function searchPatients(tx: Tx, search: PatientSearch): Promise<Pat
     );
   }
   if (identifier !== undefined) {
-    q = q.where('patients.id', 'in', (eb) =>
-      eb
-        .selectFrom('patient_identifiers')
-        .select('patient_id')
-        .where('organization_id', '=', search.organizationId)
-        .where('system', '=', identifier.system)
-        .where('value', '=', identifier.value),
+    // The holders first (a unique index), then those rows: as one query with a subquery, SQLite
+    // walked the name index in order, testing all 100,000 patients of a clinic for one microchip.
+    const holders = await tx
+      .selectFrom('patient_identifiers')
+      .select('patient_id')
+      .where('organization_id', '=', search.organizationId)
+      .where('system', '=', identifier.system)
+      .where('value', '=', identifier.value)
+      .execute();
+    if (holders.length === 0) return [];
+    q = q.where(
+      'patients.id',
+      'in',
+      holders.map((h) => h.patient_id),
     );
   }
   if (after !== undefined) {
