@@ -183,6 +183,92 @@ function identifierBranch(
   ];
 }
 
+/**
+ * One word, on SQLite: a page from each way to match (name prefix, owner name word, identifier value), each
+ * an index range, merged here. As one query with OR, SQLite walked the name index in order and
+ * tested every patient (13–44 ms at 100,000 patients).
+ */
+async function searchOneWord(
+  tx: Tx,
+  search: PatientSearch & { text: string },
+): Promise<PatientRow[]> {
+  const { text, after, limit } = search;
+  // SQLite's LIKE is case-insensitive and so never uses these (binary) indexes: a range does.
+  const startsWith = (column: string) =>
+    sql<boolean>`(${sql.ref(column)} >= ${text} and ${sql.ref(column)} < ${`${text}\u{10FFFF}`})`;
+  const afterKey = (eb: ExpressionBuilder<DB, 'patients'>) =>
+    after === undefined
+      ? sql<boolean>`1 = 1`
+      : eb.or([
+          eb('patients.name_search', '>', after.nameSearch),
+          eb.and([
+            eb('patients.name_search', '=', after.nameSearch),
+            eb('patients.id', '>', after.id),
+          ]),
+        ]);
+  const byName = tx
+    .selectFrom('patients')
+    .selectAll()
+    .where('organization_id', '=', search.organizationId)
+    .where(startsWith('patients.name_search'))
+    .where(afterKey)
+    .orderBy('name_search')
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+  const byOwner = tx
+    .selectFrom('owner_name_words')
+    .innerJoin('patient_owners', 'patient_owners.owner_id', 'owner_name_words.owner_id')
+    .innerJoin('patients', 'patients.id', 'patient_owners.patient_id')
+    .selectAll('patients')
+    .where('owner_name_words.organization_id', '=', search.organizationId)
+    .where(startsWith('owner_name_words.word'))
+    // No patients.organization_id here: with it SQLite walks every patient in name order. The
+    // words are the organization's; rows are checked again below.
+    .where(afterKey)
+    .orderBy('patients.name_search')
+    .orderBy('patients.id')
+    .limit(limit)
+    .execute();
+  const values = search.identifierValues ?? [];
+  const holders =
+    values.length === 0
+      ? []
+      : await tx
+          .selectFrom('patient_identifiers')
+          .select('patient_id')
+          .where('organization_id', '=', search.organizationId)
+          .where('value', 'in', values)
+          .execute();
+  const byIdentifier =
+    holders.length === 0
+      ? []
+      : tx
+          .selectFrom('patients')
+          .selectAll()
+          .where('organization_id', '=', search.organizationId)
+          .where(
+            'id',
+            'in',
+            holders.map((h) => h.patient_id),
+          )
+          .where(afterKey)
+          .execute();
+  const merged = new Map<string, PatientRow>();
+  for (const rows of await Promise.all([byName, byOwner, byIdentifier]))
+    for (const row of rows)
+      if (row.organization_id === search.organizationId) merged.set(row.id, row);
+  // SQLite's order (BINARY: UTF-8 bytes), so that pages continue where the cursor says.
+  const bytes = (v: string) => Buffer.from(v, 'utf8');
+  return [...merged.values()]
+    .sort(
+      (x, y) =>
+        Buffer.compare(bytes(x.name_search), bytes(y.name_search)) ||
+        Buffer.compare(bytes(x.id), bytes(y.id)),
+    )
+    .slice(0, limit);
+}
+
 /** Patients ordered by name, then id; keyset pagination on (name_search, id). */
 export async function searchPatients(tx: Tx, search: PatientSearch): Promise<PatientRow[]> {
   let q = tx
@@ -190,18 +276,15 @@ export async function searchPatients(tx: Tx, search: PatientSearch): Promise<Pat
     .selectAll()
     .where('organization_id', '=', search.organizationId);
   const { text, identifierValues, identifier, after } = search;
-  if (text !== undefined && !text.includes(' ')) {
-    // One word: every branch is an index range (names, owner name words, identifiers).
-    const sqlite = engineOf(tx) === 'sqlite';
+  const oneWord = text !== undefined && !text.includes(' ');
+  if (oneWord && identifier === undefined && engineOf(tx) === 'sqlite')
+    return searchOneWord(tx, { ...search, text });
+  if (oneWord) {
+    // PostgreSQL plans the OR of index ranges well (its collation orders the merged page).
     const prefix = `${escapeLike(text)}%`;
-    // SQLite's LIKE is case-insensitive and so never uses these (binary) indexes: a range does.
-    const startsWith = (column: string) =>
-      sqlite
-        ? sql<boolean>`(${sql.ref(column)} >= ${text} and ${sql.ref(column)} < ${`${text}\u{10FFFF}`})`
-        : sql<boolean>`${sql.ref(column)} like ${prefix} escape '\\'`;
     q = q.where((eb) =>
       eb.or([
-        startsWith('patients.name_search'),
+        sql<boolean>`${eb.ref('patients.name_search')} like ${prefix} escape '\\'`,
         eb(
           'patients.id',
           'in',
@@ -210,7 +293,7 @@ export async function searchPatients(tx: Tx, search: PatientSearch): Promise<Pat
             .innerJoin('patient_owners', 'patient_owners.owner_id', 'owner_name_words.owner_id')
             .select('patient_owners.patient_id')
             .where('owner_name_words.organization_id', '=', search.organizationId)
-            .where(startsWith('owner_name_words.word')),
+            .where(sql<boolean>`${sql.ref('owner_name_words.word')} like ${prefix} escape '\\'`),
         ),
         ...identifierBranch(eb, search.organizationId, identifierValues),
       ]),
