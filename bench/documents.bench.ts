@@ -96,6 +96,8 @@ export async function documentsBench(ds: Dataset, megabytes = 100): Promise<Docu
     const server = await startCaretrail(ds.env);
     const pid = server.pid;
     try {
+      // Not measured: the start-up verification of the whole audit chain, in the background.
+      await server.waitForLog(/audit trail verified/);
       const login = { email: 'vet@bench.test', password: BENCH_PASSWORD };
       const { token } = await post<{ token: string }>(server.baseUrl, '/api/v1/auth/login', login);
       const patientId = ds.sample.patientIds[0] ?? '';
