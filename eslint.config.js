@@ -12,6 +12,7 @@ export default tseslint.config(
       'eslint.config.js',
       'scripts/*.mjs',
       'src/**/*.mjs',
+      'bench/*.mjs',
       'web/postcss.config.cjs',
     ],
   },

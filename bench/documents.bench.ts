@@ -3,12 +3,11 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { startServer } from '../test/helpers/process.js';
-import { clinicWithPatient } from './lib.js';
+import { BENCH_PASSWORD, type Dataset } from './dataset.js';
+import { post, startCaretrail } from './server.js';
 
 export interface DocumentsBenchResult {
   megabytes: number;
@@ -87,28 +86,21 @@ function curl(
   });
 }
 
-export async function documentsBench(megabytes = 100): Promise<DocumentsBenchResult> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'caretrail-bench-docs-'));
+export async function documentsBench(ds: Dataset, megabytes = 100): Promise<DocumentsBenchResult> {
+  const dir = fs.mkdtempSync(path.join(path.dirname(ds.dataDir), 'docs-'));
   const source = path.join(dir, 'xray.bin');
   try {
     // Baselines on the same disk, in the same run.
     const rawWriteMBps = rawWrite(source, megabytes);
     const rawReadMBps = await rawRead(source, megabytes);
-
-    const dataDir = path.join(dir, 'data');
-    fs.mkdirSync(dataDir);
-    const env = {
-      CARETRAIL_DATA_DIR: dataDir,
-      CARETRAIL_DATABASE_URL: `sqlite:${path.join(dataDir, 'caretrail.db')}`,
-      CARETRAIL_MAX_UPLOAD_BYTES: String((megabytes + 1) * MB),
-      // The bench measures the request path; the thumbnail job is not part of it.
-      CARETRAIL_PREVIEW_MAX_BYTES: '1024',
-    };
-    const server = await startServer(env);
-    const pid = server.child.pid ?? 0;
+    const server = await startCaretrail(ds.env);
+    const pid = server.pid;
     try {
-      const { token, patientId } = await clinicWithPatient(server, env, dataDir);
-
+      // Not measured: the start-up verification of the whole audit chain, in the background.
+      await server.waitForLog(/audit trail verified/);
+      const login = { email: 'vet@bench.test', password: BENCH_PASSWORD };
+      const { token } = await post<{ token: string }>(server.baseUrl, '/api/v1/auth/login', login);
+      const patientId = ds.sample.patientIds[0] ?? '';
       // curl as the client: the server is measured, not a JavaScript HTTP client on the same
       // two cores (undici's fetch tops out near 125 MB/s here, curl near 500 MB/s).
       const before = resetPeak(pid);
@@ -150,8 +142,7 @@ export async function documentsBench(megabytes = 100): Promise<DocumentsBenchRes
         downloadRssGrowthMb,
       };
     } finally {
-      server.child.kill('SIGTERM');
-      await server.exited;
+      await server.stop();
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,83 +1,9 @@
-// Shared benchmark pieces: a keep-alive HTTP load generator and a signed-in clinic to load.
+// A signed-in clinic with one patient on a fresh server (the MLLP bench's set-up).
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { api, runCli, type ServerProcess } from '../test/helpers/process.js';
 
 export const BENCH_PASSWORD = 'bench password 123';
-
-function send(agent: http.Agent, base: URL, request: LoadRequest): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        agent,
-        host: base.hostname,
-        port: base.port,
-        path: request.path,
-        method: request.method,
-        headers: {
-          authorization: `Bearer ${request.token}`,
-          ...(request.body !== undefined
-            ? {
-                'content-type': 'application/json',
-                'content-length': Buffer.byteLength(request.body),
-              }
-            : {}),
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => {
-          resolve(res.statusCode ?? 0);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(request.body);
-  });
-}
-
-export interface LoadRequest {
-  method: 'GET' | 'POST';
-  path: string;
-  token: string;
-  body?: string;
-}
-
-/** Requests per second answered with `expect`, from `concurrency` keep-alive clients, after 1 s of warm-up. */
-export async function measureRate(
-  server: ServerProcess,
-  request: LoadRequest,
-  expect: number,
-  options: { concurrency: number; seconds: number },
-): Promise<number> {
-  const base = new URL(server.baseUrl);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency });
-  let ok = 0;
-  let errors = 0;
-  let measuring = false;
-  let stop = false;
-  const worker = async () => {
-    while (!stop) {
-      const status = await send(agent, base, request);
-      if (status === expect) {
-        if (measuring) ok++;
-      } else errors++;
-    }
-  };
-  const workers = Array.from({ length: options.concurrency }, worker);
-  await new Promise((r) => setTimeout(r, 1000));
-  measuring = true;
-  const started = process.hrtime.bigint();
-  await new Promise((r) => setTimeout(r, options.seconds * 1000));
-  measuring = false;
-  const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
-  stop = true;
-  await Promise.all(workers);
-  agent.destroy();
-  if (errors > 0) throw new Error(`${errors} requests to ${request.path} did not answer ${expect}`);
-  return ok / elapsed;
-}
 
 /** Creates an admin (CLI), then over HTTP a clinician and one patient; returns their token and id. */
 export async function clinicWithPatient(

@@ -1,68 +1,147 @@
-// `npm run bench`: runs every benchmark and prints ratios against baselines measured in the same
-// run (absolute numbers depend on the machine; ratios are what we compare over time).
-// BENCH_ONLY=group-commit|audit|documents|mllp picks one; BENCH_FILE_MB sizes the document bench; BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_AUDIT_EVENTS, BENCH_MLLP_CONNECTIONS tune them.
-import { auditedReadBench, verifyAndExportBench } from './audit.bench.js';
-import { documentsBench } from './documents.bench.js';
-import { groupCommitBench } from './group-commit.bench.js';
+// `npm run bench`: every scenario on both engines (seeded datasets, cached), each figure next to
+// a baseline measured in the same run (bare Fastify, the raw disk) and next to its aim.
+// BENCH_SCALE=full|small|tiny, BENCH_ENGINES=sqlite,postgres, BENCH_ONLY=chart,search-name,
+// search-chip,create,mixed,audit,documents,mllp, BENCH_SECONDS (10), BENCH_REPEAT (1),
+// BENCH_CONNECTIONS (50), BENCH_FILE_MB (100), BENCH_OUT (a JSON file for the figures).
+import fs from 'node:fs';
+import os from 'node:os';
+import { auditBench, type AuditResults } from './audit.bench.js';
+import { dataset, type Engine } from './dataset.js';
+import { documentsBench, type DocumentsBenchResult } from './documents.bench.js';
+import { httpBench, SCENARIOS, type HttpResults, type Scenario } from './http.bench.js';
+import { fsyncRate, machine } from './machine.js';
 import { mllpBench } from './mllp.bench.js';
+import { SCALES } from './seed.js';
+import type { WrkResult } from './wrk.js';
 
-const seconds = Number(process.env.BENCH_SECONDS ?? 5);
-const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 64);
-const auditEvents = Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000);
-const only = process.env.BENCH_ONLY;
-const fmt = (n: number) => n.toFixed(0).padStart(8);
-const out = (lines: string[]) => process.stdout.write(`${lines.join('\n')}\n\n`);
+const scale = SCALES[process.env.BENCH_SCALE ?? 'full'];
+if (!scale) throw new Error('BENCH_SCALE must be full, small or tiny');
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const repeat = Number(process.env.BENCH_REPEAT ?? 1);
+const engines = (process.env.BENCH_ENGINES ?? 'sqlite,postgres').split(',') as Engine[];
+const only = process.env.BENCH_ONLY?.split(',');
+const wanted = (name: string) => only === undefined || only.includes(name);
+const scenarios = SCENARIOS.filter(wanted);
+const out = (line = '') => process.stdout.write(`${line}\n`);
 
-if (only === undefined || only === 'group-commit') {
-  const r = await groupCommitBench({ seconds, concurrency });
-  const single = r.singleCommitPerSecond ?? 0;
-  const grouped = r.groupCommitNotesPerSecond ?? 0;
-  const ungrouped = r.noGroupCommitNotesPerSecond ?? 0;
-  out([
-    `group commit — durable note creates over HTTP (${concurrency} concurrent clients, ${seconds} s, SQLite synchronous=FULL)`,
-    `  single-commit (fsync) rate of this disk      ${fmt(single)} /s   (baseline)`,
-    `  note creates, group commit                   ${fmt(grouped)} /s   ratio ${(grouped / single).toFixed(2)}x the single-commit rate`,
-    `  note creates, one commit per request         ${fmt(ungrouped)} /s   ratio ${(ungrouped / single).toFixed(2)}x`,
-    `  group commit vs one commit per request       ${(grouped / ungrouped).toFixed(2)}x`,
-  ]);
+/** Aims on SQLite (PostgreSQL is measured only). */
+const AIMS: Partial<Record<Scenario, { ratio?: number; p99?: number }>> = {
+  chart: { ratio: 0.3, p99: 50 },
+  create: { ratio: 0.25 },
+  'search-name': { p99: 20 },
+  'search-chip': { p99: 20 },
+};
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+const spread = (xs: number[], f: (n: number) => string) =>
+  xs.length > 1 ? ` (${f(Math.min(...xs))}–${f(Math.max(...xs))})` : '';
+const n0 = (n: number) => n.toFixed(0);
+const n2 = (n: number) => n.toFixed(2);
+const n1 = (n: number) => n.toFixed(1);
+
+function row(name: string, runs: WrkResult[], bare: number, engine: Engine): string {
+  const rps = runs.map((r) => r.rps);
+  const ratios = runs.map((r) => r.rps / bare);
+  const p99 = runs.map((r) => r.p99Ms);
+  const aim = AIMS[name as Scenario];
+  const aims = [
+    aim?.ratio !== undefined ? `ratio >= ${String(aim.ratio)}` : '',
+    aim?.p99 !== undefined ? `p99 <= ${String(aim.p99)} ms` : '',
+  ].filter(Boolean);
+  const met =
+    (aim?.ratio === undefined || median(ratios) >= aim.ratio) &&
+    (aim?.p99 === undefined || median(p99) <= aim.p99);
+  const verdict =
+    aims.length === 0 ? '' : engine === 'sqlite' ? (met ? ' MET' : ' BELOW') : ' (measured only)';
+  return [
+    `  ${name.padEnd(12)} ${n0(median(rps)).padStart(6)} req/s${spread(rps, n0)}`,
+    `ratio ${n2(median(ratios))}${spread(ratios, n2)}`,
+    `p50 ${n1(median(runs.map((r) => r.p50Ms)))} ms`,
+    `p99 ${n1(median(p99))} ms${spread(p99, n1)}`,
+    `${n0(median(runs.map((r) => r.perCore)))} req/CPU-s`,
+    aims.length > 0 ? `aim ${aims.join(', ')}${verdict}` : '',
+  ].join('  ');
 }
 
-if (only === undefined || only === 'audit') {
-  const reads = await auditedReadBench({ seconds, concurrency });
-  out([
-    `audited chart reads — GET /api/v1/patients/{id} over HTTP (${concurrency} concurrent clients, ${seconds} s, SQLite)`,
-    `  same route, auditing off (baseline)          ${fmt(reads.unaudited)} /s`,
-    `  audited (event committed before the answer)  ${fmt(reads.audited)} /s   ratio ${(reads.audited / reads.unaudited).toFixed(2)} (aim >= 0.7)`,
-  ]);
-  const v = await verifyAndExportBench(auditEvents);
-  out([
-    `audit verification and export — ${auditEvents.toLocaleString('en')} events (SQLite)`,
-    `  verify in-process (tsx): ${v.verifySeconds.toFixed(1)} s, ${fmt(v.eventsPerSecond)} events/s   (aim: 1,000,000 in under 10 s)`,
-    `  caretrail audit verify (built CLI, start-up included): ${v.cliVerifySeconds.toFixed(1)} s`,
-    `  CSV export: ${v.exported.toLocaleString('en')} rows in ${v.exportSeconds.toFixed(1)} s, RSS growth ${v.exportRssGrowthMb.toFixed(1)} MB   (aim: under 100 MB)`,
-  ]);
+function printHttp(engine: Engine, r: HttpResults): void {
+  const bare = median(r.bare.map((b) => b.rps));
+  out(
+    `HTTP under wrk (-t1 -c${process.env.BENCH_CONNECTIONS ?? '50'}, ${String(seconds)} s after a warm-up, ${String(repeat)} run(s): median (min–max))`,
+  );
+  out(row('bare Fastify', r.bare, bare, engine));
+  for (const [name, runs] of Object.entries(r.scenarios)) out(row(name, runs, bare, engine));
 }
 
-if (only === undefined || only === 'documents') {
-  const d = await documentsBench(Number(process.env.BENCH_FILE_MB ?? 100));
-  const mb = (n: number) => `${n.toFixed(0).padStart(6)} MB/s`;
-  out([
-    `documents — one ${d.megabytes} MB file over HTTP: streamed, encrypted (AES-256-GCM), fsync'd (SQLite + folder)`,
-    `  raw disk write + fsync (baseline)            ${mb(d.rawWriteMBps)}`,
-    `  upload (multipart POST)                      ${mb(d.uploadMBps)}   ratio ${(d.uploadMBps / d.rawWriteMBps).toFixed(2)} (aim >= 0.5)`,
-    `  raw disk read (baseline)                     ${mb(d.rawReadMBps)}`,
-    `  download (GET content, SHA-256 checked)      ${mb(d.downloadMBps)}   ratio ${(d.downloadMBps / d.rawReadMBps).toFixed(2)} (aim >= 0.5)`,
-    `  server peak RSS growth: upload ${d.uploadRssGrowthMb.toFixed(1)} MB, download ${d.downloadRssGrowthMb.toFixed(1)} MB   (aim: under 64 MB)`,
-  ]);
+function printAudit(a: AuditResults): void {
+  out(
+    `  caretrail audit verify: ${a.verified.toLocaleString('en')} events in ${n1(a.verifySeconds)} s (aim < 5 s for 1,000,000; start-up included)`,
+  );
+  out(
+    `  caretrail audit export --format csv: ${a.exported.toLocaleString('en')} rows in ${n1(a.exportSeconds)} s, RSS growth ${n1(a.exportRssGrowthMb)} MB (aim < 5 s, < 100 MB)`,
+  );
 }
 
-if (only === undefined || only === 'mllp') {
+function printDocuments(d: DocumentsBenchResult): void {
+  const mb = (x: number) => `${n0(x)} MB/s`;
+  out(`  ${String(d.megabytes)} MB file (curl; encrypted, fsync'd, SHA-256 checked):`);
+  out(
+    `  upload ${mb(d.uploadMBps)} vs raw write+fsync ${mb(d.rawWriteMBps)}: ratio ${n2(d.uploadMBps / d.rawWriteMBps)} (aim >= 0.5)`,
+  );
+  out(
+    `  download ${mb(d.downloadMBps)} vs raw read ${mb(d.rawReadMBps)}: ratio ${n2(d.downloadMBps / d.rawReadMBps)} (aim >= 0.5)`,
+  );
+  out(
+    `  server peak RSS growth: upload ${n1(d.uploadRssGrowthMb)} MB, download ${n1(d.downloadRssGrowthMb)} MB`,
+  );
+}
+
+const report: Record<string, unknown> = { scale, seconds, repeat, machine: machine() };
+out(`machine: ${machine()}`);
+const fsyncs = fsyncRate(os.tmpdir());
+report.fsyncPerSecond = fsyncs;
+out(`disk: ${n0(fsyncs)} fsync'd SQLite commits/s (${os.tmpdir()})`);
+out(
+  `dataset: ${scale.name}: ${scale.patients.toLocaleString('en')} patients, ${scale.notes.toLocaleString('en')} notes, ${scale.events.toLocaleString('en')} audit events`,
+);
+
+for (const engine of engines) {
+  out();
+  out(`=== ${engine} ===`);
+  const ds = await dataset(engine, scale);
+  const results: Record<string, unknown> = {};
+  try {
+    if (scenarios.length > 0) {
+      const r = await httpBench(ds, scenarios, { seconds, repeat });
+      results.http = r;
+      printHttp(engine, r);
+    }
+    if (wanted('audit')) {
+      out('audit chain');
+      const a = await auditBench(ds);
+      results.audit = a;
+      printAudit(a);
+    }
+    if (wanted('documents')) {
+      out('documents');
+      const d = await documentsBench(ds, Number(process.env.BENCH_FILE_MB ?? 100));
+      results.documents = d;
+      printDocuments(d);
+    }
+  } finally {
+    await ds.drop();
+  }
+  report[engine] = results;
+}
+
+if (wanted('mllp') && engines.includes('sqlite')) {
   const connections = Number(process.env.BENCH_MLLP_CONNECTIONS ?? 8);
   const m = await mllpBench({ seconds, connections });
-  out([
-    `HL7 v2 ORU^R01 results over MLLP (${connections} connections, one message in flight each, ${seconds} s per transport in alternating slices, SQLite)`,
-    `  same results as JSON webhook over HTTP       ${fmt(m.webhookPerSecond)} /s   (baseline, ${connections} keep-alive clients)`,
-    `  ORU^R01 over MLLP (Hl7Client, ACK AA)        ${fmt(m.mllpPerSecond)} /s   ratio ${(m.mllpPerSecond / m.webhookPerSecond).toFixed(2)}x the webhook`,
-    `  MLLP answers: ${m.mllpAa.toLocaleString('en')} AA of ${m.mllpSent.toLocaleString('en')} sent, non-AA ${m.mllpNonAa}; results stored: MLLP ${m.mllpStored.toLocaleString('en')}, webhook ${m.webhookStored.toLocaleString('en')} of ${m.webhookSent.toLocaleString('en')}`,
-  ]);
+  out();
+  out(`HL7 v2 ORU^R01 over MLLP (SQLite, fresh data folder, ${String(connections)} connections)`);
+  out(`  JSON webhook (baseline) ${n0(m.webhookPerSecond)} /s; MLLP ${n0(m.mllpPerSecond)} /s`);
+  out(
+    `  ratio ${n2(m.mllpPerSecond / m.webhookPerSecond)}; MLLP AA ${String(m.mllpAa)} of ${String(m.mllpSent)}, non-AA ${String(m.mllpNonAa)}`,
+  );
+  report.mllp = m;
 }
+if (process.env.BENCH_OUT) fs.writeFileSync(process.env.BENCH_OUT, JSON.stringify(report, null, 2));

@@ -81,7 +81,6 @@ export async function createRuntime(
   options: {
     clock?: Clock;
     database?: OpenOptions;
-    unauditedReadsForBenchmark?: boolean;
     blobs?: BlobStoreOptions;
     random?: () => number;
     /** How webhook receiver names are resolved (tests: their own DNS server). */
@@ -112,7 +111,6 @@ export async function createRuntime(
       },
     });
     const services = servicesFor(config, db, log, clock, vault);
-    if (options.unauditedReadsForBenchmark) services.deps.unauditedReadsForBenchmark = true;
     const notifications = createNotificationHandlers({
       db,
       clock,

@@ -74,6 +74,11 @@ export function normalizeIdentifier(system: IdentifierSystem, raw: string): stri
   }
 }
 
+/** The distinct words of a search key, each a place where a word-prefix search may match. */
+export function nameWords(key: string): string[] {
+  return [...new Set(key.split(' ').filter((w) => w !== ''))];
+}
+
 /** Lower-cased, accent-free form of a name used for prefix search. */
 export function searchKey(name: string): string {
   return name.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().replace(/\s+/g, ' ').trim();

@@ -176,15 +176,6 @@ export async function audited<T>(
   spec: AuditSpec,
   work: (tx: Tx, record: AuditRecord) => Promise<T>,
 ): Promise<T> {
-  if (deps.unauditedReadsForBenchmark && spec.action === 'R') {
-    if (spec.permission) requirePermission(ctx, spec.permission);
-    const record: AuditRecord = {
-      patientId: spec.patientId ?? null,
-      entity: spec.entity ?? null,
-      detail: null,
-    };
-    return work(deps.db.read, record);
-  }
   return withAudit(deps, ctx, spec, (record) =>
     deps.db.write(async (tx) => {
       const value = await work(tx, record);
@@ -193,6 +184,29 @@ export async function audited<T>(
       return value;
     }),
   );
+}
+
+/**
+ * For use cases that only read (a chart, a page of notes, a search): the work runs on a read
+ * snapshot outside the write queue, and only the audit event is a durable unit of work, so a read
+ * waits for the append of its event and one fsync, not behind other units' work. The answer is
+ * returned only after that event is committed; a failed append fails the request, as with
+ * `audited`. A request with a claimed Idempotency-Key (its answer is stored) takes `audited`.
+ */
+export async function auditedView<T>(
+  deps: ServiceDeps,
+  ctx: RequestContext,
+  spec: AuditSpec,
+  work: (db: Tx, record: AuditRecord) => Promise<T>,
+): Promise<T> {
+  if (ctx.idempotency) return audited(deps, ctx, spec, work);
+  return withAudit(deps, ctx, spec, async (record) => {
+    const value = await deps.db.snapshot((db) => work(db, record));
+    await deps.db.write((tx) =>
+      writeAuditEvent(tx, deps, ctx, spec, record, record.outcome ?? 'success'),
+    );
+    return value;
+  });
 }
 
 /**

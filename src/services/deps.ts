@@ -34,11 +34,6 @@ export interface ServiceDeps {
   vault: Vault;
   /** Called after a commit that queued outbox work, so the relay picks it up at once. */
   onOutbox?: () => void;
-  /**
-   * Benchmark baseline only (bench/read-server.ts), never set by configuration: reads run on the
-   * read connection without writing their audit event.
-   */
-  unauditedReadsForBenchmark?: boolean;
   /** Called after a read that disclosed patient data was committed (unusual-access rule); must not throw. */
   onPatientRead?: (ctx: RequestContext) => void;
 }

@@ -33,7 +33,7 @@ import {
   type PatientCapability,
 } from '../domain/access.js';
 import { accessItem, accessPatient, sees, type PatientGrant } from './access.js';
-import { audited, type AuditRecord } from './audit.service.js';
+import { audited, auditedView, type AuditRecord } from './audit.service.js';
 import type { Actor, RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
 import { emitEvent } from './events.js';
@@ -318,25 +318,30 @@ export function createNoteService(deps: ServiceDeps) {
     page: { limit: number; cursor?: string },
   ): Promise<Page<Note>> {
     const beforeId = idAfter(page.cursor);
-    return audited(deps, ctx, { action: 'R', type: 'note.list', patientId }, async (tx, record) => {
-      const now = clock.now();
-      const grant = await accessPatient(tx, ctx, patientId, 'notes.read', record, now);
-      const rows = await listNotes(tx, patientId, seenBy(grant.access, grant.actor.userId, now), {
-        beforeId,
-        limit: page.limit + 1,
-      });
-      const result = toPage(
-        rows,
-        page.limit,
-        (r) => [r.id],
-        (r) => r,
-      );
-      record.detail = { count: result.items.length, noteIds: result.items.map((r) => r.id) };
-      return {
-        items: await withAddenda(tx, result.items, grant),
-        nextCursor: result.nextCursor,
-      };
-    });
+    return auditedView(
+      deps,
+      ctx,
+      { action: 'R', type: 'note.list', patientId },
+      async (tx, record) => {
+        const now = clock.now();
+        const grant = await accessPatient(tx, ctx, patientId, 'notes.read', record, now);
+        const rows = await listNotes(tx, patientId, seenBy(grant.access, grant.actor.userId, now), {
+          beforeId,
+          limit: page.limit + 1,
+        });
+        const result = toPage(
+          rows,
+          page.limit,
+          (r) => [r.id],
+          (r) => r,
+        );
+        record.detail = { count: result.items.length, noteIds: result.items.map((r) => r.id) };
+        return {
+          items: await withAddenda(tx, result.items, grant),
+          nextCursor: result.nextCursor,
+        };
+      },
+    );
   }
 
   async function get(ctx: RequestContext, id: string): Promise<Note> {

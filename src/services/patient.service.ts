@@ -34,7 +34,7 @@ import {
   updatePatientIfVersion,
 } from '../store/patient.store.js';
 import type { PatientRow, Tx } from '../store/tables.js';
-import { audited } from './audit.service.js';
+import { audited, auditedView } from './audit.service.js';
 import { accessPatient } from './access.js';
 import { requireActor, requireStaff, type RequestContext } from './context.js';
 import type { ServiceDeps } from './deps.js';
@@ -305,7 +305,7 @@ export function createPatientService(deps: ServiceDeps) {
   }
 
   async function get(ctx: RequestContext, id: string): Promise<Patient> {
-    return audited(
+    return auditedView(
       deps,
       ctx,
       {
@@ -352,7 +352,7 @@ export function createPatientService(deps: ServiceDeps) {
     const raw = query.q?.trim() ?? '';
     const identifierValues =
       raw === '' ? [] : [...new Set([raw, raw.replace(/[\s-]/g, '').toUpperCase()])];
-    return audited(
+    return auditedView(
       deps,
       ctx,
       { action: 'E', type: 'patient.search', permission: 'patients.read' },

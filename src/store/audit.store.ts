@@ -8,7 +8,7 @@ import {
   type ChainedEvent,
 } from '../domain/audit.js';
 import BetterSqlite3 from 'better-sqlite3';
-import type { ExpressionBuilder } from 'kysely';
+import { sql, type ExpressionBuilder } from 'kysely';
 import type { Checkpoint } from '../domain/audit-verify.js';
 import type { Database } from './database.js';
 import { engineOf } from './dialect.js';
@@ -453,19 +453,29 @@ export async function lastAuditSeq(db: Tx): Promise<number> {
  * listed by searches (audit_event_patients). UNION removes the duplicates.
  */
 export async function distinctPatientsSeen(db: Tx, userId: string, since: string): Promise<number> {
+  // The window's first sequence number (audit_events_time): with it the user's events are an
+  // index range (actor, seq) instead of every event the user ever caused, which took half a
+  // second for a user with a million events. Exact: an event of the window has seq >= it.
+  const first = db
+    .selectFrom('audit_events as w')
+    // "+ 0": a bare min(seq) lets SQLite walk the rowid from the start looking for the window.
+    .select(sql<number>`min(${sql.ref('w.seq')} + 0)`.as('s'))
+    .where('w.occurred_at', '>=', since);
   const read = db
     .selectFrom('audit_events')
     .select('patient_id as p')
     .where('actor_user_id', '=', userId)
+    .where('seq', '>=', first)
     .where('occurred_at', '>=', since)
     .where('outcome', '=', 'success')
     .where('action', '=', 'R')
     .where('patient_id', 'is not', null);
   const listed = db
-    .selectFrom('audit_event_patients')
-    .innerJoin('audit_events', 'audit_events.seq', 'audit_event_patients.seq')
+    .selectFrom('audit_events')
+    .innerJoin('audit_event_patients', 'audit_event_patients.seq', 'audit_events.seq')
     .select('audit_event_patients.patient_id as p')
     .where('audit_events.actor_user_id', '=', userId)
+    .where('audit_events.seq', '>=', first)
     .where('audit_events.occurred_at', '>=', since)
     .where('audit_events.outcome', '=', 'success');
   const row = await db

@@ -21,6 +21,12 @@ export interface Database {
   write<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   /** For reads that need no audit event (session lookups, health). Sees every committed write. */
   readonly read: Kysely<DB>;
+  /**
+   * Runs `fn`, which only reads, outside the write queue: on SQLite in one read transaction on
+   * the reader connection (one consistent snapshot of every committed write, not waiting for a
+   * batch or its fsync); on PostgreSQL on the pool, each statement seeing what is committed.
+   */
+  snapshot<T>(fn: (db: Tx) => Promise<T>): Promise<T>;
   /** SQLite only: the database file, for bulk scans on a connection of their own. */
   readonly sqliteFile: string | null;
   migrate(): Promise<string[]>;
@@ -209,6 +215,18 @@ function openSqlite(file: string, options: OpenOptions): Database {
   return {
     engine: 'sqlite',
     read: reader,
+    snapshot<T>(fn: (db: Tx) => Promise<T>): Promise<T> {
+      // connection() holds the reader for the whole unit, so no other query lands inside its
+      // transaction; the statements are synchronous, so the hold is short.
+      return reader.connection().execute(async (conn) => {
+        readerRaw.exec('begin');
+        try {
+          return await fn(conn);
+        } finally {
+          if (readerRaw.inTransaction) readerRaw.exec('commit');
+        }
+      });
+    },
     sqliteFile: path.resolve(file),
     claimHolder: () => Promise.resolve(holder),
     holderAlive: (_tx, other) => Promise.resolve(other === holder),
@@ -306,6 +324,7 @@ function openPostgres(url: string, options: OpenOptions): Database {
   return {
     engine: 'postgres',
     read: db,
+    snapshot: (fn) => fn(db),
     sqliteFile: null,
     get failure() {
       return stop.failure;

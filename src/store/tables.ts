@@ -90,6 +90,13 @@ export interface OwnersTable {
   updated_at: string;
 }
 
+/** One row per word of an owner's name_search (word-prefix search); owners' names never change. */
+export interface OwnerNameWordsTable {
+  organization_id: string;
+  word: string;
+  owner_id: string;
+}
+
 export interface PatientOwnersTable {
   patient_id: string;
   owner_id: string;
@@ -451,6 +458,7 @@ export interface DB {
   patients: PatientsTable;
   patient_identifiers: PatientIdentifiersTable;
   owners: OwnersTable;
+  owner_name_words: OwnerNameWordsTable;
   patient_owners: PatientOwnersTable;
   notes: NotesTable;
   note_revisions: NoteRevisionsTable;

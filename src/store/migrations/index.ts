@@ -9,6 +9,7 @@ import * as m0006 from './0006-result-matching.js';
 import * as m0007 from './0007-patient-alerts.js';
 import * as m0008 from './0008-idempotency-holder.js';
 import * as m0009 from './0009-addendum-release.js';
+import * as m0010 from './0010-owner-name-words.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
@@ -20,6 +21,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0007-patient-alerts': m0007,
   '0008-idempotency-holder': m0008,
   '0009-addendum-release': m0009,
+  '0010-owner-name-words': m0010,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,2 @@
+-- Patient search by microchip number.
+request = searchChip
