@@ -1,73 +1,38 @@
 // Shared by the fault suite: a real `caretrail serve` from the built CLI (fast restarts), a clinic
 // set up through the API, writes that remember whether they were acknowledged, and a seeded PRNG.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { PASSWORD } from '../helpers/harness.js';
-import { api, runCli } from '../helpers/process.js';
+export { seededRandom } from '../helpers/random.js';
+import { api, runCli, startServer, type ServerProcess } from '../helpers/process.js';
 
 export const BUILT_CLI = path.resolve('dist/cli/main.js');
 /** Long variants (hundreds of kills, bigger loads) run with CARETRAIL_FAULTS_LONG=1. */
 export const LONG = process.env.CARETRAIL_FAULTS_LONG === '1';
 
-export interface Served {
-  child: ChildProcess;
-  baseUrl: string;
+export interface Served extends ServerProcess {
   pid: number;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Milliseconds from spawn until the server said it was listening. */
   startMs: number;
 }
 
 /** Starts the built `caretrail serve` on a free port (npm run test:faults builds it first). */
-export function serveBuilt(env: Record<string, string>): Promise<Served> {
+export async function serveBuilt(env: Record<string, string>): Promise<Served> {
   if (!fs.existsSync(BUILT_CLI)) throw new Error('dist/cli/main.js is missing: npm run build');
   const started = Date.now();
-  const child = spawn(process.execPath, [BUILT_CLI, 'serve', '--port', '0'], {
-    env: {
-      ...process.env,
-      CARETRAIL_LOG_LEVEL: 'info',
+  const server = await startServer(
+    {
       // Checkpoints add fsyncs of their own: as rare as the setting allows.
       CARETRAIL_AUDIT_CHECKPOINT_SECONDS: '60',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => {
-      resolve({ code, signal });
-    });
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`server did not start:\n${out}`));
-    }, 30_000);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const match = /"address":"(http:\/\/[^"]+)".*Caretrail is listening/.exec(out);
-      if (match?.[1] && child.pid !== undefined) {
-        clearTimeout(timer);
-        resolve({
-          child,
-          baseUrl: match[1],
-          pid: child.pid,
-          output: () => out,
-          exited,
-          startMs: Date.now() - started,
-        });
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`server exited before listening:\n${out}`));
-    });
-  });
+    [BUILT_CLI, 'serve', '--port', '0'],
+    { tsx: false },
+  );
+  const pid = server.child.pid;
+  if (pid === undefined) throw new Error('the server has no process id');
+  return { ...server, pid, startMs: Date.now() - started };
 }
 
 export async function stop(served: Served, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -229,18 +194,6 @@ export function deterministicBytes(key: string, size: number): Buffer {
     out[i] = x & 0xff;
   }
   return out;
-}
-
-/** mulberry32: a seeded PRNG, so a failing run can be repeated with its printed seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

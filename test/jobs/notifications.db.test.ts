@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { systemClock } from '../../src/domain/clock.js';
 import { errorOf } from '../helpers/api.js';
+import { seededRandom } from '../helpers/random.js';
 import { createTestDatabase, describeEachEngine } from '../helpers/engines.js';
 import { startHarness, uniqueEmail, type Harness, type SignedIn } from '../helpers/harness.js';
 import {
@@ -53,21 +54,9 @@ const WEBHOOK_TIMEOUT_MS = 300;
 /** How long any wait for the relay may take before the test fails. */
 const PATIENCE_MS = 30_000;
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same answers on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Fails the first three attempts of an event at random (500, hang, reset), then accepts. */
 function flakyPolicy(seed: number): Policy {
-  const random = mulberry32(seed);
+  const random = seededRandom(seed);
   return (_event, attempt) => {
     if (attempt > 3) return 'ok';
     const r = random();
@@ -253,7 +242,7 @@ describeEachEngine('notifications', ({ engine, url }) => {
   let patientId: string;
   /** Mailboxes whose first two messages may be refused or cut off after arriving. */
   const flakyMailboxes = new Set<string>();
-  const mailRandom = mulberry32(42);
+  const mailRandom = seededRandom(42);
   function mailPolicy(mail: ReceivedMail, attempt: number): MailOutcome {
     if (attempt > 2 || !mail.envelopeTo.some((a) => flakyMailboxes.has(a))) return 'accept';
     const r = mailRandom();
@@ -305,7 +294,7 @@ describeEachEngine('notifications', ({ engine, url }) => {
       url(),
       envFor(mail.url, MAX_ATTEMPTS),
       // Real time (retries are due in real milliseconds), seeded jitter.
-      { clock: systemClock, random: mulberry32(11) },
+      { clock: systemClock, random: seededRandom(11) },
     );
     await h.runtime.app.listen({ host: '127.0.0.1', port: 0 });
     const address = h.runtime.app.server.address();
@@ -599,7 +588,7 @@ describeEachEngine('notifications', ({ engine, url }) => {
     const database = await createTestDatabase(engine);
     const dh = await startHarness(database.url, envFor(mail.url, 3), {
       clock: systemClock,
-      random: mulberry32(5),
+      random: seededRandom(5),
     });
     try {
       dh.runtime.relay.start();
