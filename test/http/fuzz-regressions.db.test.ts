@@ -1,0 +1,67 @@
+// Defects the schema-driven fuzzer (test/faults/fuzz.db.test.ts) found, one test each: the
+// request it sent now gets a 4xx in the one error shape and changes nothing.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import { describeEachEngine } from '../helpers/engines.js';
+import { startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
+
+function expectError(res: LightMyRequestResponse, status: number, code: string): void {
+  assert.equal(res.statusCode, status, res.body);
+  const body = res.json<{ error: { code: string; message: string; requestId: string } }>();
+  assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'requestId'], res.body);
+  assert.equal(body.error.code, code, res.body);
+  assert.equal(body.error.requestId, res.headers['x-request-id']);
+  assert.doesNotMatch(res.body, /Boundary not found|node_modules|\bat \S+ \(/, 'no internals');
+}
+
+describeEachEngine('requests the fuzzer found', ({ url }) => {
+  let h: Harness;
+  let clinician: SignedIn;
+  let patientId: string;
+
+  before(async () => {
+    h = await startHarness(url());
+    const admin = await h.newOrganization();
+    clinician = await h.newUser(admin, 'clinician');
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/v1/patients',
+      token: clinician.token,
+      body: { name: 'Rex', species: 'canine' },
+    });
+    assert.equal(res.statusCode, 201, res.body);
+    patientId = res.json<{ id: string }>().id;
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  async function documentCount(): Promise<number> {
+    const res = await h.request({
+      method: 'GET',
+      url: `/api/v1/patients/${patientId}/documents`,
+      token: clinician.token,
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    return res.json<{ items: unknown[] }>().items.length;
+  }
+
+  test('an upload whose multipart Content-Type has no boundary is a 400, not a 500', async () => {
+    const before = await documentCount();
+    const upload = await h.runtime.app.inject({
+      method: 'POST',
+      url: `/api/v1/patients/${patientId}/documents`,
+      headers: {
+        authorization: `Bearer ${clinician.token}`,
+        'content-type': 'multipart/form-data',
+      },
+      payload: Buffer.from(
+        '--x\r\nContent-Disposition: form-data; name="file"\r\n\r\nhi\r\n--x--\r\n',
+      ),
+    });
+    expectError(upload, 400, 'invalid');
+    assert.match(upload.json<{ error: { message: string } }>().error.message, /boundary/);
+    assert.equal(await documentCount(), before, 'nothing was stored');
+  });
+});
