@@ -119,6 +119,8 @@ export async function createRuntime(
       bodyLimitBytes: config.bodyLimitBytes,
       maxUploadBytes: config.maxUploadBytes,
       trustProxy: config.trustProxy,
+      requestTimeoutMs: config.requestTimeoutSeconds * 1000,
+      maxConnections: config.maxConnections,
       webDir: defaultWebDir(),
     });
     let checkpoints: CheckpointJob | null = null;
