@@ -402,3 +402,51 @@ test(`${SLOW_BODIES} bodies sent a byte every 2 s are cut after the request time
   const list = await api<{ items: unknown[] }>(baseUrl, 'GET', '/api/v1/patients', { token });
   assert.equal(list.json.items.length, 1);
 });
+
+test('at the connection cap a newcomer is turned away at once, and served again once idle connections are shed', async () => {
+  const capDir = fs.mkdtempSync(path.join(os.tmpdir(), 'caretrail-cap-'));
+  const capped = await startServer({ CARETRAIL_DATA_DIR: capDir, CARETRAIL_MAX_CONNECTIONS: '64' });
+  const capPort = Number(new URL(capped.baseUrl).port);
+  const sockets: net.Socket[] = [];
+  try {
+    const started = performance.now();
+    for (let i = 0; i < 64; i++) {
+      const s = await connect(capPort);
+      assert.ok(s, `connection ${i + 1} of 64 accepted`);
+      sockets.push(s);
+    }
+    // The 65th is closed by the server straight away (no EMFILE, no waiting in a queue).
+    const turnedAway = await timedGet(capped.baseUrl, '/healthz');
+    assert.equal(turnedAway.status, 0, 'no answer beyond the cap');
+    assert.ok(turnedAway.ms < PROBE_LIMIT_MS, `turned away in ${Math.round(turnedAway.ms)} ms`);
+    // The idle ones are shed by the headers timeout; then newcomers are served.
+    await Promise.all(sockets.map((s) => closedBy(s, started)));
+    const served = await timedGet(capped.baseUrl, '/healthz');
+    assert.equal(served.status, 200);
+    console.log(
+      `connection cap 64: the 65th turned away in ${Math.round(turnedAway.ms)} ms; served again after ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+  } finally {
+    for (const s of sockets) s.destroy();
+    capped.child.kill('SIGTERM');
+    await capped.exited;
+    fs.rmSync(capDir, { recursive: true, force: true });
+  }
+});
+
+test(
+  'an idle keep-alive connection is closed after 72 s',
+  { skip: LONG ? false : 'long variant only (CARETRAIL_FAULTS_LONG=1)' },
+  async () => {
+    const socket = await connect(port);
+    assert.ok(socket);
+    const started = performance.now();
+    const closing = closedBy(socket, started);
+    socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    const ms = await closing;
+    console.log(
+      `keep-alive: the idle connection was closed ${(ms / 1000).toFixed(1)} s after its answer`,
+    );
+    assert.ok(ms > 70_000 && ms < 80_000, `closed after ${Math.round(ms)} ms`);
+  },
+);
