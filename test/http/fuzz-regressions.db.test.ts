@@ -64,4 +64,72 @@ describeEachEngine('requests the fuzzer found', ({ url }) => {
     assert.match(upload.json<{ error: { message: string } }>().error.message, /boundary/);
     assert.equal(await documentCount(), before, 'nothing was stored');
   });
+
+  /** A multipart body: `fields` text parts, then a small text file part. */
+  function fieldsThenFile(fields: number): { payload: Buffer; contentType: string } {
+    const b = 'fuzzregression';
+    let body = '';
+    for (let i = 0; i < fields; i++)
+      body += `--${b}\r\nContent-Disposition: form-data; name="title"\r\n\r\nx\r\n`;
+    body += `--${b}\r\nContent-Disposition: form-data; name="file"; filename="x.txt"\r\nContent-Type: text/plain\r\n\r\nabc\r\n--${b}--\r\n`;
+    return { payload: Buffer.from(body), contentType: `multipart/form-data; boundary=${b}` };
+  }
+
+  /** The answer, or a failure after 10 s: these requests used to wait forever. */
+  async function answered(
+    request: Promise<LightMyRequestResponse>,
+  ): Promise<LightMyRequestResponse> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        request,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(new Error('no answer within 10 s'));
+          }, 10_000);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  test('an upload with more fields than allowed before its file is a 400, not a request that never ends', async () => {
+    const before = await documentCount();
+    const form = fieldsThenFile(7);
+    const res = await answered(
+      h.runtime.app.inject({
+        method: 'POST',
+        url: `/api/v1/patients/${patientId}/documents`,
+        headers: { authorization: `Bearer ${clinician.token}`, 'content-type': form.contentType },
+        payload: form.payload,
+      }),
+    );
+    expectError(res, 400, 'invalid');
+    assert.equal(await documentCount(), before, 'nothing was stored');
+  });
+
+  test('a DICOM upload with a text field before its file is a 400, not a request that never ends', async () => {
+    const admin = await h.newOrganization();
+    const key = await h.request({
+      method: 'POST',
+      url: '/api/v1/integrations/keys',
+      token: admin.token,
+      body: { name: 'Imaging' },
+    });
+    assert.equal(key.statusCode, 201, key.body);
+    const form = fieldsThenFile(1);
+    const res = await answered(
+      h.runtime.app.inject({
+        method: 'POST',
+        url: '/api/v1/integrations/dicom',
+        headers: {
+          authorization: `Bearer ${key.json<{ key: string }>().key}`,
+          'content-type': form.contentType,
+        },
+        payload: form.payload,
+      }),
+    );
+    expectError(res, 400, 'invalid');
+  });
 });
