@@ -1126,13 +1126,27 @@ describeEachEngine('schema-driven fuzzing', ({ engine, url }) => {
     return headers;
   }
 
+  /** Sends one request; one left unanswered for 30 s fails the run (it would hang a client). */
   async function send(req: FuzzRequest): Promise<LightMyRequestResponse> {
-    return h.runtime.app.inject({
-      method: req.method,
-      url: req.url,
-      headers: headersFor(req),
-      ...(req.payload !== undefined ? { payload: req.payload } : {}),
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`no answer within 30 s\n  request: ${describe(req)}`));
+      }, 30_000);
     });
+    try {
+      return await Promise.race([
+        h.runtime.app.inject({
+          method: req.method,
+          url: req.url,
+          headers: headersFor(req),
+          ...(req.payload !== undefined ? { payload: req.payload } : {}),
+        }),
+        hung,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   test(
