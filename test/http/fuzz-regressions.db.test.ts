@@ -132,4 +132,41 @@ describeEachEngine('requests the fuzzer found', ({ url }) => {
     );
     expectError(res, 400, 'invalid');
   });
+
+  test('an HL7 v2 value longer than the JSON limit is refused with an ACK, and the unmatched queue still lists', async () => {
+    const admin = await h.newOrganization();
+    const nurse = await h.newUser(admin, 'nurse');
+    const created = await h.request({
+      method: 'POST',
+      url: '/api/v1/integrations/keys',
+      token: admin.token,
+      body: { name: 'Analyzer' },
+    });
+    assert.equal(created.statusCode, 201, created.body);
+    const key = created.json<{ key: string }>().key;
+    const hl7 = (value: string) =>
+      h.runtime.app.inject({
+        method: 'POST',
+        url: '/api/v1/integrations/hl7v2',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'x-application/hl7-v2+er7' },
+        payload: [
+          `MSH|^~\\&|ANALYZER|LAB|CARETRAIL||20261123101500||ORU^R01|M-${value.length}|P|2.5.1`,
+          'PID|1||900000000000042^^^MICROCHIP^MC',
+          `OBX|1|NM|HCT^Hematocrit||${value}|%|37-55|N|||F`,
+        ].join('\r'),
+      });
+    const refused = await hl7('é'.repeat(10_001));
+    assert.equal(refused.statusCode, 422, refused.body);
+    assert.match(refused.body, /MSA\|AE\|/);
+    assert.match(refused.body, /longer than 10000 characters/);
+    const accepted = await hl7('é'.repeat(10_000));
+    assert.equal(accepted.statusCode, 200, accepted.body);
+    const list = await h.request({
+      method: 'GET',
+      url: '/api/v1/integrations/unmatched',
+      token: nurse.token,
+    });
+    assert.equal(list.statusCode, 200, list.body);
+    assert.equal(list.json<{ items: unknown[] }>().items.length, 1, 'only the accepted one');
+  });
 });
