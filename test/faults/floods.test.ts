@@ -260,78 +260,128 @@ test(`slowloris: ${SLOWLORIS_CONNECTIONS} connections sending a header byte ever
   }
 });
 
+/**
+ * Holds `count` idle connections from a process of its own (so that the probes, timed here, do
+ * not wait behind thousands of socket events of the attacker), opened 250 at a time (the listen
+ * backlog is 511). Prints "open N" once all are connected and "closed N MS" once the server has
+ * closed them all, MS after the first was opened.
+ */
+const IDLE_ATTACKER = `
+const net = require('node:net');
+const [port, count] = process.argv.slice(1).map(Number);
+let open = 0, closed = 0;
+const started = Date.now();
+function connect() {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.on('error', () => undefined);
+    s.on('data', () => undefined);
+    s.once('connect', () => { open++; resolve(); });
+    s.once('close', () => { closed++; if (closed === count) console.log('closed ' + closed + ' ' + (Date.now() - started)); });
+  });
+}
+(async () => {
+  for (let i = 0; i < count; i += 250)
+    await Promise.all(Array.from({ length: Math.min(250, count - i) }, connect));
+  console.log('open ' + open + ' ' + (Date.now() - started));
+})();
+setInterval(() => undefined, 1000);
+`;
+
 test(`${IDLE_CONNECTIONS} idle TCP connections`, async () => {
-  const started = performance.now();
-  const sockets: net.Socket[] = [];
-  let opening = true;
-  const opened = (async () => {
-    // In steps of 500: the listen backlog is 511.
-    for (let i = 0; i < IDLE_CONNECTIONS; i += 500) {
-      const batch = await Promise.all(
-        Array.from({ length: Math.min(500, IDLE_CONNECTIONS - i) }, () => connect(port)),
-      );
-      for (const s of batch) if (s) sockets.push(s);
-    }
-    opening = false;
-  })();
-  const closings: Promise<number>[] = [];
-  // Probe while they are opened, and for 3 s while all of them sit there.
-  const probes = await probeWhile(
-    baseUrl,
-    token,
-    patientUrl,
-    opened.then(() => sleep(3000)),
+  const attacker = spawn(
+    'bash',
+    [
+      '-c',
+      `ulimit -n "$(ulimit -Hn)"; exec "${process.execPath}" -e "$0" ${port} ${IDLE_CONNECTIONS}`,
+      IDLE_ATTACKER,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  assert.equal(opening, false);
-  const openNow = sockets.filter((s) => !s.destroyed).length;
-  const openedMs = performance.now() - started;
-  for (const s of sockets) closings.push(closedBy(s, started));
+  let out = '';
+  const lines = new Promise<void>((resolve) => {
+    attacker.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (/closed \d+ \d+/.test(out)) resolve();
+    });
+  });
+  const allOpen = new Promise<void>((resolve) => {
+    attacker.stdout.on('data', () => {
+      if (/open \d+/.test(out)) resolve();
+    });
+  });
   try {
+    // Probe while they are opened, and for 3 s while all of them sit there.
+    const probes = await probeWhile(
+      baseUrl,
+      token,
+      patientUrl,
+      allOpen.then(() => sleep(3000)),
+    );
+    const opened = /open (\d+) (\d+)/.exec(out);
     report(
       'idle connections',
       probes,
-      `${sockets.length} connected in ${(openedMs / 1000).toFixed(1)} s, ${openNow} still open at the last probe`,
+      `${opened?.[1] ?? '?'} connected in ${(Number(opened?.[2]) / 1000).toFixed(1)} s and held`,
     );
-    assert.equal(sockets.length, IDLE_CONNECTIONS, 'every connection was accepted');
+    assert.equal(Number(opened?.[1]), IDLE_CONNECTIONS, 'every connection was accepted');
     // Connections that never send a request are closed by the headers timeout too.
-    const times = await Promise.race([Promise.all(closings), sleep(30_000).then(() => null)]);
-    assert.ok(times, 'the server closed the idle connections within 30 s');
+    const closedAll = await Promise.race([lines.then(() => true), sleep(30_000).then(() => false)]);
+    assert.ok(closedAll, `the server closed the idle connections within 30 s (${out.trim()})`);
+    const closed = /closed (\d+) (\d+)/.exec(out);
     console.log(
-      `idle connections: all ${sockets.length} closed by the server within ${(Math.max(...times) / 1000).toFixed(1)} s of the first`,
+      `idle connections: all ${closed?.[1] ?? '?'} closed by the server ${(Number(closed?.[2]) / 1000).toFixed(1)} s after the first was opened`,
     );
   } finally {
-    for (const s of sockets) s.destroy();
+    attacker.kill('SIGKILL');
   }
 });
 
+/**
+ * Sends `attempts` sign-ins, 50 at a time, from a process of its own, each with a new spoofed
+ * X-Forwarded-For, half against `email`, half against unknown accounts; prints the status counts.
+ */
+const SIGN_IN_ATTACKER = `
+const [baseUrl, email, attempts] = process.argv.slice(1);
+const statuses = {};
+let next = 0;
+async function worker() {
+  while (next < Number(attempts)) {
+    const i = next++;
+    const res = await fetch(baseUrl + '/api/v1/auth/login', {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-forwarded-for': '203.0.' + ((i >> 8) & 255) + '.' + (i & 255),
+      },
+      body: JSON.stringify({ email: i % 2 === 0 ? email : 'nobody' + i + '@example.test', password: 'guess ' + i }),
+    });
+    await res.arrayBuffer();
+    statuses[res.status] = (statuses[res.status] || 0) + 1;
+  }
+}
+Promise.all(Array.from({ length: 50 }, worker)).then(() => console.log(JSON.stringify(statuses)));
+`;
+
 test('sign-in flood with spoofed X-Forwarded-For: the lockouts hold', async () => {
   const attempts = LONG ? 5000 : 1000;
-  const statuses = new Map<number, number>();
-  let next = 0;
-  const flood = (async () => {
-    const worker = async () => {
-      while (next < attempts) {
-        const i = next++;
-        const res = await fetch(`${baseUrl}/api/v1/auth/login`, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            // A new address each time, as if from a botnet behind a proxy we do not trust.
-            'x-forwarded-for': `203.0.${(i >> 8) & 255}.${i & 255}`,
-          },
-          body: JSON.stringify({
-            email: i % 2 === 0 ? ADMIN : `nobody${i}@example.test`,
-            password: `guess ${i}`,
-          }),
-        });
-        await res.arrayBuffer();
-        statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-      }
-    };
-    await Promise.all(Array.from({ length: 50 }, worker));
-  })();
+  const attacker = spawn(
+    process.execPath,
+    ['-e', SIGN_IN_ATTACKER, baseUrl, ADMIN, String(attempts)],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  attacker.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const flood = new Promise<void>((resolve) => {
+    attacker.once('exit', () => {
+      resolve();
+    });
+  });
   const probes = await probeWhile(baseUrl, token, patientUrl, flood);
   await flood;
+  const statuses = new Map(
+    Object.entries(JSON.parse(out) as Record<string, number>).map(([k, n]) => [Number(k), n]),
+  );
   const histogram = [...statuses.entries()]
     .sort((x, y) => x[0] - y[0])
     .map(([s, n]) => `${s}: ${n}`)
