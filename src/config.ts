@@ -1,4 +1,5 @@
 // Configuration: read once at boot from CARETRAIL_* variables and --flags, validated, frozen.
+import fs from 'node:fs';
 import path from 'node:path';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -22,6 +23,8 @@ export interface Config {
   readonly pgPoolSize: number;
   readonly sqliteMaxBatch: number;
   readonly shutdownTimeoutMs: number;
+  readonly requestTimeoutSeconds: number;
+  readonly maxConnections: number;
   readonly auditSigningKey: string;
   readonly auditCheckpointEvents: number;
   readonly auditCheckpointSeconds: number;
@@ -83,6 +86,24 @@ function integer(min: number, max: number, what: string): (raw: string) => numbe
     if (n < min || n > max) throw new ConfigError(`${what} between ${min} and ${max}`);
     return n;
   };
+}
+
+/**
+ * Connections the server may hold without running out of file descriptors for its database,
+ * blobs and logs: the soft open-file limit less 512 (a quarter of it when small), 10,000 when the
+ * limit cannot be read (not Linux).
+ */
+function defaultMaxConnections(): number {
+  let limits = '';
+  try {
+    limits = fs.readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return 10_000;
+  }
+  const soft = /^Max open files\s+(\d+|unlimited)/m.exec(limits)?.[1];
+  if (soft === undefined || soft === 'unlimited') return 10_000;
+  const n = Number(soft);
+  return Math.max(16, n >= 2048 ? n - 512 : Math.floor((n * 3) / 4));
 }
 
 function hostName(raw: string): string {
@@ -308,6 +329,24 @@ const SETTINGS = [
     description: 'How long SIGTERM waits for in-flight requests.',
     parse: integer(0, 600000, 'an integer number of milliseconds'),
     fallback: () => 10000,
+  },
+  {
+    key: 'requestTimeoutSeconds',
+    env: 'CARETRAIL_REQUEST_TIMEOUT_SECONDS',
+    flag: 'request-timeout-seconds',
+    description:
+      'Longest a whole request (headers and body, e.g. an upload) may take to arrive; then 408 and the connection closes.',
+    parse: integer(15, 86400, 'an integer number of seconds'),
+    fallback: () => 3600,
+  },
+  {
+    key: 'maxConnections',
+    env: 'CARETRAIL_MAX_CONNECTIONS',
+    flag: 'max-connections',
+    description:
+      'Most client connections open at once (more are closed on arrival); default: the open-file limit (ulimit -n) less 512 for the database and files.',
+    parse: integer(16, 1_000_000, 'an integer'),
+    fallback: () => defaultMaxConnections(),
   },
   {
     key: 'auditSigningKey',

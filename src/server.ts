@@ -150,6 +150,8 @@ export async function createRuntime(
       bodyLimitBytes: config.bodyLimitBytes,
       maxUploadBytes: config.maxUploadBytes,
       trustProxy: config.trustProxy,
+      requestTimeoutMs: config.requestTimeoutSeconds * 1000,
+      maxConnections: config.maxConnections,
       webDir: defaultWebDir(),
       https: tlsReloader ? tlsServerOptions(tlsReloader.material()) : null,
     });

@@ -1,7 +1,7 @@
 // Encrypted blobs: the blob store plus the master keyring. Every blob gets its own data key,
 // wrapped by the active master key; what a row needs to find and open its blob is a BlobRef.
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { finished, Readable } from 'node:stream';
 import { AppError } from '../domain/errors.js';
 import {
   BlobIntegrityError,
@@ -75,10 +75,11 @@ export function createVault(store: BlobStore, keyring: Keyring) {
             `The file is larger than the limit of ${maxBytes} bytes; nothing was stored.`,
           ),
       });
-      const forward = (err: Error) => {
-        encrypt.destroy(err);
-      };
-      source.once('error', forward);
+      // An error, or a close before the end (a multipart part its reader gave up on), fails the
+      // store: pipe() alone would leave it waiting for an end that never comes.
+      const stopWatching = finished(source, { writable: false }, (err) => {
+        if (err) encrypt.destroy(err);
+      });
       source.pipe(encrypt);
       try {
         await store.put(blobKey, encrypt);
@@ -88,7 +89,7 @@ export function createVault(store: BlobStore, keyring: Keyring) {
         if (err instanceof AppError) throw err;
         throw encrypt.errored ?? err;
       } finally {
-        source.off('error', forward);
+        stopWatching();
       }
       const summary = encrypt.summary();
       const wrapped = keyring.wrap(dataKey, blobKey);

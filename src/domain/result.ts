@@ -2,6 +2,9 @@
 import { SPECIES, type Species } from './patient.js';
 
 /** Abnormal flags the chart highlights (H high, L low, HH/LL critical, A abnormal); N is normal. */
+/** Longest text value of an observation, whichever way the result arrives (JSON, HL7 v2). */
+export const MAX_OBSERVATION_TEXT = 10_000;
+
 export const RESULT_FLAGS = ['N', 'H', 'L', 'HH', 'LL', 'A'] as const;
 export type ResultFlag = (typeof RESULT_FLAGS)[number];
 

@@ -2,7 +2,12 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerOptions } from 'node:https';
 import { Ajv } from 'ajv';
-import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifySchema,
+} from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import { AppError } from '../domain/errors.js';
@@ -42,6 +47,10 @@ export interface AppOptions {
   bodyLimitBytes: number;
   maxUploadBytes: number;
   trustProxy: boolean;
+  /** Longest a whole request may take to arrive (CARETRAIL_REQUEST_TIMEOUT_SECONDS). */
+  requestTimeoutMs: number;
+  /** Most connections open at once (CARETRAIL_MAX_CONNECTIONS). */
+  maxConnections: number;
   /** The built web app (index.html and assets); null serves none. */
   webDir: string | null;
   /** Serve HTTPS with these options (certificate, key, protocols); null serves plain HTTP. */
@@ -49,6 +58,8 @@ export interface AppOptions {
 }
 
 const HSTS = 'max-age=31536000; includeSubDomains';
+/** Headers must arrive within 10 s (slowloris), checked every second. */
+const SLOW_CLIENT_LIMITS = { headersTimeout: 10_000, connectionsCheckingInterval: 1_000 };
 
 // Bodies are validated strictly (no type coercion, unknown fields rejected); query strings and
 // params are text on the wire, so they are coerced ("50" → 50) but otherwise just as strict.
@@ -103,7 +114,17 @@ export async function buildApp(options: AppOptions) {
     // One line per request (on response) instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
-    ...(options.https ? { https: options.https } : {}),
+    // Slow and idle clients hold a connection only so long (docs/RELIABILITY.md): headers must
+    // arrive within 10 s (slowloris), the whole request within requestTimeoutMs, a socket with
+    // nothing moving either way is closed after 2 min, an idle keep-alive one after 72 s (longer
+    // than a load balancer's 60 s, so it never reuses a connection we are closing).
+    // (HTTPS takes the same http.Server options beside its TLS ones.)
+    ...(options.https
+      ? { https: { ...options.https, ...SLOW_CLIENT_LIMITS } }
+      : { http: SLOW_CLIENT_LIMITS }),
+    requestTimeout: options.requestTimeoutMs,
+    connectionTimeout: 120_000,
+    keepAliveTimeout: 72_000,
     // A URL Fastify cannot even decode still gets its audit event and the one error shape.
     frameworkErrors: (_error, request, reply) => {
       startRequest(request, reply);
@@ -116,6 +137,9 @@ export async function buildApp(options: AppOptions) {
         .finally(() => sendError(reply, 400, 'invalid', 'The request URL is not valid.'));
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Connections beyond the cap are closed on arrival, before file descriptors run out.
+  app.server.maxConnections = options.maxConnections;
 
   app.setValidatorCompiler(({ schema, httpPart }) =>
     httpPart === 'body' ? bodyAjv.compile(schema) : queryAjv.compile(schema),
@@ -145,10 +169,11 @@ export async function buildApp(options: AppOptions) {
   });
 
   app.decorateRequest('ctx', null as unknown as RequestContext);
-  const routes: { method: string; url: string }[] = [];
+  // Every route with its schema (tests walk them: the access matrix, the fuzzer).
+  const routes: { method: string; url: string; schema: FastifySchema | undefined }[] = [];
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat())
-      if (method !== 'HEAD') routes.push({ method, url: route.url });
+      if (method !== 'HEAD') routes.push({ method, url: route.url, schema: route.schema });
   });
 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {

@@ -2,7 +2,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { DOCUMENT_KINDS } from '../domain/document.js';
 import { CARE_ROLES, SHARE_ACCESS, SHARE_ROLES } from '../domain/access.js';
-import { RESULT_FLAGS } from '../domain/result.js';
+import { MAX_OBSERVATION_TEXT, RESULT_FLAGS } from '../domain/result.js';
 import { NOTE_KINDS, NOTE_VISIBILITIES } from '../domain/note.js';
 import { EVENT_TYPES } from '../services/events.js';
 import { IDENTIFIER_SYSTEMS, SEXES, SPECIES } from '../domain/patient.js';
@@ -132,7 +132,7 @@ export const ResultObservation = Type.Object(
   {
     code: Type.String({ minLength: 1, maxLength: 100 }),
     display: Type.Optional(Type.String({ maxLength: 300 })),
-    value: Type.Union([Type.Number(), Type.String({ maxLength: 10_000 })]),
+    value: Type.Union([Type.Number(), Type.String({ maxLength: MAX_OBSERVATION_TEXT })]),
     unit: Type.Optional(Type.String({ maxLength: 50 })),
     referenceRange: Type.Optional(Type.String({ maxLength: 100 })),
     flag: Type.Optional(literalUnion(RESULT_FLAGS)),

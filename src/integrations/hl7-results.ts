@@ -1,6 +1,6 @@
 // From a parsed ORU^R01 to a device result, and the ACK that answers the sender.
 import { createHash } from 'node:crypto';
-import type { ResultFlag, ResultObservation } from '../domain/result.js';
+import { MAX_OBSERVATION_TEXT, type ResultFlag, type ResultObservation } from '../domain/result.js';
 import type { Demographics, ResultInput } from '../services/result.service.js';
 import { Hl7Rejection, type AbnormalFlag, type OruMessage } from './hl7-oru.js';
 
@@ -76,6 +76,17 @@ export function resultInputOf(message: OruMessage): ResultInput {
   );
   if (observations.length === 0)
     throw new Hl7Rejection('AE', '101', 'The message carries no observations to store.');
+  // The JSON API's limit too: a longer value could not be listed (found by the fuzzer: the
+  // unmatched queue answered 500 once such a message had been stored).
+  const tooLong = observations.find(
+    (o) => typeof o.value === 'string' && o.value.length > MAX_OBSERVATION_TEXT,
+  );
+  if (tooLong)
+    throw new Hl7Rejection(
+      'AE',
+      '102',
+      `OBX-5 of ${tooLong.code.slice(0, 40)} is longer than ${MAX_OBSERVATION_TEXT} characters.`,
+    );
   const first = message.orders[0];
   const found = identifierOf(message);
   const identifier = found ? { identifier: found } : {};

@@ -71,6 +71,12 @@ export function uploadError(err: unknown, maxUploadBytes: number): unknown {
     );
   if (code === 'FST_INVALID_MULTIPART_CONTENT_TYPE')
     return new AppError('unsupported_media_type', 'Send the upload as multipart/form-data.');
+  // Thrown by the multipart reader before any part is read (found by the fuzzer: it was a 500).
+  if (/^Multipart: Boundary not found/.test(message))
+    return new AppError(
+      'invalid',
+      'The multipart/form-data Content-Type names no boundary; nothing was stored.',
+    );
   if (
     /Unexpected end of (form|multipart)|aborted|Part terminated|Malformed/i.test(message) ||
     code === 'ECONNRESET' ||

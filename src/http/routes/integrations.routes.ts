@@ -304,6 +304,9 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox<{
             for await (const part of request.parts()) {
               if (part.type !== 'file')
                 throw new AppError('invalid', 'Send DICOM files only, one per part.');
+              // The reader gave up on this part (a limit was hit before it): the next step of the
+              // loop throws why. Reading it would wait for an end that never comes.
+              if (part.file.destroyed) continue;
               await onFile({
                 stream: part.file,
                 filename: part.filename,
