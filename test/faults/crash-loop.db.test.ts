@@ -28,7 +28,7 @@ import {
   type WriteKind,
 } from './fault-helpers.js';
 
-const KILLS = Number(process.env.CARETRAIL_CRASH_KILLS ?? (LONG ? 500 : 50));
+const KILLS = Number(process.env.CARETRAIL_CRASH_KILLS ?? (LONG ? 500 : 100));
 const WRITERS: WriteKind[] = ['note', 'note', 'note', 'note', 'document', 'document', 'result'];
 
 /** How many rows hold each named write, per kind. */
