@@ -85,6 +85,29 @@ export function describeViolations(violations: AxeViolation[]): string {
 
 /** Fails with axe-core's account when the page, as it is now, has serious violations. */
 export async function expectAccessible(page: Page, screen: string): Promise<void> {
+  // A modal or menu still fading in or out has its colours blended with the overlay: axe would
+  // measure a contrast nobody reads (seen once on a loaded machine). Check the settled page.
+  await page.waitForFunction(
+    () => {
+      // (The page's own types: these tests compile without the DOM library.)
+      interface Running {
+        playState: string;
+        effect: { getTiming(): { iterations?: number } } | null;
+      }
+      const doc = (globalThis as unknown as { document: { getAnimations(): Running[] } }).document;
+      // Endless animations, such as a loading spinner, never settle and are left out.
+      return doc
+        .getAnimations()
+        .every(
+          (a) =>
+            a.playState !== 'running' ||
+            a.effect === null ||
+            a.effect.getTiming().iterations === Infinity,
+        );
+    },
+    undefined,
+    { timeout: 5_000 },
+  );
   const violations = await seriousViolations(page);
   assert.equal(violations.length, 0, `${screen}:\n${describeViolations(violations)}`);
 }

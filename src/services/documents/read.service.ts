@@ -7,7 +7,7 @@ import { type BlobRef, primed } from '../../blobs/vault.js';
 import type { ParsedRange } from '../../domain/document.js';
 import { AppError } from '../../domain/errors.js';
 import { listDocuments, updateDocumentVersion, versionsOf } from '../../store/document.store.js';
-import { audited, auditedStaged } from '../audit.service.js';
+import { audited, auditedStaged, auditedView } from '../audit.service.js';
 import { seenBy } from '../../domain/access.js';
 import { accessPatient } from '../access.js';
 import type { RequestContext } from '../context.js';
@@ -50,7 +50,9 @@ export async function listPatientDocuments(
   page: { limit: number; cursor?: string; includeDeleted?: boolean },
 ): Promise<Page<Document>> {
   const beforeId = idAfter(page.cursor);
-  return audited(
+  // Only reads: on a read snapshot, with just the audit event in the write queue (the chart
+  // loads this beside the patient and the notes).
+  return auditedView(
     deps,
     ctx,
     { action: 'R', type: 'document.list', patientId },

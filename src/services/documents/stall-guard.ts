@@ -1,6 +1,6 @@
 // Uploads whose client stops sending: no bytes for the stall limit ends the file stream with a
 // 408, so the store removes what it had written (a temporary file, an S3 multipart upload).
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { finished, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { AppError } from '../../domain/errors.js';
 
 /** The file stream as read by the store, failing when `source` sends nothing for `stallMs`. */
@@ -17,7 +17,7 @@ export function guardStall(source: Readable, stallMs: number): Readable {
     },
     destroy(err, callback) {
       disarm();
-      source.off('error', forward);
+      stopWatching();
       callback(err);
     },
   });
@@ -47,10 +47,11 @@ export function guardStall(source: Readable, stallMs: number): Readable {
     source.pause();
     guard.destroy(err);
   }
-  const forward = (err: Error) => {
-    guard.destroy(err);
-  };
-  source.once('error', forward);
+  // An error, or a close before the end (a multipart part its reader gave up on), fails the
+  // guard too: pipe() alone would leave the store waiting for an end that never comes.
+  const stopWatching = finished(source, { writable: false }, (err) => {
+    if (err) guard.destroy(err);
+  });
   arm();
   return source.pipe(guard);
 }
