@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { Secret, TOTP } from 'otpauth';
 import sharp from 'sharp';
 import { buildDicom } from '../helpers/dicom-fixtures.js';
 import { describeEachEngine } from '../helpers/engines.js';
@@ -646,12 +647,21 @@ describeEachEngine('access matrix', ({ url }) => {
         return at({ method: 'POST', url: '/api/v1/me/mfa/totp' });
       case 'POST /api/v1/me/mfa/totp/verify':
         return (async () => {
-          // Enrolment started, and a code that does not match.
-          if (own) await ok(own.token, { method: 'POST', url: '/api/v1/me/mfa/totp' }, 200);
+          // Enrolment started, and a code that does not match (a fixed code
+          // would match a random secret about once in 300,000 tries).
+          let code = '000000';
+          if (own) {
+            const { secret } = await ok<{ secret: string }>(
+              own.token,
+              { method: 'POST', url: '/api/v1/me/mfa/totp' },
+              200,
+            );
+            code = codeThatDoesNotMatch(secret, h.clock.now().getTime());
+          }
           return {
             method: 'POST' as const,
             url: '/api/v1/me/mfa/totp/verify',
-            body: { code: '000000' },
+            body: { code },
           };
         })();
       case 'DELETE /api/v1/me/sessions/:id':
@@ -999,3 +1009,15 @@ describeEachEngine('access matrix', ({ url }) => {
     });
   }
 });
+
+/** A six-digit code that no step within a minute either side of `now` accepts for `secret`. */
+function codeThatDoesNotMatch(secret: string, now: number): string {
+  const totp = new TOTP({ secret: Secret.fromBase32(secret) });
+  const taken = new Set<string>();
+  for (let step = -2; step <= 2; step++)
+    taken.add(totp.generate({ timestamp: now + step * 30_000 }));
+  for (let n = 0; ; n++) {
+    const code = String(n).padStart(6, '0');
+    if (!taken.has(code)) return code;
+  }
+}
