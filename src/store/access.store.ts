@@ -1,6 +1,7 @@
 // The rows that decide patient access: the patient itself, live shares and break-glass grants.
 import type { ExpressionBuilder } from 'kysely';
 import { engineOf } from './dialect.js';
+import { prepared } from './prepared.js';
 import type { BreakGlassGrantRow, DB, PatientRow, ShareRow, Tx } from './tables.js';
 
 /**
@@ -40,17 +41,20 @@ export function isLive(now: string) {
  * `forUpdate` serializes competing changes about one patient on PostgreSQL (SQLite has one
  * writer).
  */
+const patientById = prepared((db, p: { id: string }) =>
+  db.selectFrom('patients').selectAll().where('id', '=', p.id),
+);
+const patientByIdForUpdate = prepared((db, p: { id: string }) => {
+  const query = db.selectFrom('patients').selectAll().where('id', '=', p.id);
+  return engineOf(db) === 'postgres' ? query.forUpdate() : query;
+});
+
 export async function findPatientById(
   tx: Tx,
   id: string,
   options: { forUpdate?: boolean } = {},
 ): Promise<PatientRow | undefined> {
-  return tx
-    .selectFrom('patients')
-    .selectAll()
-    .where('id', '=', id)
-    .$if(options.forUpdate === true && engineOf(tx) === 'postgres', (q) => q.forUpdate())
-    .executeTakeFirst();
+  return (options.forUpdate === true ? patientByIdForUpdate : patientById).first(tx, { id });
 }
 
 /** The caller's live share of a patient; write access wins when there are several. */

@@ -8,10 +8,11 @@ import {
   type ChainedEvent,
 } from '../domain/audit.js';
 import BetterSqlite3 from 'better-sqlite3';
-import { sql, type ExpressionBuilder } from 'kysely';
+import { sql, type ExpressionBuilder, type Insertable } from 'kysely';
 import type { Checkpoint } from '../domain/audit-verify.js';
 import type { Database } from './database.js';
 import { engineOf } from './dialect.js';
+import { prepared } from './prepared.js';
 import type { AuditEventRow, DB, Tx } from './tables.js';
 
 export type NewAuditEvent = Omit<AuditEvent, 'seq'>;
@@ -21,37 +22,33 @@ export type NewAuditEvent = Omit<AuditEvent, 'seq'>;
  * PostgreSQL; SQLite already has a single writer) so sequence numbers stay gapless and ordered.
  */
 export async function appendAuditEvent(tx: Tx, input: NewAuditEvent): Promise<ChainedEvent> {
-  let headQuery = tx.selectFrom('audit_head').select(['seq', 'chain_hash']).where('id', '=', 1);
-  if (engineOf(tx) === 'postgres') headQuery = headQuery.forUpdate();
-  const head = await headQuery.executeTakeFirstOrThrow();
+  const head = await lockedAuditHead.first(tx, {});
+  if (!head) throw new Error('The audit head row is missing.');
   const event: AuditEvent = { ...input, seq: head.seq + 1 };
   const hash = eventHash(event);
   const chain = chainHash(head.chain_hash, hash);
-  await tx
-    .insertInto('audit_events')
-    .values({
-      seq: event.seq,
-      id: event.id,
-      occurred_at: event.occurredAt,
-      action: event.action,
-      type: event.type,
-      outcome: event.outcome,
-      actor_user_id: event.actor.userId,
-      actor_role: event.actor.role,
-      actor_org_id: event.actor.organizationId,
-      actor_ip: event.actor.ip,
-      actor_user_agent: event.actor.userAgent,
-      patient_id: event.patientId,
-      entity_type: event.entity?.type ?? null,
-      entity_id: event.entity?.id ?? null,
-      entity_version: event.entity?.version ?? null,
-      purpose: event.purpose,
-      request_id: event.requestId,
-      detail: event.detail === null ? null : JSON.stringify(event.detail),
-      event_hash: hash,
-      chain_hash: chain,
-    })
-    .execute();
+  await insertAuditEvent.run(tx, {
+    seq: event.seq,
+    id: event.id,
+    occurred_at: event.occurredAt,
+    action: event.action,
+    type: event.type,
+    outcome: event.outcome,
+    actor_user_id: event.actor.userId,
+    actor_role: event.actor.role,
+    actor_org_id: event.actor.organizationId,
+    actor_ip: event.actor.ip,
+    actor_user_agent: event.actor.userAgent,
+    patient_id: event.patientId,
+    entity_type: event.entity?.type ?? null,
+    entity_id: event.entity?.id ?? null,
+    entity_version: event.entity?.version ?? null,
+    purpose: event.purpose,
+    request_id: event.requestId,
+    detail: event.detail === null ? null : JSON.stringify(event.detail),
+    event_hash: hash,
+    chain_hash: chain,
+  });
   const disclosed = patientIdsIn(event);
   if (disclosed.length > 0) {
     await tx
@@ -59,13 +56,42 @@ export async function appendAuditEvent(tx: Tx, input: NewAuditEvent): Promise<Ch
       .values(disclosed.map((patient_id) => ({ patient_id, seq: event.seq })))
       .execute();
   }
-  await tx
-    .updateTable('audit_head')
-    .set({ seq: event.seq, chain_hash: chain })
-    .where('id', '=', 1)
-    .execute();
+  await advanceAuditHead.run(tx, { seq: event.seq, chain });
   return { event, hash, chain };
 }
+
+// The three statements of every audit event, prepared (they run once per API request).
+const lockedAuditHead = prepared((db) => {
+  const query = db.selectFrom('audit_head').select(['seq', 'chain_hash']).where('id', '=', 1);
+  return engineOf(db) === 'postgres' ? query.forUpdate() : query;
+});
+const insertAuditEvent = prepared((db, p: Insertable<DB['audit_events']>) =>
+  db.insertInto('audit_events').values({
+    seq: p.seq,
+    id: p.id,
+    occurred_at: p.occurred_at,
+    action: p.action,
+    type: p.type,
+    outcome: p.outcome,
+    actor_user_id: p.actor_user_id,
+    actor_role: p.actor_role,
+    actor_org_id: p.actor_org_id,
+    actor_ip: p.actor_ip,
+    actor_user_agent: p.actor_user_agent,
+    patient_id: p.patient_id,
+    entity_type: p.entity_type,
+    entity_id: p.entity_id,
+    entity_version: p.entity_version,
+    purpose: p.purpose,
+    request_id: p.request_id,
+    detail: p.detail,
+    event_hash: p.event_hash,
+    chain_hash: p.chain_hash,
+  }),
+);
+const advanceAuditHead = prepared((db, p: { seq: number; chain: string }) =>
+  db.updateTable('audit_head').set({ seq: p.seq, chain_hash: p.chain }).where('id', '=', 1),
+);
 
 /** Patients an event disclosed besides its main one (detail.patientIds). */
 function patientIdsIn(event: AuditEvent): string[] {

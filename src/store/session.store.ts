@@ -1,5 +1,6 @@
 // Login sessions: opaque bearer tokens, stored only as their SHA-256.
 import type { Role } from '../domain/roles.js';
+import { prepared } from './prepared.js';
 import type { SessionRow, Tx } from './tables.js';
 
 export async function insertSession(
@@ -30,17 +31,8 @@ export interface ActiveSession {
   lastSeenAt: string | null;
 }
 
-/**
- * The live session for a token: not revoked, not expired, used since `idleSince` (inactivity
- * logoff), user not disabled.
- */
-export async function findActiveSession(
-  tx: Tx,
-  tokenHash: string,
-  now: string,
-  idleSince: string,
-): Promise<ActiveSession | undefined> {
-  const row = await tx
+const activeSession = prepared((db, p: { tokenHash: string; now: string; idleSince: string }) =>
+  db
     .selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
     .select([
@@ -52,12 +44,24 @@ export async function findActiveSession(
       'users.name as name',
       'sessions.last_seen_at as lastSeenAt',
     ])
-    .where('sessions.token_hash', '=', tokenHash)
+    .where('sessions.token_hash', '=', p.tokenHash)
     .where('sessions.revoked_at', 'is', null)
-    .where('sessions.expires_at', '>', now)
-    .where('sessions.last_seen_at', '>', idleSince)
-    .where('users.disabled', '=', 0)
-    .executeTakeFirst();
+    .where('sessions.expires_at', '>', p.now)
+    .where('sessions.last_seen_at', '>', p.idleSince)
+    .where('users.disabled', '=', 0),
+);
+
+/**
+ * The live session for a token: not revoked, not expired, used since `idleSince` (inactivity
+ * logoff), user not disabled.
+ */
+export async function findActiveSession(
+  tx: Tx,
+  tokenHash: string,
+  now: string,
+  idleSince: string,
+): Promise<ActiveSession | undefined> {
+  const row = await activeSession.first(tx, { tokenHash, now, idleSince });
   return row ? { ...row, role: row.role as Role | null } : undefined;
 }
 
