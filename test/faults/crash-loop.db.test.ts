@@ -124,7 +124,7 @@ describeEachEngine('crash loop', ({ engine, url }) => {
             assert.equal(
               again.state,
               'acked',
-              `retry of ${write.kind} ${write.key}: ${again.status}`,
+              `cycle ${cycle} (seed ${seed}): retry of ${write.kind} ${write.key}: ${again.status ?? again.error}`,
             );
             writes.set(write.key, again);
             retried++;

@@ -110,6 +110,8 @@ export interface SentWrite {
   status?: number;
   /** Documents: the SHA-256 the server acknowledged. */
   sha256?: string;
+  /** 'unknown': why the client got no answer (the error's code or message), for failure messages. */
+  error?: string;
 }
 
 export const noteBody = (key: string) => `fault note ${key}`;
@@ -176,8 +178,10 @@ export async function sendWrite(
       };
     }
     return { kind, key, state: 'refused', status: res.status };
-  } catch {
-    return { kind, key, state: 'unknown' };
+  } catch (err) {
+    const cause = err instanceof Error ? (err.cause as { code?: string } | undefined) : undefined;
+    const error = cause?.code ?? (err instanceof Error ? err.message : String(err));
+    return { kind, key, state: 'unknown', error };
   }
 }
 
