@@ -70,6 +70,11 @@ export function can(role: Role, permission: Permission): boolean {
   return PERMISSIONS[role].includes(permission);
 }
 
+/** The roles that hold a permission. */
+export function rolesWith(permission: Permission): Role[] {
+  return ROLES.filter((role) => can(role, permission));
+}
+
 export function permissionsOf(role: Role): readonly Permission[] {
   return PERMISSIONS[role];
 }

@@ -8,10 +8,18 @@ import nodemailer from 'nodemailer';
 import type { Vault } from '../blobs/vault.js';
 import type { Clock } from '../domain/clock.js';
 import type { DomainEvent } from '../services/events.js';
-import { DELETED_BEFORE_DELIVERY, secretContext } from '../services/subscription.service.js';
+import {
+  CREATOR_LOST_ACCESS,
+  DELETED_BEFORE_DELIVERY,
+  secretContext,
+} from '../services/subscription.service.js';
 import type { Database } from '../store/database.js';
 import { enqueue } from '../store/outbox.store.js';
-import { findSubscriptionById, subscribersOf } from '../store/subscription.store.js';
+import {
+  deliverableSubscription,
+  findSubscriptionById,
+  subscribersOf,
+} from '../store/subscription.store.js';
 import type { SubscriptionRow } from '../store/tables.js';
 import { PermanentFailure, type OutboxHandler } from './outbox-relay.js';
 import {
@@ -182,6 +190,9 @@ export function createNotificationHandlers(deps: {
       // Deleting a subscription gives up its waiting deliveries; this one was queued in a race
       // with the deletion. Not sent, not retried, and not to be reported as delivered.
       if (!s || s.disabled_at !== null) throw new PermanentFailure(DELETED_BEFORE_DELIVERY);
+      // Queued while its creator could hold it; the creator has since been disabled or demoted.
+      if (!(await deliverableSubscription(db.read, s.id)))
+        throw new PermanentFailure(CREATOR_LOST_ACCESS);
       if (s.channel === 'email') await sendEmail(s, ev);
       else await sendWebhook(s, ev);
     },

@@ -51,6 +51,8 @@ export const secretContext = (subscriptionId: string) => `subscription:${subscri
 
 /** Why a delivery of a deleted subscription was given up (shown as its lastError). */
 export const DELETED_BEFORE_DELIVERY = 'the subscription was deleted before delivery';
+export const CREATOR_LOST_ACCESS =
+  "the subscription's creator was disabled or lost the right to subscribe before delivery";
 
 function toSubscription(row: SubscriptionRow): Subscription {
   return {

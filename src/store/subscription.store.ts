@@ -1,5 +1,20 @@
 // Notification subscriptions: who wants to hear of which events, by email or webhook.
+// A subscription is its creator's: it is heard only while the creator is an enabled member of its
+// organization whose role may manage subscriptions (a disabled or demoted user's subscriptions
+// fall silent, and speak again if the account is restored).
+import { rolesWith } from '../domain/roles.js';
 import type { SubscriptionRow, Tx } from './tables.js';
+
+/** Only subscriptions whose creator may still hold them (see the header). */
+function creatorMayHold(tx: Tx) {
+  return tx
+    .selectFrom('subscriptions')
+    .innerJoin('users', 'users.id', 'subscriptions.created_by')
+    .selectAll('subscriptions')
+    .where('users.disabled', '=', 0)
+    .whereRef('users.organization_id', '=', 'subscriptions.organization_id')
+    .where('users.role', 'in', rolesWith('subscriptions.manage'));
+}
 
 export async function insertSubscription(tx: Tx, row: SubscriptionRow): Promise<void> {
   await tx.insertInto('subscriptions').values(row).execute();
@@ -25,6 +40,17 @@ export async function findSubscriptionById(
   return tx.selectFrom('subscriptions').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/** The subscription a queued delivery is for, if it is still live and its creator may hold it. */
+export async function deliverableSubscription(
+  tx: Tx,
+  id: string,
+): Promise<SubscriptionRow | undefined> {
+  return creatorMayHold(tx)
+    .where('subscriptions.id', '=', id)
+    .where('subscriptions.disabled_at', 'is', null)
+    .executeTakeFirst();
+}
+
 export async function listSubscriptions(
   tx: Tx,
   organizationId: string,
@@ -44,13 +70,16 @@ export async function subscribersOf(
   organizationId: string,
   patientId: string,
 ): Promise<SubscriptionRow[]> {
-  return tx
-    .selectFrom('subscriptions')
-    .selectAll()
-    .where('organization_id', '=', organizationId)
-    .where('disabled_at', 'is', null)
-    .where((eb) => eb.or([eb('patient_id', 'is', null), eb('patient_id', '=', patientId)]))
-    .orderBy('id')
+  return creatorMayHold(tx)
+    .where('subscriptions.organization_id', '=', organizationId)
+    .where('subscriptions.disabled_at', 'is', null)
+    .where((eb) =>
+      eb.or([
+        eb('subscriptions.patient_id', 'is', null),
+        eb('subscriptions.patient_id', '=', patientId),
+      ]),
+    )
+    .orderBy('subscriptions.id')
     .execute();
 }
 

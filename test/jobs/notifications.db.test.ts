@@ -583,6 +583,85 @@ describeEachEngine('notifications', ({ engine, url }) => {
     assert.match(cancelled.lastError ?? '', /subscription was deleted/);
   });
 
+  test("a disabled or demoted creator's subscriptions fall silent, queued retries included, and speak again when restored", async () => {
+    const leaver = await h.newUser(admin, 'clinician');
+    const demoted = await h.newUser(admin, 'nurse');
+    const leaverHook = receiver.endpoint(`leaver-${engine}`, always('ok'));
+    const leaverStuck = receiver.endpoint(`leaver-stuck-${engine}`, always('error'));
+    const demotedHook = receiver.endpoint(`demoted-${engine}`, always('ok'));
+    const witness = receiver.endpoint(`creator-witness-${engine}`, always('ok'));
+    await subscribeWebhook(h, leaver, leaverHook);
+    const stuckSub = await subscribeWebhook(h, leaver, leaverStuck);
+    await subscribeWebhook(h, demoted, demotedHook);
+    await subscribeWebhook(h, vet, witness);
+    const leaverMailbox = uniqueEmail('leaver');
+    await subscribe(h, leaver, { events: ALL_EVENTS, email: leaverMailbox });
+    const org = admin.organizationId;
+    const patchUser = async (user: SignedIn, body: unknown) => {
+      const res = await h.request({
+        method: 'PATCH',
+        url: `/api/v1/users/${user.userId}`,
+        token: admin.token,
+        body,
+      });
+      assert.equal(res.statusCode, 200, res.body);
+    };
+
+    const before = await eventIdFor(h, org, await upload(vet, patientId, 'before the leaving'));
+    await settle(
+      'the first event at every subscriber',
+      () =>
+        [leaverHook, demotedHook, witness].every((e) => acceptedIds(e).has(before)) &&
+        mailedIds(mail, leaverMailbox).has(before),
+    );
+    // A delivery already queued: failing, with a retry due while its creator is disabled.
+    await settle('a retry scheduled', async () => {
+      const [d] = await deliveries(h, admin, stuckSub.id);
+      return d?.status === 'pending' && d.attempts >= 2;
+    });
+    await patchUser(leaver, { disabled: true });
+    await patchUser(demoted, { role: 'reception' });
+
+    const during = [
+      await eventIdFor(h, org, await upload(vet, patientId, 'while they are away')),
+      await eventIdFor(h, org, await finalizedNote(h, vet, patientId, 'while they are away')),
+    ];
+    await settle('the later events at the witness', () =>
+      during.every((id) => acceptedIds(witness).has(id)),
+    );
+    await settle('the queued retry given up', async () => {
+      const [d] = await deliveries(h, admin, stuckSub.id);
+      return d?.status === 'dead';
+    });
+    await outboxIdle(h, receiver.problems);
+    for (const id of during) {
+      assert.ok(!acceptedIds(leaverHook).has(id), "a disabled user's webhook hears nothing more");
+      assert.ok(!acceptedIds(demotedHook).has(id), "a demoted user's webhook hears nothing more");
+      assert.ok(!mailedIds(mail, leaverMailbox).has(id), "a disabled user's mailbox hears nothing");
+    }
+    const stuck = await deliveries(h, admin, stuckSub.id);
+    assert.deepEqual(
+      stuck.map((d) => d.eventId),
+      [before],
+      'nothing new queued for the disabled creator',
+    );
+    const [givenUp] = stuck;
+    assert.ok(givenUp);
+    assert.equal(givenUp.deliveredAt, null);
+    assert.match(givenUp.lastError ?? '', /creator was disabled or lost the right/);
+
+    await patchUser(leaver, { disabled: false });
+    await patchUser(demoted, { role: 'nurse' });
+    const afterwards = await eventIdFor(h, org, await upload(vet, patientId, 'back again'));
+    await settle(
+      'the restored subscriptions to hear again',
+      () =>
+        [leaverHook, demotedHook, witness].every((e) => acceptedIds(e).has(afterwards)) &&
+        mailedIds(mail, leaverMailbox).has(afterwards),
+    );
+    assert.deepEqual(receiver.problems, []);
+  });
+
   test('a receiver that always fails gets a dead letter after the last attempt, without patient data', async () => {
     // Its own database and runtime, with three attempts.
     const database = await createTestDatabase(engine);
