@@ -315,21 +315,47 @@ export function createAuthService(deps: ServiceDeps) {
     });
   }
 
+  /**
+   * Turns two-step sign-in on. The current password is asked again, so that whoever holds a stolen
+   * session cannot bind the account to their own authenticator and lock its owner out; a wrong
+   * password counts against the account's sign-in lockout like a failed sign-in.
+   */
   async function verifyTotpEnrolment(
     ctx: RequestContext,
-    code: string,
+    input: { code: string; password: string },
   ): Promise<{ enabled: true }> {
+    const actor = requireActor(ctx);
+    const accountKey = `account:${actor.email.trim().toLowerCase()}`;
+    const now = clock.now();
+    const lock = await db.write((tx) =>
+      registerLoginAttempt(tx, accountKey, now, lockoutPolicy(settings.loginMaxFailures)),
+    );
+    const user = await findUserById(db.read, actor.userId);
+    const passwordOk = await verifyPassword(user?.password_hash, input.password);
+    // The right password is not a guess, whatever becomes of the code.
+    if (passwordOk) await db.write((tx) => refundLoginAttempt(tx, accountKey));
     return audited(deps, ctx, { action: 'U', type: 'mfa.verify' }, async (tx, record) => {
-      const actor = requireActor(ctx);
       record.entity = { type: 'User', id: actor.userId, version: null };
-      const user = await findUserById(tx, actor.userId);
-      if (!user?.totp_pending_secret) {
+      if (lock) {
+        const minutes = Math.max(1, Math.ceil((lock.getTime() - now.getTime()) / 60_000));
+        throw new AppError(
+          'too_many_requests',
+          `Too many wrong passwords. Try again in ${String(minutes)} minute(s).`,
+          { retryAfterSeconds: minutes * 60 },
+        );
+      }
+      if (!passwordOk) {
+        record.detail = { reason: 'bad_password' };
+        throw new AppError('invalid', 'That is not your current password.');
+      }
+      // Read again in the transaction: an enrolment restarted meanwhile has a new secret.
+      const current = await findUserById(tx, actor.userId);
+      if (!current?.totp_pending_secret) {
         throw new AppError('conflict', 'Start the enrolment first (POST /api/v1/me/mfa/totp).');
       }
-      const now = clock.now();
       const step = matchTotp(
-        openTotpSecret(deps.vault, actor.userId, user.totp_pending_secret),
-        code,
+        openTotpSecret(deps.vault, actor.userId, current.totp_pending_secret),
+        input.code,
         now,
       );
       if (step === null)
@@ -338,7 +364,7 @@ export function createAuthService(deps: ServiceDeps) {
           'That code does not match; check the time on your device and try again.',
         );
       await updateUser(tx, actor.userId, {
-        totp_secret: user.totp_pending_secret,
+        totp_secret: current.totp_pending_secret,
         totp_pending_secret: null,
         totp_enabled: 1,
         totp_last_step: step,

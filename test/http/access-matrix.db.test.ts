@@ -661,7 +661,7 @@ describeEachEngine('access matrix', ({ url }) => {
           return {
             method: 'POST' as const,
             url: '/api/v1/me/mfa/totp/verify',
-            body: { code },
+            body: { code, password: PASSWORD },
           };
         })();
       case 'DELETE /api/v1/me/sessions/:id':

@@ -193,6 +193,7 @@ describeEachEngine('auth', ({ url }) => {
       body: {
         code:
           '000000' === totp.generate({ timestamp: h.clock.now().getTime() }) ? '111111' : '000000',
+        password: PASSWORD,
       },
     });
     assert.equal(bad.statusCode, 400);
@@ -200,7 +201,7 @@ describeEachEngine('auth', ({ url }) => {
       method: 'POST',
       url: '/api/v1/me/mfa/totp/verify',
       token: admin.token,
-      body: { code: totp.generate({ timestamp: h.clock.now().getTime() }) },
+      body: { code: totp.generate({ timestamp: h.clock.now().getTime() }), password: PASSWORD },
     });
     assert.equal(ok.statusCode, 200, ok.body);
     // The seed is sealed by the master key: the database alone does not reveal it.

@@ -70,7 +70,7 @@ describeEachEngine('races and edges', ({ url }) => {
       method: 'POST',
       url: '/api/v1/me/mfa/totp/verify',
       token: user.token,
-      body: { code: totp.generate({ timestamp: h.clock.now().getTime() }) },
+      body: { code: totp.generate({ timestamp: h.clock.now().getTime() }), password: PASSWORD },
     });
     h.clock.advance(30_000);
     const code = totp.generate({ timestamp: h.clock.now().getTime() });

@@ -326,6 +326,57 @@ describeEachEngine('security review', ({ url }) => {
     assert.equal(statuses.at(-1), 429, statuses.join(','));
   });
 
+  test('fix: a stolen session cannot turn on two-step sign-in without the password, and guessing it locks the account', async () => {
+    const user = await h.newUser(adminA, 'nurse');
+    const enrol = ok(
+      await h.request({ method: 'POST', url: '/api/v1/me/mfa/totp', token: user.token }),
+    ).json<{ secret: string }>();
+    const totp = new TOTP({ secret: Secret.fromBase32(enrol.secret), digits: 6, period: 30 });
+    const verify = (body: unknown) =>
+      h.request({ method: 'POST', url: '/api/v1/me/mfa/totp/verify', token: user.token, body });
+    const code = totp.generate({ timestamp: h.clock.now().getTime() });
+    const enabled = async () =>
+      (
+        await h.runtime.db.read
+          .selectFrom('users')
+          .select('totp_enabled')
+          .where('id', '=', user.userId)
+          .executeTakeFirstOrThrow()
+      ).totp_enabled;
+
+    // The thief has the session and their own authenticator's code, not the password.
+    const without = await verify({ code });
+    assert.equal(without.statusCode, 400, without.body);
+    assert.equal(errorOf(without).code, 'invalid');
+    for (let i = 1; i < h.config.loginMaxFailures; i++) {
+      const wrong = await verify({ code, password: `guess ${String(i)}` });
+      assert.equal(wrong.statusCode, 400, wrong.body);
+      assert.match(errorOf(wrong).message, /not your current password/);
+    }
+    // The guesses count against the account like failed sign-ins: the limit locks it.
+    const last = await verify({ code, password: 'one guess too many' });
+    assert.equal(last.statusCode, 400, last.body);
+    const locked = await verify({ code, password: PASSWORD });
+    assert.equal(locked.statusCode, 429, locked.body);
+    const signIn = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      body: { email: user.email, password: PASSWORD },
+      remoteAddress: '10.80.0.1',
+    });
+    assert.equal(signIn.statusCode, 429, 'the sign-in lockout is the same counter');
+    assert.equal(await enabled(), 0, 'two-step sign-in stayed off');
+
+    // After the lockout, the owner with the password turns it on.
+    h.clock.advance(h.config.loginLockoutMinutes * 60_000 + 1_000);
+    const owner = await verify({
+      code: totp.generate({ timestamp: h.clock.now().getTime() }),
+      password: PASSWORD,
+    });
+    assert.equal(owner.statusCode, 200, owner.body);
+    assert.equal(await enabled(), 1);
+  });
+
   test('guard: the code that turned two-step sign-in on cannot be replayed to sign in', async () => {
     const user = await h.newUser(adminA, 'nurse');
     const enrol = ok(
@@ -338,7 +389,7 @@ describeEachEngine('security review', ({ url }) => {
         method: 'POST',
         url: '/api/v1/me/mfa/totp/verify',
         token: user.token,
-        body: { code },
+        body: { code, password: PASSWORD },
       }),
     );
     const replay = await h.request({

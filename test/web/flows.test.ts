@@ -197,7 +197,11 @@ describe('web app flows in Chromium', { skip }, () => {
     totpSecret = (await key.innerText()).replace(/\s+/g, '');
     enrolledAt = Date.now();
     await page.getByLabel('6-digit code').fill(code(enrolledAt));
-    await page.getByRole('button', { name: 'Check code and turn on' }).click();
+    // Not without the password: a session left open is not enough to turn it on.
+    const turnOn = page.getByRole('button', { name: 'Check code and turn on' });
+    assert.equal(await turnOn.isDisabled(), true);
+    await page.getByLabel('Your password').fill(PASSWORD);
+    await turnOn.click();
     await page.getByText('Two-step sign-in is on').first().waitFor();
     await signOut(page);
 

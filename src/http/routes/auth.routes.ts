@@ -123,12 +123,12 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = asy
     {
       schema: {
         body: Type.Object(
-          { code: Type.String({ pattern: '^\\d{6}$' }) },
+          { code: Type.String({ pattern: '^\\d{6}$' }), password: Password },
           { additionalProperties: false },
         ),
         response: { 200: Type.Object({ enabled: Type.Boolean() }), ...errorResponses },
       },
     },
-    async (request) => services.auth.verifyTotpEnrolment(request.ctx, request.body.code),
+    async (request) => services.auth.verifyTotpEnrolment(request.ctx, request.body),
   );
 };

@@ -13,6 +13,7 @@ import {
   Group,
   List,
   Loader,
+  PasswordInput,
   Stack,
   Table,
   Text,
@@ -93,6 +94,7 @@ function TwoStepSignIn() {
   const session = useSession();
   const [enrolment, setEnrolment] = useState<TotpEnrolment | null>(null);
   const [code, setCode] = useState('');
+  const [password, setPassword] = useState('');
 
   const start = useMutation({
     mutationFn: () => api<TotpEnrolment>('POST', '/me/mfa/totp'),
@@ -102,10 +104,13 @@ function TwoStepSignIn() {
     },
   });
   const verify = useMutation({
-    mutationFn: (digits: string) => api('POST', '/me/mfa/totp/verify', { body: { code: digits } }),
+    // The password again: a session left open on a shared computer is not enough to turn it on.
+    mutationFn: (body: { code: string; password: string }) =>
+      api('POST', '/me/mfa/totp/verify', { body }),
     onSuccess: async () => {
       setEnrolment(null);
       setCode('');
+      setPassword('');
       notifications.show({
         color: 'teal',
         title: 'Two-step sign-in is on',
@@ -118,7 +123,7 @@ function TwoStepSignIn() {
 
   const submit = (event: SubmitEvent) => {
     event.preventDefault();
-    if (code.length === 6) verify.mutate(code);
+    if (code.length === 6 && password !== '') verify.mutate({ code, password });
   };
 
   return (
@@ -175,7 +180,10 @@ function TwoStepSignIn() {
                 label="setup link"
               />
             </List.Item>
-            <List.Item>Enter the 6-digit code the app now shows for Caretrail.</List.Item>
+            <List.Item>
+              Enter the 6-digit code the app now shows for Caretrail, and your password to confirm
+              it is you.
+            </List.Item>
           </List>
           <form onSubmit={submit}>
             <Group align="flex-end" gap="sm">
@@ -193,13 +201,27 @@ function TwoStepSignIn() {
                 w={180}
                 data-autofocus
               />
-              <Button type="submit" disabled={code.length !== 6} loading={verify.isPending}>
+              <PasswordInput
+                label="Your password"
+                autoComplete="current-password"
+                value={password}
+                onChange={(event) => {
+                  setPassword(event.currentTarget.value);
+                }}
+                w={220}
+              />
+              <Button
+                type="submit"
+                disabled={code.length !== 6 || password === ''}
+                loading={verify.isPending}
+              >
                 Check code and turn on
               </Button>
               <Button
                 variant="default"
                 onClick={() => {
                   setEnrolment(null);
+                  setPassword('');
                   verify.reset();
                 }}
               >
