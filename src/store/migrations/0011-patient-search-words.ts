@@ -25,10 +25,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       'patient_id',
     ])
     .execute();
+  // A patient's words: to rewrite them, and to test a candidate of a phrase search for its last word.
   await db.schema
     .createIndex('patient_search_words_patient')
     .on('patient_search_words')
-    .column('patient_id')
+    .columns(['patient_id', 'word'])
     .execute();
 
   // The patients already on record, a page at a time, with their owners' names.
