@@ -282,6 +282,37 @@ describeEachEngine('patient search', ({ url }) => {
     assert.deepEqual(await found('x07'), [expected[7]]);
   });
 
+  test('an identifier and a text together: the holder, if the text matches it too', async () => {
+    const id = await db.write(async (tx) => {
+      const id = await addPatient(tx, ORG, 'Chipper', ['Greta Holm']);
+      await tx
+        .insertInto('patient_identifiers')
+        .values({
+          id: nextId('identifier'),
+          organization_id: ORG,
+          patient_id: id,
+          system: 'microchip',
+          value: '985000000000777',
+        })
+        .execute();
+      return id;
+    });
+    const both = async (text: string) =>
+      (
+        await searchPatients(db.read, {
+          organizationId: ORG,
+          identifier: { system: 'microchip', value: '985000000000777' },
+          text,
+          limit: 10,
+        })
+      ).map((p) => p.id);
+    assert.deepEqual(await both('chip'), [id], 'pet name prefix');
+    assert.deepEqual(await both('holm'), [id], 'owner word');
+    assert.deepEqual(await both('greta ho'), [id], 'owner phrase');
+    assert.deepEqual(await both('chipper x'), []);
+    assert.deepEqual(await both('moss'), [], 'a text that finds someone else');
+  });
+
   test("another organization's patients and owners never match", async () => {
     const { mine, theirs } = await db.write(async (tx) => ({
       mine: await addPatient(tx, ORG, 'Juniper', ['Oona Quarrington']),
