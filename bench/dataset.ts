@@ -1,5 +1,6 @@
 // The seeded dataset per engine and scale, built once and cached (a SQLite data folder, or a
 // PostgreSQL template database plus its data folder); each run works on a fresh copy of it.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +24,12 @@ export interface Dataset {
   drop(): Promise<void>;
 }
 
-const CACHE = process.env.BENCH_CACHE ?? path.join(os.homedir(), '.cache', 'caretrail-bench');
+const DEFAULT_CACHE = path.join(os.homedir(), '.cache', 'caretrail-bench');
+const CACHE = process.env.BENCH_CACHE ?? DEFAULT_CACHE;
+// Another cache folder has its own PostgreSQL templates: a seed started because one folder has no
+// sample.json drops and rebuilds the template, which must not be another folder's.
+const CACHE_TAG =
+  CACHE === DEFAULT_CACHE ? '' : `_${createHash('sha256').update(CACHE).digest('hex').slice(0, 8)}`;
 
 function pgUrl(db: string): string {
   const url = new URL(PG_ADMIN_URL);
@@ -93,7 +99,7 @@ export async function dataset(engine: Engine, scale: Scale): Promise<Dataset> {
   const schema = Object.keys(await migrationProvider.getMigrations()).length;
   const key = `${engine}-${scale.name}-s${String(schema)}-v2`;
   const cached = path.join(CACHE, key);
-  const tplDb = `caretrail_bench_${key.replace(/-/g, '_')}`;
+  const tplDb = `caretrail_bench_${key.replace(/-/g, '_')}${CACHE_TAG}`;
   if (!fs.existsSync(path.join(cached, 'sample.json'))) {
     const started = Date.now();
     process.stdout.write(`seeding ${key} (cached in ${cached}) … `);

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { loadAuditSigner } from '../src/audit-signing-key.js';
 import { chainHash, eventHash, type AuditEvent } from '../src/domain/audit.js';
 import { uuidv7 } from '../src/domain/ids.js';
-import { nameWords, searchKey } from '../src/domain/patient.js';
+import { nameWords, searchKey, searchWordsOf } from '../src/domain/patient.js';
 
 export interface Scale {
   name: string;
@@ -205,12 +205,39 @@ export async function seedDataset(
       ];
     },
   );
-  const words = await sink.one<{ n: number | string }>(
-    databaseUrl.startsWith('sqlite:')
-      ? "select count(*) as n from sqlite_master where name = 'owner_name_words'"
-      : "select count(*) as n from information_schema.tables where table_name = 'owner_name_words'",
-  );
-  if (Number(words.n) > 0)
+  // The search-words table of the schema being seeded (BENCH_MAIN may run an older one).
+  const hasTable = async (name: string) =>
+    Number(
+      (
+        await sink.one<{ n: number | string }>(
+          databaseUrl.startsWith('sqlite:')
+            ? `select count(*) as n from sqlite_master where name = '${name}'`
+            : `select count(*) as n from information_schema.tables where table_name = '${name}'`,
+        )
+      ).n,
+    ) > 0;
+  if (await hasTable('patient_search_words'))
+    await inChunks(
+      sink,
+      'patient_search_words',
+      [
+        ['organization_id', T],
+        ['word', T],
+        ['name_sort', T],
+        ['patient_id', T],
+      ],
+      scale.patients,
+      (i) => {
+        const nameSort = searchKey(patientName(i));
+        return searchWordsOf(nameSort, [searchKey(ownerName(i))]).map((w) => [
+          ids.orgId,
+          w,
+          nameSort,
+          patientIds[i] ?? '',
+        ]);
+      },
+    );
+  else if (await hasTable('owner_name_words'))
     await inChunks(
       sink,
       'owner_name_words',

@@ -79,6 +79,15 @@ export function nameWords(key: string): string[] {
   return [...new Set(key.split(' ').filter((w) => w !== ''))];
 }
 
+/**
+ * The words a one-word patient search matches by prefix: the first word of the patient's name
+ * key (a prefix of the name is a prefix of its first word) and every word of its owners' keys.
+ */
+export function searchWordsOf(patientKey: string, ownerKeys: string[]): string[] {
+  const first = nameWords(patientKey).slice(0, 1);
+  return [...new Set([...first, ...ownerKeys.flatMap(nameWords)])];
+}
+
 /** Lower-cased, accent-free form of a name used for prefix search. */
 export function searchKey(name: string): string {
   return name.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().replace(/\s+/g, ' ').trim();

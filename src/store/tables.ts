@@ -90,11 +90,17 @@ export interface OwnersTable {
   updated_at: string;
 }
 
-/** One row per word of an owner's name_search (word-prefix search); owners' names never change. */
-export interface OwnerNameWordsTable {
+/**
+ * One row per patient and word a one-word search matches by prefix (searchWordsOf: the first word
+ * of the patient's name key, every word of its owners' keys), with the patient's name key to
+ * order by. Kept by the patient store whenever a patient's name or owners change; owners' names
+ * never change (an owner rename would have to refresh every patient of that owner).
+ */
+export interface PatientSearchWordsTable {
   organization_id: string;
   word: string;
-  owner_id: string;
+  name_sort: string;
+  patient_id: string;
 }
 
 export interface PatientOwnersTable {
@@ -458,7 +464,7 @@ export interface DB {
   patients: PatientsTable;
   patient_identifiers: PatientIdentifiersTable;
   owners: OwnersTable;
-  owner_name_words: OwnerNameWordsTable;
+  patient_search_words: PatientSearchWordsTable;
   patient_owners: PatientOwnersTable;
   notes: NotesTable;
   note_revisions: NoteRevisionsTable;

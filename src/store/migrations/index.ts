@@ -10,6 +10,7 @@ import * as m0007 from './0007-patient-alerts.js';
 import * as m0008 from './0008-idempotency-holder.js';
 import * as m0009 from './0009-addendum-release.js';
 import * as m0010 from './0010-owner-name-words.js';
+import * as m0011 from './0011-patient-search-words.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
@@ -22,6 +23,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0008-idempotency-holder': m0008,
   '0009-addendum-release': m0009,
   '0010-owner-name-words': m0010,
+  '0011-patient-search-words': m0011,
 };
 
 export const migrationProvider: MigrationProvider = {
