@@ -330,7 +330,9 @@ export function createPatientService(deps: ServiceDeps) {
     ctx: RequestContext,
     query: { q?: string; identifier?: string; limit: number; cursor?: string },
   ): Promise<Page<Patient>> {
-    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, 2);
+    // The cursor names only the last patient shown (its name would sit in proxies' URL logs);
+    // where the page goes on is read from that patient's row.
+    const afterId = query.cursor === undefined ? undefined : decodeCursor(query.cursor, 1)[0];
     let identifier: { system: string; value: string } | undefined;
     if (query.identifier !== undefined) {
       const bar = query.identifier.indexOf('|');
@@ -358,19 +360,27 @@ export function createPatientService(deps: ServiceDeps) {
       { action: 'E', type: 'patient.search', permission: 'patients.read' },
       async (tx, record) => {
         const actor = requireStaff(ctx);
+        let after: { nameSearch: string; id: string } | undefined;
+        if (afterId !== undefined) {
+          const last = await findPatient(tx, actor.organizationId, afterId);
+          if (!last)
+            throw new AppError(
+              'invalid',
+              'The cursor is not valid; start again from the first page.',
+            );
+          after = { nameSearch: last.name_search, id: last.id };
+        }
         const rows = await searchPatients(tx, {
           organizationId: actor.organizationId,
           ...(text !== undefined && text !== '' ? { text, identifierValues } : {}),
           ...(identifier !== undefined ? { identifier } : {}),
-          ...(after !== undefined
-            ? { after: { nameSearch: after[0] ?? '', id: after[1] ?? '' } }
-            : {}),
+          ...(after !== undefined ? { after } : {}),
           limit: query.limit + 1,
         });
         const page = toPage(
           rows,
           query.limit,
-          (r) => [r.name_search, r.id],
+          (r) => [r.id],
           (r) => r,
         );
         // Which patients were disclosed, never the search terms (they are patient data).

@@ -377,6 +377,52 @@ describeEachEngine('security review', ({ url }) => {
     assert.equal(await enabled(), 1);
   });
 
+  test('fix: patient-search cursors name no patient, and a cursor from another clinic is refused', async () => {
+    const create = async (admin: SignedIn, name: string) =>
+      ok(
+        await h.request({
+          method: 'POST',
+          url: '/api/v1/patients',
+          token: admin.token,
+          body: { name, species: 'feline', owners: [{ name: 'Quentin Quillfeather' }] },
+        }),
+        201,
+      ).json<{ id: string }>().id;
+    const ids = [
+      await create(adminA, 'Quillon Alpha'),
+      await create(adminA, 'Quillon Beta'),
+      await create(adminA, 'Quillon Gamma'),
+    ];
+    const search = (admin: SignedIn, cursor?: string) =>
+      h.request({
+        method: 'GET',
+        url: `/api/v1/patients?q=quillon&limit=1${cursor === undefined ? '' : `&cursor=${cursor}`}`,
+        token: admin.token,
+      });
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = ok(await search(adminA, cursor)).json<{
+        items: { id: string }[];
+        nextCursor: string | null;
+      }>();
+      seen.push(...page.items.map((p) => p.id));
+      cursor = page.nextCursor ?? undefined;
+      if (cursor !== undefined) {
+        const inside = Buffer.from(cursor, 'base64url').toString('utf8').toLowerCase();
+        assert.ok(!inside.includes('quillon'), `the cursor holds no name: ${inside}`);
+        assert.ok(!inside.includes('quill'), "nor the owner's");
+      }
+    } while (cursor !== undefined);
+    assert.deepEqual(seen, ids, 'the pages follow each other in name order');
+
+    // Clinic B replays clinic A's cursor (or forges one with A's patient id): refused.
+    const firstCursor = ok(await search(adminA)).json<{ nextCursor: string }>().nextCursor;
+    const replayed = await search(adminB, firstCursor);
+    assert.equal(replayed.statusCode, 400, replayed.body);
+    assert.match(errorOf(replayed).message, /cursor is not valid/);
+  });
+
   test('guard: the code that turned two-step sign-in on cannot be replayed to sign in', async () => {
     const user = await h.newUser(adminA, 'nurse');
     const enrol = ok(
