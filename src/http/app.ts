@@ -185,7 +185,7 @@ export async function buildApp(options: AppOptions) {
       return;
     let token = bearerToken(request);
     if (token === null) {
-      token = sessionCookie(request);
+      token = sessionCookie(request, services.deps.settings.publicUrl);
       if (token !== null && csrfHeaderMissing(request))
         throw new AppError(
           'forbidden',

@@ -4,18 +4,33 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 export const SESSION_COOKIE = 'caretrail_session';
+/**
+ * The name over TLS. Browsers accept a `__Host-` cookie only when it is Secure, has Path=/ and no
+ * Domain, so a sibling subdomain cannot plant one (cookie tossing); the server then reads no other.
+ */
+export const SECURE_SESSION_COOKIE = `__Host-${SESSION_COOKIE}`;
 export const CSRF_HEADER = 'x-caretrail-csrf';
 
 const TOKEN = /^[A-Za-z0-9_\-.~+/=]{10,200}$/;
 
+/** Whether people reach the server over TLS (served here, or ended by a proxy in front). */
+function overTls(request: FastifyRequest, publicUrl: string): boolean {
+  return request.protocol === 'https' || publicUrl.startsWith('https:');
+}
+
+function cookieName(request: FastifyRequest, publicUrl: string): string {
+  return overTls(request, publicUrl) ? SECURE_SESSION_COOKIE : SESSION_COOKIE;
+}
+
 /** The session token from the request's cookie, or null. */
-export function sessionCookie(request: FastifyRequest): string | null {
+export function sessionCookie(request: FastifyRequest, publicUrl: string): string | null {
   const header = request.headers.cookie;
   if (header === undefined) return null;
+  const name = cookieName(request, publicUrl);
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
     if (eq < 0) continue;
-    if (part.slice(0, eq).trim() !== SESSION_COOKIE) continue;
+    if (part.slice(0, eq).trim() !== name) continue;
     const value = part.slice(eq + 1).trim();
     return TOKEN.test(value) ? value : null;
   }
@@ -32,8 +47,7 @@ function cookieAttributes(request: FastifyRequest, publicUrl: string): string {
   // Secure whenever people reach the server over TLS: served here, or ended by a proxy in front
   // (the public URL is https even when the proxy talks plain HTTP to us). Only a plain-HTTP
   // installation goes without (browsers drop Secure cookies over HTTP except on localhost).
-  const tls = request.protocol === 'https' || publicUrl.startsWith('https:');
-  const secure = tls ? '; Secure' : '';
+  const secure = overTls(request, publicUrl) ? '; Secure' : '';
   // No Max-Age: the cookie ends with the browser, the session at its own expiry or idle limit.
   return `Path=/; HttpOnly; SameSite=Strict${secure}`;
 }
@@ -44,7 +58,10 @@ export function setSessionCookie(
   publicUrl: string,
   token: string,
 ) {
-  reply.header('set-cookie', `${SESSION_COOKIE}=${token}; ${cookieAttributes(request, publicUrl)}`);
+  reply.header(
+    'set-cookie',
+    `${cookieName(request, publicUrl)}=${token}; ${cookieAttributes(request, publicUrl)}`,
+  );
 }
 
 export function clearSessionCookie(
@@ -54,6 +71,6 @@ export function clearSessionCookie(
 ) {
   reply.header(
     'set-cookie',
-    `${SESSION_COOKIE}=; ${cookieAttributes(request, publicUrl)}; Max-Age=0`,
+    `${cookieName(request, publicUrl)}=; ${cookieAttributes(request, publicUrl)}; Max-Age=0`,
   );
 }

@@ -224,7 +224,7 @@ describe('caretrail serve over HTTPS', () => {
     });
     assert.equal(res.status, 200, res.body);
     const cookie = [res.headers['set-cookie'] ?? []].flat()[0] ?? '';
-    assert.match(cookie, /^caretrail_session=[^;]{10,};/);
+    assert.match(cookie, /^__Host-caretrail_session=[^;]{10,};/);
     assert.match(cookie, /; Secure(;|$)/);
     assert.match(cookie, /HttpOnly/);
   });

@@ -6,10 +6,10 @@ import { describeEachEngine } from '../helpers/engines.js';
 import { PASSWORD, startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
 import { errorOf } from '../helpers/api.js';
 
-function cookieOf(setCookie: string | string[] | undefined): string {
+function cookieOf(setCookie: string | string[] | undefined, name = 'caretrail_session'): string {
   const header = [setCookie ?? []].flat()[0] ?? '';
   const pair = header.split(';')[0] ?? '';
-  assert.match(pair, /^caretrail_session=.{10,}$/);
+  assert.ok(pair.startsWith(`${name}=`) && pair.length >= name.length + 11, header);
   return pair;
 }
 
@@ -141,7 +141,7 @@ describeEachEngine('web sign-in cookie behind a TLS-terminating proxy', ({ url }
     await h.close();
   });
 
-  test('the cookie is Secure, also on sign-out, though the request itself came over HTTP', async () => {
+  test('the cookie is a Secure __Host- cookie, also on sign-out, though the request itself came over HTTP', async () => {
     const res = await h.request({
       method: 'POST',
       url: '/api/v1/auth/session',
@@ -150,14 +150,41 @@ describeEachEngine('web sign-in cookie behind a TLS-terminating proxy', ({ url }
     assert.equal(res.statusCode, 200, res.body);
     const setCookie = [res.headers['set-cookie'] ?? []].flat()[0] ?? '';
     assert.match(setCookie, /; Secure(;|$)/);
+    // What browsers require of a __Host- cookie: Secure, Path=/, no Domain.
+    assert.match(setCookie, /; Path=\/(;|$)/);
+    assert.doesNotMatch(setCookie, /Domain=/i);
+    const cookie = cookieOf(res.headers['set-cookie'], '__Host-caretrail_session');
     const out = await h.request({
       method: 'POST',
       url: '/api/v1/auth/logout',
-      headers: { cookie: cookieOf(res.headers['set-cookie']), 'x-caretrail-csrf': '1' },
+      headers: { cookie, 'x-caretrail-csrf': '1' },
     });
     assert.equal(out.statusCode, 204, out.body);
-    assert.match(String(out.headers['set-cookie']), /Max-Age=0/);
+    assert.match(String(out.headers['set-cookie']), /^__Host-caretrail_session=;.*Max-Age=0/);
     assert.match(String(out.headers['set-cookie']), /; Secure/);
+  });
+
+  test('a session cookie without the __Host- prefix (planted by a sibling subdomain) is not read', async () => {
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/v1/auth/session',
+      body: { email: admin.email, password: PASSWORD },
+    });
+    const token = cookieOf(res.headers['set-cookie'], '__Host-caretrail_session').split('=')[1];
+    const tossed = await h.request({
+      method: 'GET',
+      url: '/api/v1/me',
+      headers: { cookie: `caretrail_session=${token ?? ''}` },
+    });
+    assert.equal(tossed.statusCode, 401, tossed.body);
+    const real = await h.request({
+      method: 'GET',
+      url: '/api/v1/me',
+      headers: {
+        cookie: `caretrail_session=somebody-elses-token; __Host-caretrail_session=${token ?? ''}`,
+      },
+    });
+    assert.equal(real.statusCode, 200, real.body);
   });
 
   test('answers the proxy forwarded as https carry HSTS; others do not', async () => {

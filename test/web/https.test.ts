@@ -102,7 +102,7 @@ describe('web app over HTTPS in Chromium', { skip }, () => {
       assert.ok(page.url().startsWith('https://'), page.url());
 
       const cookies = await context.cookies(base);
-      const session = cookies.find((c) => c.name === 'caretrail_session');
+      const session = cookies.find((c) => c.name === '__Host-caretrail_session');
       assert.ok(session, `no session cookie: ${JSON.stringify(cookies.map((c) => c.name))}`);
       assert.equal(session.secure, true);
       assert.equal(session.httpOnly, true);
