@@ -23,6 +23,7 @@ import { requireActor, type Actor, type RequestContext } from './context.js';
 import { openTotpSecret, sealTotpSecret } from './secret-box.js';
 import type { ServiceDeps } from './deps.js';
 import { verifyPassword } from './passwords.js';
+import { lockoutAddress } from '../domain/ip.js';
 import { hashToken, newToken } from './tokens.js';
 import { toUser, type User } from './user.service.js';
 
@@ -84,7 +85,7 @@ export function createAuthService(deps: ServiceDeps) {
   ): Promise<LoginResult> {
     const email = input.email.trim().toLowerCase();
     const accountKey = `account:${email}`;
-    const addressKey = `address:${ctx.ip ?? 'unknown'}`;
+    const addressKey = `address:${ctx.ip === null ? 'unknown' : lockoutAddress(ctx.ip)}`;
     const now = clock.now();
 
     // Count this attempt against the account and the address before checking anything, in one

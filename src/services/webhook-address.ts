@@ -3,6 +3,7 @@
 // The name is resolved once per delivery and the connection made to the address checked.
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
+import { ipv6Bytes } from '../domain/ip.js';
 
 const PRIVATE = new net.BlockList();
 for (const [prefix, bits] of [
@@ -32,30 +33,6 @@ for (const [prefix, bits] of [
   ['ff00::', 8], // multicast
 ] as const)
   PRIVATE.addSubnet(prefix, bits, 'ipv6');
-
-/** The 16 bytes of an IPv6 address (zone id dropped), or null when it is not one. */
-function ipv6Bytes(ip: string): Buffer | null {
-  let text = ip.replace(/%.*$/, '');
-  if (!net.isIPv6(text)) return null;
-  // A dotted IPv4 tail ("::ffff:1.2.3.4") becomes its two hexadecimal words.
-  const dotted = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
-  if (dotted) {
-    const [a, b, c, d] = dotted.slice(2).map(Number) as [number, number, number, number];
-    text = `${dotted[1] ?? ''}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const [left = '', right] = text.split('::');
-  const words = (part: string) => (part === '' ? [] : part.split(':').map((w) => parseInt(w, 16)));
-  const head = words(left);
-  const tail = right === undefined ? [] : words(right);
-  const all =
-    right === undefined
-      ? head
-      : [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
-  if (all.length !== 8) return null;
-  const bytes = Buffer.alloc(16);
-  all.forEach((w, i) => bytes.writeUInt16BE(w, i * 2));
-  return bytes;
-}
 
 const v4 = (b: Buffer, at: number) => `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
 

@@ -423,6 +423,25 @@ describeEachEngine('security review', ({ url }) => {
     assert.match(errorOf(replayed).message, /cursor is not valid/);
   });
 
+  test('fix: the per-address sign-in limit counts an IPv6 /64 as one address', async () => {
+    const attempt = (remoteAddress: string) =>
+      h.request({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        body: { email: uniqueEmail('nobody'), password: 'guessing from a /64' },
+        remoteAddress,
+      });
+    // Every guess from a fresh address of the same /64 (one host can hold all 2^64 of them).
+    for (let i = 1; i <= h.config.loginIpMaxFailures; i++) {
+      const res = await attempt(`2001:db8:77:1::${i.toString(16)}`);
+      assert.equal(res.statusCode, 401, res.body);
+    }
+    assert.equal((await attempt('2001:db8:77:1:ffff:ffff:ffff:fffe')).statusCode, 429);
+    assert.equal((await attempt('2001:0db8:0077:0001::beef')).statusCode, 429, 'any spelling');
+    // The neighbouring /64 is somebody else.
+    assert.equal((await attempt('2001:db8:77:2::1')).statusCode, 401);
+  });
+
   test('guard: the code that turned two-step sign-in on cannot be replayed to sign in', async () => {
     const user = await h.newUser(adminA, 'nurse');
     const enrol = ok(
