@@ -126,12 +126,24 @@ describeEachEngine('caretrail serve', ({ url, engine }) => {
 
       // Hold the database's write lock from outside so that note creates stall mid-request.
       let release: () => Promise<void>;
+      let arrived: () => Promise<boolean> = () => Promise.resolve(true);
       if (engine === 'postgres') {
         const client = new pg.Client({ connectionString: url() });
         await client.connect();
         await client.query('begin');
         await client.query('select * from audit_head for update');
+        const watcher = new pg.Client({ connectionString: url() });
+        await watcher.connect();
+        // Every request has reached the server once each waits for the lock in a backend.
+        arrived = async () => {
+          const { rows } = await watcher.query<{ n: string }>(
+            `select count(*) as n from pg_stat_activity
+              where datname = current_database() and wait_event_type = 'Lock'`,
+          );
+          return Number(rows[0]?.n ?? 0) >= 8;
+        };
         release = async () => {
+          await watcher.end();
           await client.query('commit');
           await client.end();
         };
@@ -150,7 +162,13 @@ describeEachEngine('caretrail serve', ({ url, engine }) => {
           body: { kind: 'visit', body: `in flight ${i}` },
         }),
       );
-      await new Promise((r) => setTimeout(r, 400)); // the requests reach the server and wait for the lock
+      // The requests reach the server and wait for the lock (on a busy machine that can take a
+      // while: a request that arrives after SIGTERM is rightly refused with 503).
+      await new Promise((r) => setTimeout(r, 400));
+      for (let waited = 0; !(await arrived()); waited += 100) {
+        assert.ok(waited < 20_000, 'the in-flight requests never reached the database');
+        await new Promise((r) => setTimeout(r, 100));
+      }
       server.child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 300));
       await release();
