@@ -70,6 +70,7 @@ export function servicesFor(
         checkpointEveryMs: config.auditCheckpointSeconds * 1000,
         alertDistinctPatients: config.alertDistinctPatients,
         alertWindowMinutes: config.alertWindowMinutes,
+        databaseUrl: config.databaseUrl,
       },
     },
   );

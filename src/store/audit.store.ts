@@ -386,38 +386,6 @@ export function rowFromArray(r: unknown[]): AuditEventRow {
 }
 
 /**
- * The links of the chain after `afterSeq` (seq, event hash, chain hash) in batches, from a
- * read-only SQLite connection of its own: the light half of a parallel verification.
- */
-export async function* scanAuditLinks(
-  sqliteFile: string,
-  afterSeq: number,
-  upTo: number,
-): AsyncGenerator<[number, string, string][]> {
-  const scanner = new BetterSqlite3(sqliteFile, { readonly: true });
-  try {
-    const rows = scanner
-      .prepare(
-        'select seq, event_hash, chain_hash from audit_events where seq > ? and seq <= ? order by seq',
-      )
-      .raw(true)
-      .iterate(afterSeq, upTo) as IterableIterator<[number, string, string]>;
-    let batch: [number, string, string][] = [];
-    for (const r of rows) {
-      batch.push(r);
-      if (batch.length === 10_000) {
-        yield batch;
-        batch = [];
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    }
-    if (batch.length > 0) yield batch;
-  } finally {
-    scanner.close();
-  }
-}
-
-/**
  * Every event after `afterSeq`, in sequence order, as hashed events in batches. On SQLite the scan runs on
  * a read-only connection of its own and fetches rows as arrays (verification reads millions);
  * on PostgreSQL it pages through the table.

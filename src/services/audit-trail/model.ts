@@ -3,6 +3,7 @@
 import type { AuditSigner } from '../../audit-signing-key.js';
 import type { AuditAction, AuditOutcome } from '../../domain/audit.js';
 import { AppError } from '../../domain/errors.js';
+import type { ChainSource } from '../../store/audit-scan.js';
 import type { AuditFilter } from '../../store/audit.store.js';
 import type { ServiceDeps } from '../deps.js';
 
@@ -11,6 +12,11 @@ export interface AuditTrailSettings {
   checkpointEveryMs: number;
   alertDistinctPatients: number;
   alertWindowMinutes: number;
+  /**
+   * The PostgreSQL connection URL, for the bulk reads (verification, export) that run on
+   * connections of their own; without it they share the pool, on one thread.
+   */
+  databaseUrl?: string;
 }
 
 /** The application's dependencies plus the checkpoint signing key and the trail's settings. */
@@ -101,4 +107,12 @@ export function filterFor(organizationId: string, query: AuditSearch): AuditFilt
     ...(query.type !== undefined ? { type: query.type } : {}),
     ...normalizedRange(query),
   };
+}
+
+/** Where bulk reads can open connections of their own, or null (PostgreSQL without its URL). */
+export function chainSource({ deps, settings }: AuditTrailDeps): ChainSource | null {
+  if (deps.db.sqliteFile !== null) return { engine: 'sqlite', file: deps.db.sqliteFile };
+  if (deps.db.engine === 'postgres' && settings.databaseUrl !== undefined)
+    return { engine: 'postgres', url: settings.databaseUrl };
+  return null;
 }

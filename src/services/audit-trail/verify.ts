@@ -1,22 +1,21 @@
 // Verification of the whole chain: every retained event's hash and link, and every checkpoint.
 import { GENESIS_CHAIN } from '../../domain/audit.js';
-import { ChainVerifier, withContentCheck, type VerifyResult } from '../../domain/audit-verify.js';
-import { firstAlteredEvent } from '../../store/audit-content-check.js';
+import { ChainVerifier, type VerifyResult } from '../../domain/audit-verify.js';
+import { verifyRangesInWorkers } from '../../store/audit-verify-ranges.js';
 import {
   auditHead,
   firstAuditSeq,
   lastAuditSeq,
   listCheckpoints,
   scanAuditChain,
-  scanAuditLinks,
 } from '../../store/audit.store.js';
 import type { Tx } from '../../store/tables.js';
 import { auditedRead } from '../audit.service.js';
 import type { RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
-import type { AuditTrailDeps } from './model.js';
+import { chainSource, type AuditTrailDeps } from './model.js';
 
-/** Logs at least this long are verified on several threads (SQLite). */
+/** Logs at least this long are verified on several threads. */
 const PARALLEL_VERIFY_FROM = 50_000;
 
 /**
@@ -73,21 +72,18 @@ export async function verifyChain(
     start,
     2 * settings.checkpointEveryEvents,
   );
-  const sqliteFile = db.sqliteFile;
-  if (
-    sqliteFile !== null &&
-    head.seq - start.seq >= (options.parallelFrom ?? PARALLEL_VERIFY_FROM)
-  ) {
-    // Large SQLite logs: worker threads recompute event hashes by range while this thread
-    // walks the chain links (seq, hash, chain); the earlier failure of the two wins.
-    const content = firstAlteredEvent(sqliteFile, start.seq + 1, head.seq);
-    scan: for await (const batch of scanAuditLinks(sqliteFile, start.seq, head.seq)) {
-      for (const [seq, hash, chain] of batch) if (!verifier.pushLink(seq, hash, chain)) break scan;
-    }
-    return withRowsBeyondHeadCheck(
-      deps,
-      withContentCheck(verifier.finish(head.seq), await content),
+  const source = chainSource({ deps, signer, settings });
+  if (source !== null && head.seq - start.seq >= (options.parallelFrom ?? PARALLEL_VERIFY_FROM)) {
+    // Large logs: worker threads walk contiguous ranges (contents and links) on connections
+    // of their own; this thread joins the ranges and checks the checkpoints.
+    await verifyRangesInWorkers(
+      verifier,
+      source,
+      start.seq,
+      head.seq,
+      checkpoints.map((c) => c.seq),
     );
+    return withRowsBeyondHeadCheck(deps, verifier.finish(head.seq));
   }
   scan: for await (const batch of scanAuditChain(db, start.seq, head.seq)) {
     for (const event of batch) if (!verifier.push(event)) break scan;
