@@ -8,7 +8,7 @@ import type { RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
 import { accessReport } from './access-report.js';
 import { checkpointIfDue } from './checkpoint.js';
-import { exportEvents } from './export.js';
+import { exportCsv, exportEvents } from './export.js';
 import type { AuditSearch, AuditTrailSettings } from './model.js';
 import { searchAuditTrail } from './search.js';
 import { checkUnusualAccess, listAlerts } from './unusual-access.js';
@@ -22,6 +22,7 @@ export type {
   AuditTrailSettings,
 } from './model.js';
 export { toAuditEventView } from './search.js';
+export { auditTrailSettingsOf } from './model.js';
 
 export function createAuditTrailService(
   deps: ServiceDeps,
@@ -38,6 +39,7 @@ export function createAuditTrailService(
       searchAuditTrail(deps, ctx, query, page),
     exportEvents: (ctx: RequestContext | null, query: AuditSearch) =>
       exportEvents(deps, ctx, query),
+    exportCsv: (ctx: RequestContext | null, query: AuditSearch) => exportCsv(trail, ctx, query),
     accessReport: (
       ctx: RequestContext,
       patientId: string,

@@ -1,6 +1,7 @@
 // What the audit trail's use cases share: their dependencies, settings, the shapes they answer
 // with, and the checks and filters of a search or export query.
 import type { AuditSigner } from '../../audit-signing-key.js';
+import type { Config } from '../../config.js';
 import type { AuditAction, AuditOutcome } from '../../domain/audit.js';
 import { AppError } from '../../domain/errors.js';
 import type { ChainSource } from '../../store/audit-scan.js';
@@ -17,6 +18,17 @@ export interface AuditTrailSettings {
    * connections of their own; without it they share the pool, on one thread.
    */
   databaseUrl?: string;
+}
+
+/** The trail's settings from the configuration. */
+export function auditTrailSettingsOf(config: Config): AuditTrailSettings {
+  return {
+    checkpointEveryEvents: config.auditCheckpointEvents,
+    checkpointEveryMs: config.auditCheckpointSeconds * 1000,
+    alertDistinctPatients: config.alertDistinctPatients,
+    alertWindowMinutes: config.alertWindowMinutes,
+    databaseUrl: config.databaseUrl,
+  };
 }
 
 /** The application's dependencies plus the checkpoint signing key and the trail's settings. */
