@@ -15,8 +15,11 @@ import {
   type AuditTrailDeps,
 } from './model.js';
 
-/** Rows a CSV export reads per query (arrays: small pages stay in the young generation). */
-const CSV_PAGE = 1000;
+/**
+ * Rows a CSV export reads per query. Smaller pages keep memory down (1,000,004 events: RSS
+ * growth 57 MB with 250 rows a page, 89 MB with 500, 100 MB with 1,000) for a little CPU.
+ */
+const CSV_PAGE = 250;
 
 /** Checks the query, then audits the export (committed before the first row leaves). */
 async function startExport(
