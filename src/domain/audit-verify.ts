@@ -185,8 +185,8 @@ export class ChainVerifier {
 
   /**
    * Checks one link of the chain (position, chain value, checkpoints) from its stored hashes.
-   * `contentMatches` recomputes the event's own hash; leave it out when another thread checks
-   * event contents against their hashes (see verifyContentHashes).
+   * `contentMatches` says whether the event's content matches its hash (a worker thread may
+   * have computed it); left out, the content is not checked.
    */
   pushLink(seq: number, hash: string, chain: string, contentMatches?: () => boolean): boolean {
     if (this.failure) return false;
