@@ -37,7 +37,9 @@ function exportCsv(
       peak = baseline;
       started = process.hrtime.bigint();
     }
-    for (const byte of chunk) if (byte === 10) lines++;
+    // indexOf, not a loop over every byte: the counting shares the machine's two cores with the
+    // export it measures (a byte loop over 350 MB cost seconds of CPU).
+    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines++;
   });
   return new Promise((resolve, reject) => {
     child.on('exit', (code) => {

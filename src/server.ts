@@ -8,6 +8,7 @@ import { systemClock, type Clock } from './domain/clock.js';
 import { buildApp } from './http/app.js';
 import { defaultWebDir } from './http/web-app.js';
 import { openDatabase, type Database, type OpenOptions } from './store/database.js';
+import { auditTrailSettingsOf } from './services/audit-trail/index.js';
 import { createServices, type Services } from './services/services.js';
 import { openBlobStore, type BlobStoreOptions } from './blobs/index.js';
 import { loadKeyring } from './blobs/master-key.js';
@@ -65,12 +66,7 @@ export function servicesFor(
     { db, clock, log, settings: config, vault },
     {
       signer: loadAuditSigner(config.dataDir, config.auditSigningKey || undefined),
-      settings: {
-        checkpointEveryEvents: config.auditCheckpointEvents,
-        checkpointEveryMs: config.auditCheckpointSeconds * 1000,
-        alertDistinctPatients: config.alertDistinctPatients,
-        alertWindowMinutes: config.alertWindowMinutes,
-      },
+      settings: auditTrailSettingsOf(config),
     },
   );
 }

@@ -8,7 +8,9 @@ import { formatAuditRows } from '../services/audit-format.js';
 import { CONFIG_SETTINGS, ConfigError, loadConfig, type Config } from '../config.js';
 import { isAppError } from '../domain/errors.js';
 import { createLogger } from '../log.js';
-import { createRuntime, servicesFor } from '../server.js';
+// The server (Fastify, routes, jobs) is loaded only by the commands that need it: the audit
+// commands open the database and the audit trail, nothing else.
+import type * as ServerModule from '../server.js';
 import { openDatabase } from '../store/database.js';
 import { systemContext } from '../services/context.js';
 import path from 'node:path';
@@ -22,7 +24,14 @@ import {
   writeKeyFile,
 } from '../blobs/master-key.js';
 import { createVault } from '../blobs/vault.js';
-import { rewrapAll, type RewrapCounts } from '../services/key-rotation.js';
+import type { RewrapCounts } from '../services/key-rotation.js';
+import { loadAuditSigner } from '../audit-signing-key.js';
+import { systemClock } from '../domain/clock.js';
+import {
+  auditTrailSettingsOf,
+  createAuditTrailService,
+  type AuditTrailService,
+} from '../services/audit-trail/index.js';
 
 const USAGE = `Usage: caretrail <command> [options]
 
@@ -82,6 +91,7 @@ function splitFlags(args: string[]): {
 
 async function serve(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
+  const { createRuntime } = await loadServer();
   const runtime = await createRuntime(config, log);
   let stopping = false;
   const stop = (signal: string) => {
@@ -188,6 +198,7 @@ async function adminCreate(config: Config, flags: Record<string, string>): Promi
   const db = await openDatabase(config.databaseUrl, { pgPoolSize: 2 });
   try {
     await db.migrate();
+    const { servicesFor } = await loadServer();
     const services = servicesFor(config, db, log);
     const user = await services.setup.createAdmin(
       systemContext(`cli-${process.pid}`, 'caretrail-cli'),
@@ -201,22 +212,37 @@ async function adminCreate(config: Config, flags: Record<string, string>): Promi
   }
 }
 
-async function withServices<T>(
+const loadServer = (): Promise<typeof ServerModule> => import('../server.js');
+
+/**
+ * Runs an audit command on the database and the audit trail alone: no HTTP listener, no outbox
+ * relay, no start-up verification.
+ */
+async function withAuditTrail<T>(
   config: Config,
-  run: (services: ReturnType<typeof servicesFor>) => Promise<T>,
+  run: (auditTrail: AuditTrailService) => Promise<T>,
 ): Promise<T> {
   const db = await openDatabase(config.databaseUrl, { pgPoolSize: 2 });
   try {
     await db.migrate();
-    return await run(servicesFor(config, db, createLogger('warn')));
+    const vault = createVault(
+      openBlobStore(config.blobUrl),
+      loadKeyring(config.dataDir, config.masterKey || undefined),
+    );
+    const auditTrail = createAuditTrailService(
+      { db, clock: systemClock, log: createLogger('warn'), settings: config, vault },
+      loadAuditSigner(config.dataDir, config.auditSigningKey || undefined),
+      auditTrailSettingsOf(config),
+    );
+    return await run(auditTrail);
   } finally {
     await db.close();
   }
 }
 
 async function auditVerify(config: Config): Promise<number> {
-  return withServices(config, async (services) => {
-    const result = await services.auditTrail.verifyChain();
+  return withAuditTrail(config, async (auditTrail) => {
+    const result = await auditTrail.verifyChain();
     if (result.ok) {
       process.stdout.write(
         `Audit trail intact: ${result.checked} events checked; last signed checkpoint at ${result.lastGoodCheckpoint ?? 'none yet'}.\n`,
@@ -243,19 +269,21 @@ async function auditExport(config: Config, flags: Record<string, string>): Promi
   if (outcome !== undefined && !['success', 'failure', 'denied', 'error'].includes(outcome)) {
     throw new ConfigError('--outcome must be success, failure, denied or error.');
   }
-  await withServices(config, async (services) => {
-    const rows = await services.auditTrail.exportEvents(
-      systemContext(`cli-${process.pid}`, 'caretrail-cli'),
-      {
-        ...(flags.from !== undefined ? { from: flags.from } : {}),
-        ...(flags.to !== undefined ? { to: flags.to } : {}),
-        ...(flags.patient !== undefined ? { patientId: flags.patient } : {}),
-        ...(flags.actor !== undefined ? { actorId: flags.actor } : {}),
-        ...(action !== undefined ? { action: action as AuditAction } : {}),
-        ...(outcome !== undefined ? { outcome: outcome as AuditOutcome } : {}),
-      },
-    );
-    await pipeline(formatAuditRows(rows, format === 'csv' ? 'csv' : 'fhir'), process.stdout);
+  await withAuditTrail(config, async (auditTrail) => {
+    const ctx = systemContext(`cli-${process.pid}`, 'caretrail-cli');
+    const query = {
+      ...(flags.from !== undefined ? { from: flags.from } : {}),
+      ...(flags.to !== undefined ? { to: flags.to } : {}),
+      ...(flags.patient !== undefined ? { patientId: flags.patient } : {}),
+      ...(flags.actor !== undefined ? { actorId: flags.actor } : {}),
+      ...(action !== undefined ? { action: action as AuditAction } : {}),
+      ...(outcome !== undefined ? { outcome: outcome as AuditOutcome } : {}),
+    };
+    const text =
+      format === 'csv'
+        ? await auditTrail.exportCsv(ctx, query)
+        : formatAuditRows(await auditTrail.exportEvents(ctx, query), 'fhir');
+    await pipeline(text, process.stdout);
   });
 }
 
@@ -269,6 +297,7 @@ async function keysRotate(config: Config): Promise<void> {
   const db = await openDatabase(config.databaseUrl, { pgPoolSize: 2 });
   try {
     await db.migrate();
+    const { rewrapAll } = await import('../services/key-rotation.js');
     const store = openBlobStore(config.blobUrl);
     const report = (counts: RewrapCounts, id: string) =>
       `Re-wrapped ${counts.contents} file keys, ${counts.thumbnails} thumbnail keys and ${counts.secrets} secrets (webhook signing, integration keys, queued invitations, TOTP) under master key ${id}.`;

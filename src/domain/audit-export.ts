@@ -25,6 +25,8 @@ export const CSV_COLUMNS = [
   'chain_hash',
 ] as const;
 
+const NEEDS_CARE = /[",\r\n]|^[=+\-@\s]|\s$/;
+
 /**
  * One CSV cell (RFC 4180). A value a spreadsheet would run as a formula (starting with =, +, -,
  * @, tab or carriage return) is prefixed with a single quote, as OWASP recommends.
@@ -32,6 +34,9 @@ export const CSV_COLUMNS = [
 export function csvCell(value: string | number | null): string {
   if (value === null) return '';
   let text = String(value);
+  // Most cells (ids, times, hashes) need neither: no formula start, nothing to quote, no
+  // surrounding whitespace (\s is exactly what trim() removes).
+  if (!NEEDS_CARE.test(text)) return text;
   if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) || text !== text.trim() ? `"${text.replace(/"/g, '""')}"` : text;
 }

@@ -34,21 +34,6 @@ export function keyIdOf(rawPublicKey: Buffer): string {
 export const alteredReason = (seq: number): string =>
   `event ${seq} was altered (its hash does not match its content)`;
 
-/** Merges a content check done apart from the chain walk: the earlier failure wins. */
-export function withContentCheck(result: VerifyResult, firstAltered: number | null): VerifyResult {
-  if (
-    firstAltered === null ||
-    (!result.ok && (result.firstBadSequence ?? Infinity) <= firstAltered)
-  )
-    return result;
-  return {
-    ...result,
-    ok: false,
-    firstBadSequence: firstAltered,
-    reason: alteredReason(firstAltered),
-  };
-}
-
 export interface VerifyResult {
   ok: boolean;
   /** Events whose hash and chain were recomputed. */
@@ -57,6 +42,85 @@ export interface VerifyResult {
   reason: string | null;
   /** The newest checkpoint that matched the recomputed chain. */
   lastGoodCheckpoint: number | null;
+}
+
+/**
+ * Events after the first of a range, walked on another thread: `lastSeq`/`lastChain` are the
+ * last event that passed every check (gapless from the first), `checkpointChains` the stored
+ * chain at each checkpoint's seq up to it, `failure` the event that stopped the walk
+ * (`counted`: it was in position, so a one-thread walk would count it as checked).
+ */
+export interface VerifiedRun {
+  lastSeq: number;
+  lastChain: string;
+  checkpointChains: ReadonlyMap<number, string>;
+  failure: { seq: number; reason: string; counted: boolean } | null;
+}
+
+/** The reasons a link fails, shared by every walk so that they read the same. */
+export const linkFailure = {
+  missing: (seq: number) => `event ${seq} is missing`,
+  outOfOrder: (seq: number) => `event ${seq} is out of order or duplicated`,
+  unchained: (seq: number) => `event ${seq} does not chain to the event before it`,
+};
+
+/**
+ * Walks one contiguous range of events for ChainVerifier.pushRun (on a worker thread): every
+ * event's content and position, every link after the first (the first event's link, to the range
+ * before, is the joining thread's), and the chain at checkpoint positions.
+ */
+export class RangeWalker {
+  first: { seq: number; hash: string; chain: string; contentMatches: boolean } | null = null;
+  private lastSeq = 0;
+  private lastChain = '';
+  private failure: VerifiedRun['failure'] = null;
+  private readonly checkpointChains: [number, string][] = [];
+  private nextCheckpoint = 0;
+
+  /** `checkpointSeqs`: checkpoint positions, ascending. */
+  constructor(private readonly checkpointSeqs: readonly number[]) {}
+
+  /** False once the walk can stop (a failure, or the first event's content is altered). */
+  push(seq: number, hash: string, chain: string, contentMatches: boolean): boolean {
+    if (this.first === null) {
+      this.first = { seq, hash, chain, contentMatches };
+      if (!contentMatches) return false;
+    } else {
+      const expected = this.lastSeq + 1;
+      if (seq !== expected) {
+        this.failure =
+          seq > expected
+            ? { seq: expected, reason: linkFailure.missing(expected), counted: false }
+            : { seq, reason: linkFailure.outOfOrder(seq), counted: false };
+        return false;
+      }
+      if (!contentMatches) {
+        this.failure = { seq, reason: alteredReason(seq), counted: true };
+        return false;
+      }
+      if (chainHash(this.lastChain, hash) !== chain) {
+        this.failure = { seq, reason: linkFailure.unchained(seq), counted: true };
+        return false;
+      }
+    }
+    const seqs = this.checkpointSeqs;
+    while (this.nextCheckpoint < seqs.length && (seqs[this.nextCheckpoint] ?? 0) < seq)
+      this.nextCheckpoint++;
+    if (seqs[this.nextCheckpoint] === seq) this.checkpointChains.push([seq, chain]);
+    this.lastSeq = seq;
+    this.lastChain = chain;
+    return true;
+  }
+
+  /** The run after the first event, in a form that crosses threads (no Map). */
+  run(): Omit<VerifiedRun, 'checkpointChains'> & { checkpointChains: [number, string][] } {
+    return {
+      lastSeq: this.lastSeq,
+      lastChain: this.lastChain,
+      checkpointChains: this.checkpointChains,
+      failure: this.failure,
+    };
+  }
 }
 
 /**
@@ -121,8 +185,8 @@ export class ChainVerifier {
 
   /**
    * Checks one link of the chain (position, chain value, checkpoints) from its stored hashes.
-   * `contentMatches` recomputes the event's own hash; leave it out when another thread checks
-   * event contents against their hashes (see verifyContentHashes).
+   * `contentMatches` says whether the event's content matches its hash (a worker thread may
+   * have computed it); left out, the content is not checked.
    */
   pushLink(seq: number, hash: string, chain: string, contentMatches?: () => boolean): boolean {
     if (this.failure) return false;
@@ -130,8 +194,8 @@ export class ChainVerifier {
       this.fail(
         Math.min(seq, this.expectedSeq),
         seq > this.expectedSeq
-          ? `event ${this.expectedSeq} is missing`
-          : `event ${seq} is out of order or duplicated`,
+          ? linkFailure.missing(this.expectedSeq)
+          : linkFailure.outOfOrder(seq),
       );
       return false;
     }
@@ -141,7 +205,7 @@ export class ChainVerifier {
       return false;
     }
     if (chainHash(this.previousChain, hash) !== chain) {
-      this.fail(seq, `event ${seq} does not chain to the event before it`);
+      this.fail(seq, linkFailure.unchained(seq));
       return false;
     }
     while (this.pending[0] && this.pending[0].seq <= seq) {
@@ -157,6 +221,42 @@ export class ChainVerifier {
     }
     this.previousChain = chain;
     this.expectedSeq += 1;
+    return true;
+  }
+
+  /**
+   * Takes a run of events checked elsewhere (a worker thread walking a sequence range), right
+   * after its first event was pushed here: the outcome is the one pushing each event would give,
+   * first failure, checkpoints and count included.
+   */
+  pushRun(run: VerifiedRun): boolean {
+    if (this.failure) return false;
+    const pending = this.pending;
+    while (pending[0] && pending[0].seq <= run.lastSeq) {
+      const checkpoint = pending.shift() as Checkpoint;
+      const chain = run.checkpointChains.get(checkpoint.seq);
+      if (chain === undefined) continue;
+      if (chain !== checkpoint.chain) {
+        this.checked += checkpoint.seq - this.expectedSeq + 1;
+        const from = (this.lastGood?.seq ?? 0) + 1;
+        this.fail(
+          from,
+          `events ${from}–${checkpoint.seq} differ from the signed checkpoint at ${checkpoint.seq}`,
+        );
+        return false;
+      }
+      this.lastGood = checkpoint;
+    }
+    if (run.lastSeq >= this.expectedSeq) {
+      this.checked += run.lastSeq - this.expectedSeq + 1;
+      this.expectedSeq = run.lastSeq + 1;
+      this.previousChain = run.lastChain;
+    }
+    if (run.failure) {
+      if (run.failure.counted) this.checked += 1;
+      this.fail(run.failure.seq, run.failure.reason);
+      return false;
+    }
     return true;
   }
 

@@ -1,5 +1,5 @@
 // The audit event shape (FHIR AuditEvent / IHE BALP fields) and its hash chain rules.
-import { createHash } from 'node:crypto';
+import crypto from 'node:crypto';
 
 /** C create, R read, U update, D delete, E execute (login, search, export). */
 export type AuditAction = 'C' | 'R' | 'U' | 'D' | 'E';
@@ -66,7 +66,21 @@ export function canonicalJson(value: unknown): string {
   }
 }
 
-const str = (value: string | null): string => (value === null ? 'null' : JSON.stringify(value));
+/** Characters JSON.stringify escapes (quote, backslash, controls, lone surrogates). */
+// eslint-disable-next-line no-control-regex -- the control characters are the point
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * JSON.stringify for a string or null, with a fast path for strings that need no escaping (ids,
+ * times, hashes): about twice as fast when hashing millions of events.
+ */
+export function jsonString(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string' && !NEEDS_ESCAPE.test(value)) return `"${value}"`;
+  return JSON.stringify(value);
+}
+
+const str = jsonString;
 
 /**
  * canonicalJson(event), written out by hand in sorted key order: verification hashes millions
@@ -87,13 +101,32 @@ export function canonicalEventJson(e: AuditEvent): string {
   );
 }
 
+/**
+ * SHA-256 as hex. The one-shot crypto.hash (Node >= 20.12) skips the Hash object, which is most
+ * of the cost for inputs this small; older runtimes fall back to createHash.
+ */
+export const sha256Hex: (data: string | Buffer) => string =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? (data) => crypto.hash('sha256', data, 'hex')
+    : (data) => crypto.createHash('sha256').update(data).digest('hex');
+
 export function eventHash(event: AuditEvent): string {
-  return createHash('sha256').update(canonicalEventJson(event)).digest('hex');
+  return sha256Hex(canonicalEventJson(event));
 }
+
+const linkBuffer = Buffer.alloc(64);
 
 /** chain_n = SHA-256(chain_{n-1} ‖ hash_n), over the raw 32-byte values. */
 export function chainHash(previousChain: string, hash: string): string {
-  return createHash('sha256').update(previousChain, 'hex').update(hash, 'hex').digest('hex');
+  if (previousChain.length === 64 && hash.length === 64) {
+    // Hex decoding stops at the first bad character: 32 bytes from 64 characters means both are
+    // well-formed, and the one-shot hash of the joined bytes is the same value.
+    const a = linkBuffer.write(previousChain, 0, 32, 'hex');
+    const b = linkBuffer.write(hash, 32, 32, 'hex');
+    if (a === 32 && b === 32) return sha256Hex(linkBuffer);
+  }
+  // Malformed stored values (tampering) hash, or fail, exactly as they always did.
+  return crypto.createHash('sha256').update(previousChain, 'hex').update(hash, 'hex').digest('hex');
 }
 
 export interface ChainedEvent {

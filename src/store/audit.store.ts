@@ -8,7 +8,13 @@ import {
   type ChainedEvent,
 } from '../domain/audit.js';
 import BetterSqlite3 from 'better-sqlite3';
-import { sql, type ExpressionBuilder, type Insertable } from 'kysely';
+import {
+  sql,
+  type CompiledQuery,
+  type ExpressionBuilder,
+  type Insertable,
+  type SelectQueryBuilder,
+} from 'kysely';
 import type { Checkpoint } from '../domain/audit-verify.js';
 import type { Database } from './database.js';
 import { engineOf } from './dialect.js';
@@ -300,7 +306,14 @@ export async function accessReportRows(
 }
 
 function filteredEvents(db: Tx, f: AuditFilter) {
-  let q = db.selectFrom('audit_events').selectAll();
+  return withFilter(db.selectFrom('audit_events').selectAll(), f);
+}
+
+function withFilter<O>(
+  query: SelectQueryBuilder<DB, 'audit_events', O>,
+  f: AuditFilter,
+): SelectQueryBuilder<DB, 'audit_events', O> {
+  let q = query;
   const organizationId = f.organizationId;
   if (organizationId !== undefined) {
     q = q.where((eb) =>
@@ -323,6 +336,23 @@ function filteredEvents(db: Tx, f: AuditFilter) {
   if (f.from !== undefined) q = q.where('occurred_at', '>=', f.from);
   if (f.to !== undefined) q = q.where('occurred_at', '<', f.to);
   return q;
+}
+
+/**
+ * One page of the filtered events after `afterSeq`, in CHAIN_COLUMNS order, compiled for a
+ * connection of its own that fetches rows as arrays (see audit-scan.ts).
+ */
+export function filteredPageQuery(
+  db: Tx,
+  filter: AuditFilter,
+  afterSeq: number,
+  limit: number,
+): CompiledQuery {
+  return withFilter(db.selectFrom('audit_events').select([...CHAIN_COLUMNS]), filter)
+    .where('seq', '>', afterSeq)
+    .orderBy('seq')
+    .limit(limit)
+    .compile();
 }
 
 /** Newest first, keyset on seq. */
@@ -383,38 +413,6 @@ export function rowFromArray(r: unknown[]): AuditEventRow {
     event_hash: r[18],
     chain_hash: r[19],
   } as AuditEventRow;
-}
-
-/**
- * The links of the chain after `afterSeq` (seq, event hash, chain hash) in batches, from a
- * read-only SQLite connection of its own: the light half of a parallel verification.
- */
-export async function* scanAuditLinks(
-  sqliteFile: string,
-  afterSeq: number,
-  upTo: number,
-): AsyncGenerator<[number, string, string][]> {
-  const scanner = new BetterSqlite3(sqliteFile, { readonly: true });
-  try {
-    const rows = scanner
-      .prepare(
-        'select seq, event_hash, chain_hash from audit_events where seq > ? and seq <= ? order by seq',
-      )
-      .raw(true)
-      .iterate(afterSeq, upTo) as IterableIterator<[number, string, string]>;
-    let batch: [number, string, string][] = [];
-    for (const r of rows) {
-      batch.push(r);
-      if (batch.length === 10_000) {
-        yield batch;
-        batch = [];
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    }
-    if (batch.length > 0) yield batch;
-  } finally {
-    scanner.close();
-  }
 }
 
 /**

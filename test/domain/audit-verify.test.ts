@@ -2,6 +2,7 @@
 // at or before the first tampered event; untouched logs never raise an alarm.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { loadAuditSigner } from '../../src/audit-signing-key.js';
 import {
@@ -10,10 +11,18 @@ import {
   GENESIS_CHAIN,
   canonicalEventJson,
   canonicalJson,
+  jsonString,
   type AuditEvent,
   type ChainedEvent,
 } from '../../src/domain/audit.js';
-import { ChainVerifier, type Checkpoint } from '../../src/domain/audit-verify.js';
+import {
+  ChainVerifier,
+  RangeWalker,
+  type Checkpoint,
+  type VerifyResult,
+} from '../../src/domain/audit-verify.js';
+import { canonicalEventJsonOfRow } from '../../src/store/audit-scan.js';
+import { auditEventFromRow, rowFromArray } from '../../src/store/audit.store.js';
 import { tempDir } from '../helpers/engines.js';
 
 const signer = loadAuditSigner(tempDir(), undefined);
@@ -346,4 +355,147 @@ test('removing checkpoint rows to hide a rewrite is caught by the checkpoint cad
   // A gap in the middle is caught too.
   const holed = checkpoints.filter((c) => c.seq <= 10 || c.seq >= 30);
   assert.equal(cadence(events, holed, 40).firstBadSequence, 11);
+});
+
+/**
+ * Verification in ranges, as worker threads do it: each range walked apart (RangeWalker), the
+ * ranges joined in order (pushLink for the first event, pushRun for the rest).
+ */
+function verifyInRanges(
+  events: ChainedEvent[],
+  checkpoints: Checkpoint[],
+  head: number,
+  cuts: number[],
+): VerifyResult {
+  const verifier = new ChainVerifier(checkpoints, (c) => signer.verify(c));
+  const seqs = checkpoints.map((c) => c.seq).sort((a, b) => a - b);
+  const bounds = [...new Set([0, ...cuts.map((c) => Math.min(c, events.length)), events.length])];
+  bounds.sort((a, b) => a - b);
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const walker = new RangeWalker(seqs);
+    for (const e of events.slice(bounds[i], bounds[i + 1]))
+      if (!walker.push(e.event.seq, e.hash, e.chain, eventHash(e.event) === e.hash)) break;
+    const first = walker.first;
+    if (first === null) continue;
+    if (!verifier.pushLink(first.seq, first.hash, first.chain, () => first.contentMatches)) break;
+    const run = walker.run();
+    if (!verifier.pushRun({ ...run, checkpointChains: new Map(run.checkpointChains) })) break;
+  }
+  return verifier.finish(head);
+}
+
+test('verifying in ranges gives exactly the one-thread result (verdict, reason, count)', () => {
+  fc.assert(
+    fc.property(
+      logArb.chain((log) =>
+        fc.tuple(
+          fc.constant(log),
+          fc.option(tamperingArb(log.drafts.length), { nil: null }),
+          eventArb,
+          fc.array(fc.nat(log.drafts.length + 1), { maxLength: 5 }),
+        ),
+      ),
+      ([{ drafts, every }, tampering, extra, cuts]) => {
+        const original = chain(drafts);
+        const checkpoints = checkpointsOf(original, every);
+        const { events } = tampering ? tamper(original, tampering, extra) : { events: original };
+        const head =
+          tampering && tampering.kind !== 'truncate' && tampering.rechain
+            ? events.length
+            : original.length;
+        assert.deepEqual(
+          verifyInRanges(events, checkpoints, head, cuts),
+          verify(events, checkpoints, head),
+        );
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
+test('the fast JSON string is exactly JSON.stringify, lone surrogates and controls included', () => {
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 30 }), (s) => {
+      assert.equal(jsonString(s), JSON.stringify(s));
+    }),
+    { numRuns: 5000 },
+  );
+  for (const s of ['a"b', 'a\\b', 'line\nbreak', '\u0000', '\u2028', 'é😀', '\ud800x'])
+    assert.equal(jsonString(s), JSON.stringify(s));
+  assert.equal(jsonString(null), 'null');
+});
+
+test('the one-shot chain hash is exactly SHA-256 over the two hex-decoded values', () => {
+  const reference = (a: string, b: string) =>
+    createHash('sha256').update(a, 'hex').update(b, 'hex').digest('hex');
+  const hex = fc.string({
+    unit: fc.constantFrom(...'0123456789abcdef'.split('')),
+    minLength: 64,
+    maxLength: 64,
+  });
+  const malformed = fc.string({ maxLength: 80 });
+  fc.assert(
+    fc.property(fc.oneof(hex, malformed), fc.oneof(hex, malformed), (a, b) => {
+      // Odd-length hex makes both throw (a stored value an attacker broke).
+      const outcome = (f: () => string) => {
+        try {
+          return f();
+        } catch (err) {
+          return `throws ${(err as { code?: string }).code ?? ''}`;
+        }
+      };
+      assert.equal(
+        outcome(() => chainHash(a, b)),
+        outcome(() => reference(a, b)),
+      );
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test('the canonical form read straight from a row array is the one of the rebuilt event', () => {
+  const awkward = fc.option(
+    fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 12 }),
+      fc.constantFrom('a,b', 'say "hi"', 'x\ny'),
+    ),
+    { nil: null },
+  );
+  fc.assert(
+    fc.property(eventArb, fc.nat(1_000_000), awkward, awkward, (draft, seq, ua, purpose) => {
+      const event: AuditEvent = {
+        ...draft,
+        seq: seq + 1,
+        actor: { ...draft.actor, userAgent: ua },
+        purpose,
+      };
+      const row: unknown[] = [
+        event.seq,
+        event.id,
+        event.occurredAt,
+        event.action,
+        event.type,
+        event.outcome,
+        event.actor.userId,
+        event.actor.role,
+        event.actor.organizationId,
+        event.actor.ip,
+        event.actor.userAgent,
+        event.patientId,
+        event.entity?.type ?? null,
+        event.entity?.id ?? null,
+        event.entity?.version ?? null,
+        event.purpose,
+        event.requestId,
+        event.detail === null ? null : JSON.stringify(event.detail),
+        'h',
+        'c',
+      ];
+      assert.equal(
+        canonicalEventJsonOfRow(row),
+        canonicalEventJson(auditEventFromRow(rowFromArray(row)).event),
+      );
+    }),
+    { numRuns: 3000 },
+  );
 });

@@ -2,7 +2,6 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { formatAuditRows } from '../../services/audit-format.js';
 import type { AuditSearch } from '../../services/audit-trail.service.js';
 import type { Services } from '../../services/services.js';
 import { errorResponses, IdParams, literalUnion, Nullable, pageOf, PageQuery } from '../schemas.js';
@@ -112,11 +111,11 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = as
       },
     },
     async (request, reply) => {
-      const rows = await services.auditTrail.exportEvents(request.ctx, searchOf(request.query));
+      const csv = await services.auditTrail.exportCsv(request.ctx, searchOf(request.query));
       return reply
         .type('text/csv; charset=utf-8')
         .header('content-disposition', 'attachment; filename="caretrail-audit.csv"')
-        .send(Readable.from(formatAuditRows(rows, 'csv')));
+        .send(Readable.from(csv));
     },
   );
 

@@ -1,6 +1,6 @@
 // Development and tests run TypeScript through tsx: this shim gives the worker thread tsx's
-// loader, then starts the real worker. Built code (dist/) starts audit-content.worker.js directly.
+// loader, then starts the real worker. Built code (dist/) starts audit-verify.worker.js directly.
 import { register } from 'tsx/esm/api';
 
 register();
-await import('./audit-content.worker.ts');
+await import('./audit-verify.worker.ts');
