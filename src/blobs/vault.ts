@@ -158,6 +158,11 @@ export function createVault(store: BlobStore, keyring: Keyring, pool: CipherPool
       // a chunk failed) releases the file descriptor or the S3 socket.
       raw.once('error', (err) => out.destroy(err));
       out.once('close', () => raw.destroy());
+      // With a cipher pool, chunks are opened ahead of the reader, so a damaged later chunk can
+      // fail the stream before its consumer (the HTTP reply, after the audit append) listens.
+      // The error then stays on the stream (`errored`, seen by whoever pipes it next) instead of
+      // being thrown as an unhandled 'error' event that would stop the process.
+      out.on('error', () => undefined);
       return raw.pipe(out);
     },
 
