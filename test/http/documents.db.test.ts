@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { listAuditEvents } from '../../src/store/audit.store.js';
@@ -429,6 +430,31 @@ describeEachStorage('documents', (storage) => {
     const raw = await get(vet, `/api/v1/documents/${corrupt.id}/content`);
     assert.equal(raw.status, 200);
     assert.equal(Buffer.from(await raw.arrayBuffer()).length, 700);
+  });
+
+  test('the preview job skips files it cannot preview without reading them', async () => {
+    const pdf = await uploadOk(
+      Buffer.concat([Buffer.from('%PDF-1.7\n'), markedText(300_000)]),
+      'report.pdf',
+    );
+    assert.equal(pdf.contentType, 'application/pdf');
+    assert.equal(pdf.preview.status, 'pending');
+    const { blob_key: blobKey } = await h.runtime.db.read
+      .selectFrom('document_versions')
+      .select('blob_key')
+      .where('document_id', '=', pdf.id)
+      .executeTakeFirstOrThrow();
+    // With its body gone, a job that read the file would fail and retry; one that does not
+    // read it answers from the type alone.
+    const store = h.runtime.vault.store;
+    const stored = Buffer.concat(await (await store.get(blobKey, 'hot')).toArray());
+    await store.delete(blobKey);
+    await h.runtime.relay.runUntilIdle();
+    const after = (await (await get(vet, `/api/v1/documents/${pdf.id}`)).json()) as DocumentJson;
+    assert.equal(after.preview.status, 'unsupported');
+    assert.equal(after.preview.reason, 'No preview for this file type.');
+    // Back as it was, for the tests after this one.
+    await store.put(blobKey, Readable.from([stored]));
   });
 
   test('bad uploads are refused and leave nothing behind', async () => {
