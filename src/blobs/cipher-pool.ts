@@ -168,9 +168,7 @@ export function createCipherPool(threads: number): CipherPool {
         data: Buffer,
       ): Promise<Buffer> => {
         const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
-        const buffer = whole
-          ? (data.buffer as ArrayBuffer)
-          : (new Uint8Array(data).buffer);
+        const buffer = whole ? (data.buffer as ArrayBuffer) : new Uint8Array(data).buffer;
         const reply = await ask(
           (n) => ({ op, lane: id, seq: n, index, last, data: buffer }),
           [buffer],
