@@ -1,6 +1,7 @@
 // Configuration: read once at boot from CARETRAIL_* variables and --flags, validated, frozen.
 import fs from 'node:fs';
 import path from 'node:path';
+import { defaultCipherThreads } from './blobs/cipher-pool.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -31,6 +32,7 @@ export interface Config {
   readonly alertDistinctPatients: number;
   readonly alertWindowMinutes: number;
   readonly blobUrl: string;
+  readonly cipherThreads: number;
   readonly masterKey: string;
   readonly maxUploadBytes: number;
   readonly uploadStallSeconds: number;
@@ -397,6 +399,15 @@ const SETTINGS = [
       'File store: file:PATH (default: blobs in the data folder) or s3://bucket[/prefix]?region=&endpoint=&forcePathStyle=&archiveClass= (credentials from the usual AWS_* variables).',
     parse: blobUrl,
     fallback: (p: Partial<Config>) => `file:${path.join(p.dataDir ?? 'data', 'blobs')}`,
+  },
+  {
+    key: 'cipherThreads',
+    env: 'CARETRAIL_CIPHER_THREADS',
+    flag: 'cipher-threads',
+    description:
+      'Worker threads that encrypt, decrypt and hash file contents (default: cores − 1, 1–4; 0: on the event loop thread).',
+    parse: integer(0, 64, 'an integer number of threads'),
+    fallback: () => defaultCipherThreads(),
   },
   {
     key: 'masterKey',

@@ -13,6 +13,7 @@ import { createServices, type Services } from './services/services.js';
 import { openBlobStore, type BlobStoreOptions } from './blobs/index.js';
 import { loadKeyring } from './blobs/master-key.js';
 import { createVault, type Vault } from './blobs/vault.js';
+import { createCipherPool } from './blobs/cipher-pool.js';
 import {
   createDocumentHandlers,
   startLifecycleJob,
@@ -51,6 +52,7 @@ export function openVault(config: Config, options: BlobStoreOptions = {}): Vault
   return createVault(
     openBlobStore(config.blobUrl, options),
     loadKeyring(config.dataDir, config.masterKey || undefined),
+    config.cipherThreads > 0 ? createCipherPool(config.cipherThreads) : null,
   );
 }
 
@@ -208,6 +210,7 @@ export async function createRuntime(
         await lifecycle?.stop();
         notifications.close();
         await vault.store.close();
+        await vault.close();
         await db.close();
       },
     };

@@ -50,7 +50,8 @@ function aad(blobKey: string, index: number, last: boolean): Buffer {
   return Buffer.concat([Buffer.from(blobKey, 'utf8'), tail]);
 }
 
-function openChunk(
+/** Decrypts and authenticates one sealed chunk (ciphertext then tag). */
+export function openChunk(
   key: Buffer,
   blobKey: string,
   index: number,
@@ -71,6 +72,85 @@ function openChunk(
   }
 }
 
+/** Encrypts one chunk: its ciphertext then its tag, in one buffer. */
+export function sealChunk(
+  key: Buffer,
+  blobKey: string,
+  index: number,
+  last: boolean,
+  plain: Uint8Array,
+): Buffer {
+  const cipher = createCipheriv('aes-256-gcm', key, nonce(index));
+  cipher.setAAD(aad(blobKey, index, last));
+  const sealed = Buffer.allocUnsafeSlow(plain.length + TAG_BYTES);
+  const body = cipher.update(plain);
+  body.copy(sealed, 0);
+  cipher.final();
+  cipher.getAuthTag().copy(sealed, body.length);
+  return sealed;
+}
+
+/**
+ * Where a stream's chunks are sealed or opened and its plaintext hashed, off the event loop's
+ * thread (one lane of the cipher pool, see cipher-pool.ts). Answers come in request order; the
+ * lane hashes the plaintext of every chunk it sealed or opened, in that order, when asked to.
+ */
+export interface CipherLane {
+  seal(index: number, last: boolean, plain: Buffer): Promise<Buffer>;
+  open(index: number, last: boolean, sealed: Buffer): Promise<Buffer>;
+  /** SHA-256 (hex) of the plaintext of every chunk before; the lane is done after it. */
+  digest(): Promise<string>;
+  /** Drops the lane (the stream failed or ended early); pending answers are discarded. */
+  release(): void;
+}
+
+/** Chunks handed to a lane and not yet emitted, per stream: bounds its memory. */
+export const LANE_IN_FLIGHT = 4;
+
+/**
+ * Emits the answers of a lane in order and holds the writer back while `max` chunks are in
+ * flight. The first failure goes to `fail` (which destroys the stream).
+ */
+class InOrder {
+  private tail: Promise<void> = Promise.resolve();
+  private inFlight = 0;
+  private waiting: (() => void) | null = null;
+
+  constructor(
+    private readonly max: number,
+    private readonly fail: (err: Error) => void,
+  ) {}
+
+  add(work: Promise<Buffer>, deliver: (out: Buffer) => void): void {
+    this.inFlight += 1;
+    work.catch(this.fail);
+    this.tail = this.tail
+      .then(() => work)
+      .then((out) => {
+        this.inFlight -= 1;
+        deliver(out);
+        const next = this.waiting;
+        if (next && this.inFlight < this.max) {
+          this.waiting = null;
+          next();
+        }
+      });
+    // Failures reach `fail` through `work`; the chain only carries them to `drained()`.
+    this.tail.catch(() => undefined);
+  }
+
+  /** Runs `next` now when fewer than `max` chunks are in flight, else once one is emitted. */
+  whenRoom(next: () => void): void {
+    if (this.inFlight < this.max) next();
+    else this.waiting = next;
+  }
+
+  /** Resolves once every chunk added so far was emitted. */
+  drained(): Promise<void> {
+    return this.tail;
+  }
+}
+
 /** What the encrypting stream learned about the plaintext once it ended. */
 export interface PlainSummary {
   size: number;
@@ -85,7 +165,7 @@ export interface PlainSummary {
  */
 export class EncryptStream extends Transform {
   /** The chunk being filled; sealed when full and more data arrives (or at the end). */
-  private readonly chunk: Buffer;
+  private chunk: Buffer;
   private fill = 0;
   private index = 0;
   private size = 0;
@@ -94,6 +174,7 @@ export class EncryptStream extends Transform {
   private readonly headParts: Buffer[] = [];
   private headLength = 0;
   private done: PlainSummary | null = null;
+  private readonly ordered: InOrder | null;
 
   constructor(
     private readonly key: Buffer,
@@ -102,14 +183,31 @@ export class EncryptStream extends Transform {
     private readonly headBytes = 4100,
     /** Fails the stream with `limit.error()` once more than `limit.bytes` came in. */
     private readonly limit: { bytes: number; error: () => Error } | null = null,
+    /** Seal and hash on this lane (worker thread) rather than on the calling thread. */
+    private readonly lane: CipherLane | null = null,
   ) {
     super({ readableHighWaterMark: 2 * chunkBytes, writableHighWaterMark: chunkBytes });
-    this.chunk = Buffer.allocUnsafe(chunkBytes);
+    // With a lane each chunk is handed over (transferred) whole, so each gets its own memory.
+    this.chunk = lane ? Buffer.allocUnsafeSlow(chunkBytes) : Buffer.allocUnsafe(chunkBytes);
+    this.ordered = lane
+      ? new InOrder(LANE_IN_FLIGHT, (err) => {
+          this.destroy(err);
+        })
+      : null;
     this.push(header(chunkBytes));
   }
 
   /** Seals the filled part of the chunk buffer; the cipher copies it, so the buffer is reused. */
   private seal(last: boolean): void {
+    if (this.lane && this.ordered) {
+      const index = this.index;
+      this.index += 1;
+      const plain = this.chunk.subarray(0, this.fill);
+      this.chunk = Buffer.allocUnsafeSlow(this.chunkBytes);
+      this.fill = 0;
+      this.ordered.add(this.lane.seal(index, last, plain), (sealed) => this.push(sealed));
+      return;
+    }
     const cipher = createCipheriv('aes-256-gcm', this.key, nonce(this.index));
     cipher.setAAD(aad(this.blobKey, this.index, last));
     this.index += 1;
@@ -125,7 +223,7 @@ export class EncryptStream extends Transform {
       callback(this.limit.error());
       return;
     }
-    this.hash.update(data);
+    if (!this.lane) this.hash.update(data);
     if (this.headLength < this.headBytes) {
       const part = data.subarray(0, this.headBytes - this.headLength);
       this.headParts.push(Buffer.from(part));
@@ -145,14 +243,37 @@ export class EncryptStream extends Transform {
       this.fill += n;
       at += n;
     }
-    callback();
+    if (this.ordered) this.ordered.whenRoom(callback);
+    else callback();
   }
 
   override _flush(callback: TransformCallback): void {
     this.seal(true);
     this.head = Buffer.concat(this.headParts);
-    this.done = { size: this.size, sha256: this.hash.digest('hex'), head: this.head };
-    callback();
+    const head = this.head;
+    if (!this.lane || !this.ordered) {
+      this.done = { size: this.size, sha256: this.hash.digest('hex'), head };
+      callback();
+      return;
+    }
+    const lane = this.lane;
+    this.ordered
+      .drained()
+      .then(() => lane.digest())
+      .then(
+        (sha256) => {
+          this.done = { size: this.size, sha256, head };
+          callback();
+        },
+        (err: unknown) => {
+          callback(err as Error);
+        },
+      );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.lane?.release();
+    callback(err);
   }
 
   summary(): PlainSummary {
@@ -200,6 +321,8 @@ export interface DecryptOptions {
   sha256?: string;
   /** The input starts at the blob's header (a whole-blob read) rather than at a chunk. */
   withHeader: boolean;
+  /** Opens chunks (and hashes, when `hash`) on a lane of the cipher pool instead of inline. */
+  lane?: (hash: boolean) => CipherLane;
 }
 
 /**
@@ -218,6 +341,10 @@ export class DecryptStream extends Transform {
   private readonly rangeStart: number;
   private readonly rangeEnd: number;
   private readonly hash;
+  private readonly lane: CipherLane | null;
+  private readonly ordered: InOrder | null;
+  /** The lane hashes the plaintext (a whole read with a recorded SHA-256). */
+  private readonly laneHashes: boolean;
 
   constructor(private readonly options: DecryptOptions) {
     super();
@@ -231,7 +358,15 @@ export class DecryptStream extends Transform {
     this.totalChunks = Math.max(1, Math.ceil(options.size / options.chunkBytes));
     this.headerLeft = options.withHeader ? HEADER_BYTES : 0;
     const whole = start === 0 && end >= options.size - 1;
-    this.hash = whole && options.sha256 !== undefined ? createHash('sha256') : null;
+    const hashes = whole && options.sha256 !== undefined;
+    this.lane = options.lane ? options.lane(hashes) : null;
+    this.laneHashes = this.lane !== null && hashes;
+    this.hash = hashes && !this.lane ? createHash('sha256') : null;
+    this.ordered = this.lane
+      ? new InOrder(LANE_IN_FLIGHT, (err) => {
+          this.destroy(err);
+        })
+      : null;
   }
 
   private sealedLength(index: number): number {
@@ -285,7 +420,8 @@ export class DecryptStream extends Transform {
         this.buffered = rest.length > 0 ? [rest] : [];
         this.bufferedBytes = rest.length;
       }
-      callback();
+      if (this.ordered) this.ordered.whenRoom(callback);
+      else callback();
     } catch (err) {
       callback(err as Error);
     }
@@ -293,15 +429,24 @@ export class DecryptStream extends Transform {
 
   private emitChunk(sealed: Buffer): void {
     const index = this.index;
-    const plain = openChunk(
-      this.options.key,
-      this.options.blobKey,
-      index,
-      index === this.totalChunks - 1,
-      sealed,
-    );
+    const last = index === this.totalChunks - 1;
     this.index += 1;
+    if (this.lane && this.ordered) {
+      // The lane takes the chunk's memory: a copy of its own, not a view of the read buffer.
+      const own = Buffer.allocUnsafeSlow(sealed.length);
+      sealed.copy(own);
+      this.ordered.add(this.lane.open(index, last, own), (plain) => {
+        this.pushRange(index, plain);
+      });
+      return;
+    }
+    const plain = openChunk(this.options.key, this.options.blobKey, index, last, sealed);
     this.hash?.update(plain);
+    this.pushRange(index, plain);
+  }
+
+  /** Emits the part of chunk `index`'s plaintext that falls in the requested range. */
+  private pushRange(index: number, plain: Buffer): void {
     const chunkStart = index * this.options.chunkBytes;
     const from = Math.max(0, this.rangeStart - chunkStart);
     const to = Math.min(plain.length, this.rangeEnd - chunkStart + 1);
@@ -313,10 +458,34 @@ export class DecryptStream extends Transform {
       callback(new BlobIntegrityError('the stored blob is shorter than recorded'));
       return;
     }
+    const mismatch = () =>
+      new BlobIntegrityError('SHA-256 of the content does not match the recorded one');
     if (this.hash && this.hash.digest('hex') !== this.options.sha256) {
-      callback(new BlobIntegrityError('SHA-256 of the content does not match the recorded one'));
+      callback(mismatch());
       return;
     }
-    callback();
+    if (!this.lane || !this.ordered) {
+      callback();
+      return;
+    }
+    const lane = this.lane;
+    this.ordered
+      .drained()
+      .then(async () => {
+        if (this.laneHashes && (await lane.digest()) !== this.options.sha256) throw mismatch();
+      })
+      .then(
+        () => {
+          callback();
+        },
+        (err: unknown) => {
+          callback(err as Error);
+        },
+      );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.lane?.release();
+    callback(err);
   }
 }

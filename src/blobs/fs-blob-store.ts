@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../domain/errors.js';
 import {
@@ -18,6 +18,125 @@ import {
 const KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 /** Temporary files older than this are leftovers of a crash and are removed at start. */
 const STALE_TMP_MS = 60 * 60 * 1000;
+
+/**
+ * A background fdatasync every this many bytes written: the disk flushes while the rest streams
+ * in, and the fsync before the answer has at most this much left (one fsync of 100 MB at the end
+ * took most of a second).
+ */
+export const SYNC_EVERY_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Writes a new file (exclusive create, mode 0600) with an fdatasync started in the background
+ * after each SYNC_EVERY_BYTES; at most one runs, and the writer waits for it before getting
+ * another SYNC_EVERY_BYTES ahead. Finishing waits for it, then fsyncs the file (data and size).
+ * A failed background sync fails the next write or the finish.
+ */
+class SyncingFileWriter extends Writable {
+  private handle: fs.promises.FileHandle | null = null;
+  private unsynced = 0;
+  private syncing: Promise<void> | null = null;
+  private syncError: Error | null = null;
+
+  constructor(private readonly file: string) {
+    super({ highWaterMark: 1024 * 1024 });
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    fs.promises.open(this.file, 'wx', 0o600).then(
+      (handle) => {
+        this.handle = handle;
+        callback();
+      },
+      (err: unknown) => {
+        callback(err as Error);
+      },
+    );
+  }
+
+  private throwIfSyncFailed(): void {
+    if (this.syncError) throw this.syncError;
+  }
+
+  private startSync(handle: fs.promises.FileHandle): void {
+    this.unsynced = 0;
+    this.syncing = handle
+      .datasync()
+      .catch((err: unknown) => {
+        this.syncError ??= err as Error;
+      })
+      .finally(() => {
+        this.syncing = null;
+      });
+  }
+
+  private async writeAll(data: Buffer): Promise<void> {
+    const handle = this.handle;
+    if (!handle) throw new Error('the file is not open');
+    this.throwIfSyncFailed();
+    let at = 0;
+    while (at < data.length) {
+      const { bytesWritten } = await handle.write(data, at, data.length - at);
+      at += bytesWritten;
+    }
+    this.unsynced += data.length;
+    if (this.unsynced < SYNC_EVERY_BYTES) return;
+    // Still flushing the previous 8 MiB: wait once another 8 MiB is dirty (bounds what the
+    // final fsync may find).
+    if (this.syncing) {
+      if (this.unsynced < 2 * SYNC_EVERY_BYTES) return;
+      await this.syncing;
+      this.throwIfSyncFailed();
+    }
+    this.startSync(handle);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void) {
+    this.writeAll(chunk).then(
+      () => {
+        callback();
+      },
+      (err: unknown) => {
+        callback(err as Error);
+      },
+    );
+  }
+
+  private async finish(): Promise<void> {
+    const handle = this.handle;
+    if (!handle) throw new Error('the file is not open');
+    await this.syncing;
+    this.throwIfSyncFailed();
+    await handle.sync();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.finish().then(
+      () => {
+        callback();
+      },
+      (err: unknown) => {
+        callback(err as Error);
+      },
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    const handle = this.handle;
+    this.handle = null;
+    // A background sync still running must finish before the descriptor closes.
+    Promise.resolve(this.syncing)
+      .then(() => handle?.close())
+      .then(
+        () => {
+          callback(err);
+        },
+        (closeErr: unknown) => {
+          callback(err ?? (closeErr as Error));
+        },
+      );
+  }
+}
 
 function checkKey(key: string): void {
   if (!KEY.test(key) || key.includes('..')) throw new Error('invalid blob key');
@@ -70,17 +189,8 @@ export function openFsBlobStore(root: string, onFatalIo?: (err: Error) => void):
       source.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
       });
-      await pipeline(
-        source,
-        fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600, highWaterMark: 1024 * 1024 }),
-      );
-      // fsync through a second descriptor flushes the same file (the data, then its size).
-      const handle = await fs.promises.open(tmp, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      // The writer fsyncs the file (after background fdatasyncs on the way) before it finishes.
+      await pipeline(source, new SyncingFileWriter(tmp));
       await fs.promises.mkdir(path.dirname(target), { recursive: true });
       await fs.promises.rename(tmp, target);
       await fsyncDir(path.dirname(target));

@@ -12,6 +12,7 @@ import {
   newDataKey,
 } from './blob-crypto.js';
 import type { BlobStore, BlobTier, Retrieval } from './blob-store.js';
+import type { CipherPool } from './cipher-pool.js';
 import type { Keyring, WrappedKey } from './master-key.js';
 
 export interface BlobRef {
@@ -52,13 +53,18 @@ export function primed(stream: Readable): Promise<Readable> {
   });
 }
 
-export function createVault(store: BlobStore, keyring: Keyring) {
+/**
+ * The vault over `store`; with a `pool`, chunks are sealed, opened and hashed on its worker
+ * threads (CARETRAIL_CIPHER_THREADS), else inline on the calling thread. Same bytes either way.
+ */
+export function createVault(store: BlobStore, keyring: Keyring, pool: CipherPool | null = null) {
   const dataKeyOf = (ref: Pick<BlobRef, 'blobKey' | 'keyId' | 'wrapped'>): Buffer =>
     keyring.unwrap({ keyId: ref.keyId, wrapped: ref.wrapped }, ref.blobKey);
 
   return {
     store,
     keyring,
+    pool,
 
     /**
      * Encrypts and stores `source`, streaming. Resolves when durable; on any failure (the source
@@ -67,14 +73,21 @@ export function createVault(store: BlobStore, keyring: Keyring) {
     async put(source: Readable, maxBytes: number): Promise<StoredBlob> {
       const blobKey = randomUUID();
       const dataKey = newDataKey();
-      const encrypt = new EncryptStream(dataKey, blobKey, DEFAULT_CHUNK_BYTES, 4100, {
-        bytes: maxBytes,
-        error: () =>
-          new AppError(
-            'payload_too_large',
-            `The file is larger than the limit of ${maxBytes} bytes; nothing was stored.`,
-          ),
-      });
+      const encrypt = new EncryptStream(
+        dataKey,
+        blobKey,
+        DEFAULT_CHUNK_BYTES,
+        4100,
+        {
+          bytes: maxBytes,
+          error: () =>
+            new AppError(
+              'payload_too_large',
+              `The file is larger than the limit of ${maxBytes} bytes; nothing was stored.`,
+            ),
+        },
+        pool?.lane(dataKey, blobKey, true) ?? null,
+      );
       // An error, or a close before the end (a multipart part its reader gave up on), fails the
       // store: pipe() alone would leave it waiting for an end that never comes.
       const stopWatching = finished(source, { writable: false }, (err) => {
@@ -125,6 +138,7 @@ export function createVault(store: BlobStore, keyring: Keyring) {
         size: ref.size,
         chunkBytes: ref.chunkBytes,
         sha256: ref.sha256,
+        ...(pool ? { lane: (hash: boolean) => pool.lane(key, ref.blobKey, hash) } : {}),
       };
       const raw = range
         ? await store.get(
@@ -144,6 +158,11 @@ export function createVault(store: BlobStore, keyring: Keyring) {
       // a chunk failed) releases the file descriptor or the S3 socket.
       raw.once('error', (err) => out.destroy(err));
       out.once('close', () => raw.destroy());
+      // With a cipher pool, chunks are opened ahead of the reader, so a damaged later chunk can
+      // fail the stream before its consumer (the HTTP reply, after the audit append) listens.
+      // The error then stays on the stream (`errored`, seen by whoever pipes it next) instead of
+      // being thrown as an unhandled 'error' event that would stop the process.
+      out.on('error', () => undefined);
       return raw.pipe(out);
     },
 
@@ -153,6 +172,11 @@ export function createVault(store: BlobStore, keyring: Keyring) {
       const parts: Buffer[] = [];
       for await (const part of stream) parts.push(part as Buffer);
       return Buffer.concat(parts);
+    },
+
+    /** Stops the cipher pool's threads (the store is closed by its owner). */
+    async close(): Promise<void> {
+      await pool?.close();
     },
 
     /** The data key of `ref` wrapped again under the active master key. */

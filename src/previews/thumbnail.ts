@@ -44,14 +44,37 @@ const RASTER_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif
 
 const UNKNOWN_TYPE = 'No preview for this file type.';
 
+const mediaType = (contentType: string): string =>
+  contentType.split(';')[0]?.trim().toLowerCase() ?? '';
+
+/** The sharp decoder for an image type this build can decode, or undefined. */
+function imageFormat(type: string): keyof FormatEnum | undefined {
+  const format = IMAGE_TYPES.get(type);
+  return format !== undefined && sharp.format[format].input.buffer ? format : undefined;
+}
+
+/**
+ * Whether makePreview can do anything with a file of this (sniffed) type: the preview job skips
+ * reading and decrypting the others (a 100 MB PDF or video was read whole for nothing).
+ */
+export function canPreview(contentType: string): boolean {
+  const type = mediaType(contentType);
+  return type === 'application/dicom' || imageFormat(type) !== undefined;
+}
+
+/** What makePreview answers for a type canPreview refuses. */
+export const UNSUPPORTED_TYPE: Extract<Preview, { status: 'unsupported' }> = {
+  status: 'unsupported',
+  reason: UNKNOWN_TYPE,
+  metadata: null,
+};
+
 /** Never throws: a file that cannot be read gives status 'failed' with a reason safe to show. */
 export async function makePreview(bytes: Buffer, contentType: string): Promise<Preview> {
-  const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
+  const type = mediaType(contentType);
   if (type === 'application/dicom') return previewDicom(bytes);
-  const format = IMAGE_TYPES.get(type);
-  if (format === undefined || !sharp.format[format].input.buffer) {
-    return { status: 'unsupported', reason: UNKNOWN_TYPE, metadata: null };
-  }
+  const format = imageFormat(type);
+  if (format === undefined) return UNSUPPORTED_TYPE;
   return previewImage(bytes, format);
 }
 

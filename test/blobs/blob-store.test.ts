@@ -15,12 +15,13 @@ import {
   newDataKey,
 } from '../../src/blobs/blob-crypto.js';
 import { BlobNotFoundError, type BlobStore } from '../../src/blobs/blob-store.js';
-import { openFsBlobStore } from '../../src/blobs/fs-blob-store.js';
+import { SYNC_EVERY_BYTES, openFsBlobStore } from '../../src/blobs/fs-blob-store.js';
 import { openS3BlobStore, parseS3Url } from '../../src/blobs/s3-blob-store.js';
 import { AppError, type ErrorCode } from '../../src/domain/errors.js';
 import { tempDir } from '../helpers/engines.js';
 import { body, readAll } from '../helpers/streams.js';
 import { S3_CREDENTIALS, filesUnder, startS3, type S3Server } from '../helpers/storage.js';
+import { attachStrace, parseTrace, straceUnavailable } from '../faults/strace.js';
 
 /** A client upload that sends `bytes` and then fails (the connection dropped). */
 function failingBody(bytes: number): Readable {
@@ -311,5 +312,58 @@ describe('folder store on a full disk', { skip: noSmallDisk ?? false }, () => {
     // The space came back: another small blob fits.
     const second = randomUUID();
     await open().put(second, body(randomBytes(512 * 1024)));
+  });
+});
+
+const noStrace = straceUnavailable();
+
+describe('folder store flushes large blobs on the way', { skip: noStrace ?? false }, () => {
+  const root = tempDir('caretrail-fdatasync-');
+  after(() => {
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('fdatasyncs every 8 MiB in the background and fsyncs the file before the put resolves', async () => {
+    const store = openFsBlobStore(root);
+    const tracer = await attachStrace(
+      [process.pid],
+      ['-e', 'trace=fsync,fdatasync'],
+      path.join(root, '..', `strace-sync-${randomUUID()}.txt`),
+    );
+    const data = randomBytes(5 * SYNC_EVERY_BYTES);
+    const key = randomUUID();
+    try {
+      await store.put(key, body(data, 256 * 1024));
+    } finally {
+      const calls = parseTrace(await tracer.stop()).filter((c) => c.target.includes(root));
+      const datasyncs = calls.filter((c) => c.name === 'fdatasync' && c.result === '0');
+      const fsyncs = calls.filter((c) => c.name === 'fsync' && c.result === '0');
+      assert.ok(datasyncs.length >= 2, `${datasyncs.length} background fdatasyncs`);
+      // The file, then its folder after the rename.
+      assert.ok(fsyncs.length >= 2, `${fsyncs.length} fsyncs`);
+    }
+    assert.ok((await readAll(await store.get(key, 'hot'))).equals(data));
+  });
+
+  it('treats a failed background fdatasync as a disk failure: refused, fail-stop, nothing left', async () => {
+    const failures: Error[] = [];
+    const store = openFsBlobStore(root, (err) => failures.push(err));
+    const before = filesUnder(root);
+    const tracer = await attachStrace(
+      [process.pid],
+      ['-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:when=1'],
+      path.join(root, '..', `strace-eio-${randomUUID()}.txt`),
+    );
+    try {
+      await assert.rejects(
+        store.put(randomUUID(), body(randomBytes(4 * SYNC_EVERY_BYTES), 256 * 1024)),
+        isCode('unavailable'),
+      );
+    } finally {
+      await tracer.stop();
+    }
+    assert.equal(failures.length, 1, 'the store reported the I/O failure (fail-stop)');
+    assert.equal((failures[0] as { code?: unknown }).code, 'EIO');
+    assert.deepEqual(filesUnder(root), before);
   });
 });

@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { listAuditEvents } from '../../src/store/audit.store.js';
@@ -431,6 +432,31 @@ describeEachStorage('documents', (storage) => {
     assert.equal(Buffer.from(await raw.arrayBuffer()).length, 700);
   });
 
+  test('the preview job skips files it cannot preview without reading them', async () => {
+    const pdf = await uploadOk(
+      Buffer.concat([Buffer.from('%PDF-1.7\n'), markedText(300_000)]),
+      'report.pdf',
+    );
+    assert.equal(pdf.contentType, 'application/pdf');
+    assert.equal(pdf.preview.status, 'pending');
+    const { blob_key: blobKey } = await h.runtime.db.read
+      .selectFrom('document_versions')
+      .select('blob_key')
+      .where('document_id', '=', pdf.id)
+      .executeTakeFirstOrThrow();
+    // With its body gone, a job that read the file would fail and retry; one that does not
+    // read it answers from the type alone.
+    const store = h.runtime.vault.store;
+    const stored = Buffer.concat(await (await store.get(blobKey, 'hot')).toArray());
+    await store.delete(blobKey);
+    await h.runtime.relay.runUntilIdle();
+    const after = (await (await get(vet, `/api/v1/documents/${pdf.id}`)).json()) as DocumentJson;
+    assert.equal(after.preview.status, 'unsupported');
+    assert.equal(after.preview.reason, 'No preview for this file type.');
+    // Back as it was, for the tests after this one.
+    await store.put(blobKey, Readable.from([stored]));
+  });
+
   test('bad uploads are refused and leave nothing behind', async () => {
     const docs = await documentCount();
     const objects = storedObjects().length;
@@ -528,6 +554,63 @@ describeEachStorage('documents', (storage) => {
       });
     });
   }
+
+  test('an upload whose cipher thread dies is refused cleanly and leaves nothing behind', async () => {
+    const pool = h.runtime.vault.pool;
+    assert.ok(pool, 'the harness runs with the default cipher pool');
+    const docs = await documentCount();
+    const objects = storedObjects().length;
+    const boundary = 'caretrailcrash';
+    const url = new URL(`${base}/api/v1/patients/${patientId}/documents`);
+    const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="crash.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`;
+    const tail = `\r\n--${boundary}--\r\n`;
+    const size = 2_000_000;
+    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = http.request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          headers: {
+            ...auth(vet),
+            'content-type': `multipart/form-data; boundary=${boundary}`,
+            'content-length': String(Buffer.byteLength(head) + size + Buffer.byteLength(tail)),
+          },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => {
+            resolve({ status: res.statusCode ?? 0, text });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.write(head);
+      req.write(randomBytes(size / 2), () => {
+        // The first half is on the cipher thread: stop it, then send the rest.
+        setTimeout(() => {
+          const stopping = pool.workers().map((w) => w.terminate());
+          void Promise.all(stopping).then(() => {
+            req.end(Buffer.concat([randomBytes(size / 2), Buffer.from(tail)]));
+          });
+        }, 200);
+      });
+    });
+    assert.equal(answer.status, 500);
+    const error = (JSON.parse(answer.text) as { error: { code: string; message: string } }).error;
+    assert.doesNotMatch(answer.text, /cipher|worker|\bat \S+ \(/, 'no internals in the answer');
+    assert.ok(error.message.length > 0);
+    assert.equal(await documentCount(), docs);
+    assert.equal(storedObjects().length, objects, 'no orphaned blob');
+    assert.deepEqual(tmpFiles(), []);
+    // A new thread serves the next upload.
+    const next = randomBytes(300_000);
+    const doc = await uploadOk(next, 'after-crash.bin');
+    const back = await get(vet, `/api/v1/documents/${doc.id}/content`);
+    assert.ok(Buffer.from(await back.arrayBuffer()).equals(next));
+  });
 
   test('a tampered blob is never served as if it were intact', async () => {
     const body = randomBytes(1_000_000);

@@ -9,7 +9,12 @@ import {
 import { writeAuditEvent } from '../audit.service.js';
 import { systemContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
-import { makePreview, THUMBNAIL_TYPE } from '../../previews/thumbnail.js';
+import {
+  canPreview,
+  makePreview,
+  THUMBNAIL_TYPE,
+  UNSUPPORTED_TYPE,
+} from '../../previews/thumbnail.js';
 import { currentWrap, dropBlob } from './files.js';
 import { refOf } from './model.js';
 
@@ -32,7 +37,10 @@ export async function makeVersionPreview(
     metadata: Record<string, unknown> | null;
     thumb: StoredBlob | null;
   };
-  if (row.size > deps.settings.previewMaxBytes) {
+  if (!canPreview(row.content_type)) {
+    // Known from the sniffed type alone: the file is not read (nor decrypted) for nothing.
+    outcome = { ...UNSUPPORTED_TYPE, metadata: null, thumb: null };
+  } else if (row.size > deps.settings.previewMaxBytes) {
     outcome = {
       status: 'unsupported',
       reason: 'No preview: the file is larger than the preview limit.',
