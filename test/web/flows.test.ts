@@ -323,10 +323,21 @@ describe('web app flows in Chromium', { skip }, () => {
     const thumbnail = page.getByRole('img', { name: 'Thumbnail of thorax-lateral.png' });
     await thumbnail.waitFor({ timeout: 30_000 });
     // The picture itself arrived and decoded (a broken image has no natural width).
+    // A function, not a string: the page's CSP forbids eval, which a polled string predicate uses.
     await page.waitForFunction(
-      `(() => { const img = document.querySelector('img[alt="Thumbnail of thorax-lateral.png"]');
-        return img !== null && img.complete && img.naturalWidth > 0; })()`,
-      undefined,
+      (alt) => {
+        // (The page's own types: these tests compile without the DOM library.)
+        interface Img {
+          alt: string;
+          complete: boolean;
+          naturalWidth: number;
+        }
+        const doc = (globalThis as unknown as { document: { images: ArrayLike<Img> } }).document;
+        return Array.from(doc.images).some(
+          (img) => img.alt === alt && img.complete && img.naturalWidth > 0,
+        );
+      },
+      'Thumbnail of thorax-lateral.png',
       { timeout: 15_000 },
     );
     await page.getByText('Annual check').waitFor();
