@@ -83,11 +83,12 @@ function translate(err: unknown, key?: string): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-export function openS3BlobStore(
+/** A client for `location` (also the replica destination's), with timeouts that fail, not hang. */
+export function s3ClientFor(
   location: S3Location,
   credentials?: { accessKeyId: string; secretAccessKey: string },
-): BlobStore {
-  const client = new S3Client({
+): S3Client {
+  return new S3Client({
     region: location.region,
     ...(location.endpoint ? { endpoint: location.endpoint } : {}),
     forcePathStyle: location.forcePathStyle,
@@ -101,6 +102,13 @@ export function openS3BlobStore(
       throwOnRequestTimeout: true,
     },
   });
+}
+
+export function openS3BlobStore(
+  location: S3Location,
+  credentials?: { accessKeyId: string; secretAccessKey: string },
+): BlobStore {
+  const client = s3ClientFor(location, credentials);
   const Bucket = location.bucket;
   const keyOf = (key: string) => `${location.prefix}${key}`;
 
