@@ -48,6 +48,11 @@ export interface Database {
   readonly failureSource: FailStopSource | null;
   /** Stops taking writes because a write to `source` failed with an unknown outcome on disk. */
   failStop(source: FailStopSource, err: Error): void;
+  /**
+   * SQLite only: runs `fn` on the writer connection between group-commit batches; no unit
+   * commits until it is done (checkpoints and snapshots for replication).
+   */
+  exclusive<T>(fn: (raw: BetterSqlite3.Database) => T | Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -59,6 +64,12 @@ export interface OpenOptions {
   pgPoolSize?: number;
   /** Largest number of units in one SQLite transaction (1: every unit commits on its own). */
   maxBatch?: number;
+  /**
+   * SQLite: 'caller' turns SQLite's automatic checkpoints off on the server's connections, for a
+   * caller (replication) that must read every WAL frame before the log restarts and runs the
+   * checkpoints itself through `exclusive`.
+   */
+  checkpoints?: 'sqlite' | 'caller';
 }
 
 export const MIN_SQLITE_VERSION = '3.51.3';
@@ -137,6 +148,9 @@ function openSqlite(file: string, options: OpenOptions): Database {
   configureSqlite(writerRaw, 'caller');
   const readerRaw = new BetterSqlite3(file);
   configureSqlite(readerRaw);
+  if (options.checkpoints === 'caller') {
+    for (const raw of [writerRaw, readerRaw]) raw.pragma('wal_autocheckpoint = 0');
+  }
 
   const writer = new Kysely<DB>({
     dialect: new SqliteDialect({ database: cachedStatements(writerRaw) }),
@@ -169,11 +183,16 @@ function openSqlite(file: string, options: OpenOptions): Database {
     await walHandle.datasync();
   };
 
+  // `exclusive` holds the writer between batches: no batch starts while `held`.
+  let held = false;
+  let exclusiveTail: Promise<unknown> = Promise.resolve();
+
   const schedule = (): void => {
-    if (scheduled || running || queue.length === 0) return;
+    if (held || scheduled || running || queue.length === 0) return;
     scheduled = true;
     setImmediate(() => {
       scheduled = false;
+      if (held) return;
       running = runBatch().finally(() => {
         running = null;
         schedule();
@@ -273,6 +292,20 @@ function openSqlite(file: string, options: OpenOptions): Database {
     },
     failStop: (source, err) => {
       stop.failStop(source, err);
+    },
+    exclusive<T>(fn: (raw: BetterSqlite3.Database) => T | Promise<T>): Promise<T> {
+      const run = exclusiveTail.then(async () => {
+        held = true;
+        try {
+          while (running) await running;
+          return await fn(writerRaw);
+        } finally {
+          held = false;
+          schedule();
+        }
+      });
+      exclusiveTail = run.catch(() => undefined);
+      return run;
     },
     write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
       if (stop.failure) return Promise.reject(refusedAfterFailStop());
@@ -375,6 +408,10 @@ function openPostgres(url: string, options: OpenOptions): Database {
     failStop: (source, err) => {
       stop.failStop(source, err);
     },
+    exclusive: () =>
+      Promise.reject(
+        new Error('exclusive() is for SQLite; PostgreSQL replicates with its own tools'),
+      ),
     claimHolder: () => holder.id(),
     async holderAlive(tx, other) {
       // A live holder keeps its session lock; if this transaction can take it, the holder's

@@ -65,6 +65,33 @@ describeEachEngine('database', ({ url, engine }) => {
     });
 
   if (engine === 'sqlite')
+    test('exclusive() holds the writer: no unit commits until it is done', async () => {
+      const order: string[] = [];
+      let release = (): void => undefined;
+      const held = db.exclusive(async () => {
+        order.push('exclusive start');
+        await new Promise<void>((r) => {
+          release = r;
+        });
+        order.push('exclusive end');
+      });
+      await new Promise((r) => setTimeout(r, 20));
+      const unit = db
+        .write((tx) =>
+          tx
+            .insertInto('organizations')
+            .values({ id: 'held-1', name: 'Held', created_at: new Date().toISOString() })
+            .execute(),
+        )
+        .then(() => order.push('unit committed'));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(order, ['exclusive start'], 'the unit waits');
+      release();
+      await Promise.all([held, unit]);
+      assert.deepEqual(order, ['exclusive start', 'exclusive end', 'unit committed']);
+    });
+
+  if (engine === 'sqlite')
     test('concurrent units commit together: far fewer transactions than units (group commit)', async () => {
       const start = db.stats();
       await Promise.all(
