@@ -57,6 +57,11 @@ export interface Config {
   readonly mllpTls: boolean;
   readonly mllpTlsCa: string;
   readonly resultFallbackMatch: boolean;
+  readonly replicaUrl: string;
+  readonly replicaSync: boolean;
+  readonly replicaRetentionDays: number;
+  readonly replicaSnapshotHours: number;
+  readonly blobReplicaUrl: string;
 }
 
 export class ConfigError extends Error {}
@@ -161,6 +166,13 @@ function blobUrl(raw: string): string {
     }
   }
   throw new ConfigError('file:PATH or s3://bucket?region=…&endpoint=…');
+}
+
+function replicaUrl(raw: string): string {
+  const v = raw.trim();
+  if (/^file:.+/.test(v)) return `file:${path.resolve(v.slice('file:'.length))}`;
+  if (/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/|\?|$)/.test(v)) return v;
+  throw new ConfigError('file:/path/to/folder or s3://bucket/prefix?region=…&endpoint=…');
 }
 
 function smtpUrl(raw: string): string {
@@ -615,6 +627,50 @@ const SETTINGS = [
     parse: bool,
     fallback: () => true,
   },
+  // Disaster recovery (src/replication/).
+  {
+    key: 'replicaUrl',
+    env: 'CARETRAIL_REPLICA_URL',
+    flag: 'replica-url',
+    description:
+      'Off-site replica of the database: file:/other/disk/folder or s3://bucket/prefix?region=&endpoint= (SQLite: shipped by the server; PostgreSQL: the pgBackRest repository, a folder). Empty: no replication.',
+    parse: replicaUrl,
+    fallback: () => '',
+  },
+  {
+    key: 'replicaSync',
+    env: 'CARETRAIL_REPLICA_SYNC',
+    flag: 'replica-sync',
+    description:
+      'Acknowledge a write only once it is durable on the replica (RPO 0; writes answer 503 while the replica cannot be reached).',
+    parse: bool,
+    fallback: () => false,
+  },
+  {
+    key: 'replicaRetentionDays',
+    env: 'CARETRAIL_REPLICA_RETENTION_DAYS',
+    flag: 'replica-retention-days',
+    description: 'Days of history kept on the replica for point-in-time restore.',
+    parse: integer(1, 3650, 'a number of days'),
+    fallback: () => 35,
+  },
+  {
+    key: 'replicaSnapshotHours',
+    env: 'CARETRAIL_REPLICA_SNAPSHOT_HOURS',
+    flag: 'replica-snapshot-hours',
+    description: 'Hours between full snapshots on the replica (each starts a new generation).',
+    parse: integer(1, 24 * 30, 'a number of hours'),
+    fallback: () => 24,
+  },
+  {
+    key: 'blobReplicaUrl',
+    env: 'CARETRAIL_BLOB_REPLICA_URL',
+    flag: 'blob-replica-url',
+    description:
+      'Second file store every stored file version is copied to (file:PATH or s3://…, like CARETRAIL_BLOB_URL). Empty: none.',
+    parse: blobUrl,
+    fallback: () => '',
+  },
 ] as const satisfies readonly Setting<keyof Config>[];
 
 export const CONFIG_SETTINGS: readonly Pick<
@@ -629,6 +685,8 @@ const SECRET_ENVS = new Set([
   'CARETRAIL_MASTER_KEY',
   'CARETRAIL_SMTP_URL',
   'CARETRAIL_BLOB_URL',
+  'CARETRAIL_REPLICA_URL',
+  'CARETRAIL_BLOB_REPLICA_URL',
 ]);
 
 /** Settings that only make sense with others. */
@@ -644,6 +702,10 @@ function checkTogether(config: Config): void {
     fail('CARETRAIL_MLLP_TLS needs CARETRAIL_TLS_CERT and CARETRAIL_TLS_KEY.');
   if (config.mllpTlsCa !== '' && !config.mllpTls)
     fail('CARETRAIL_MLLP_TLS_CA needs CARETRAIL_MLLP_TLS=true.');
+  if (config.replicaSync && config.replicaUrl === '')
+    fail('CARETRAIL_REPLICA_SYNC needs CARETRAIL_REPLICA_URL.');
+  if (config.blobReplicaUrl !== '' && config.blobReplicaUrl === config.blobUrl)
+    fail('CARETRAIL_BLOB_REPLICA_URL must be another store than CARETRAIL_BLOB_URL.');
 }
 
 /**
