@@ -55,7 +55,10 @@ export function createReplicationMonitor(): ReplicationMonitor {
   };
 }
 
-export function partState(lagSeconds: number, lastError: string | null): ReplicaPartStatus['state'] {
+export function partState(
+  lagSeconds: number,
+  lastError: string | null,
+): ReplicaPartStatus['state'] {
   if (lastError !== null) return 'unreachable';
   return lagSeconds > BEHIND_AFTER_SECONDS ? 'behind' : 'ok';
 }

@@ -85,7 +85,9 @@ export async function restoreSqlite(options: {
     throw new RestoreError(`the replica at ${destination.description} holds no snapshot`);
   const at = options.at?.toISOString();
   const candidate =
-    at === undefined ? snapshots.at(-1) : snapshots.filter((s) => s.manifest.createdAt <= at).at(-1);
+    at === undefined
+      ? snapshots.at(-1)
+      : snapshots.filter((s) => s.manifest.createdAt <= at).at(-1);
   if (!candidate) {
     throw new RestoreError(
       `${at ?? ''} is before the oldest snapshot on the replica (${snapshots[0]?.manifest.createdAt ?? ''}): outside retention`,
@@ -153,7 +155,7 @@ export async function restoreSqlite(options: {
       }
       if (at !== undefined && segment.meta.shippedAt > at) {
         // Only the transactions committed by then.
-        const keep = (segment.meta.commitTimes ?? []).filter((t) => t <= at).length;
+        const keep = segment.meta.commitTimes.filter((t) => t <= at).length;
         if (keep > 0 && segment.meta.offset === expected) chain.push({ ...segment, keep });
         await applyChain(to, chain, report);
         break outer;
@@ -228,7 +230,7 @@ async function applyChain(to: string, chain: Segment[], report: RestoreReport): 
   report.commits += applied.reduce((n, s) => n + (s.keep ?? s.meta.commits), 0);
   const end = applied.at(-1);
   if (end) {
-    const times = end.meta.commitTimes ?? [];
+    const times = end.meta.commitTimes;
     report.restoredTo = times[(end.keep ?? times.length) - 1] ?? end.meta.shippedAt;
   }
   return report.stoppedAt === null;

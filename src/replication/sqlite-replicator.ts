@@ -388,7 +388,7 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
   ): Promise<(() => Promise<void>) | null> {
     if (needGeneration || generation === null || position.salts === null) return null;
     await shipRound();
-    if (needGeneration) return null;
+    if (chainBroken()) return null;
     if (!(await restartLog(raw, snapshot))) return null;
     const id = generation;
     const index = position.index + 1;
@@ -406,6 +406,9 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
     status.offset = position.offset;
     return upload;
   }
+
+  /** Read through a function: TypeScript cannot see shipRound() set it. */
+  const chainBroken = () => needGeneration;
 
   const snapshotDue = () =>
     snapshotUpload === null && now().getTime() - lastSnapshotMs >= snapshotEveryMs;
