@@ -51,6 +51,10 @@ Commands:
                              rebuild a data folder from the replica (latest, or as it was at
                              TIME), verify its audit trail; keys from CARETRAIL_MASTER_KEY or the
                              escrowed key files in --key-dir
+  replicate setup|status|backup|verify|receive  (PostgreSQL: pgBackRest; see docs/dr-postgres.md)
+             [--apply] [--type full|incr] [--spool DIR] [--pgbackrest-config FILE]
+  restore --to DIR [--at TIME] [--force] [--spool DIR] [--pg-port N]   (PostgreSQL: a new
+                             data directory, started and promoted)
   dr drill [--replica URL] [--seconds N] [--rpo 1s] [--rto 60s] [--sync]
                              rehearse losing the server: write, SIGKILL, restore from the replica
                              alone, and measure RPO and RTO (exit 1 when over the objectives)
@@ -78,6 +82,11 @@ const COMMAND_FLAGS = new Set([
   'rpo',
   'rto',
   'dir',
+  'type',
+  'spool',
+  'pg-port',
+  'pgbackrest-config',
+  'pgbackrest-state',
 ]);
 /** Command flags without a value. */
 const BOOLEAN_FLAGS = new Set(['force', 'sync', 'apply']);
@@ -389,11 +398,19 @@ async function main(argv: string[]): Promise<number> {
         'Unknown audit command; try: caretrail audit verify | caretrail audit export --format csv',
       );
     case 'replicate': {
+      if (config.databaseUrl.startsWith('postgres')) {
+        const { pgReplicateCommand } = await import('../replication/postgres/cli.js');
+        return pgReplicateCommand(config, sub, command);
+      }
       const { replicateStatusCommand } = await import('../replication/cli.js');
       if (sub === 'status') return replicateStatusCommand(config, command);
       throw new ConfigError('Unknown replicate command; try: caretrail replicate status');
     }
     case 'restore': {
+      if (config.databaseUrl.startsWith('postgres')) {
+        const { pgRestoreCommand } = await import('../replication/postgres/cli.js');
+        return pgRestoreCommand(config, command);
+      }
       const { restoreCommand } = await import('../replication/cli.js');
       return restoreCommand(config, command);
     }

@@ -25,6 +25,7 @@ import {
 } from '../../src/replication/postgres/index.js';
 import { listArchivedWal } from '../../src/replication/postgres/wal-names.js';
 import { tempDir } from '../helpers/engines.js';
+import { runCli } from '../helpers/process.js';
 import {
   archivedCluster,
   assertCanRun,
@@ -380,5 +381,61 @@ test(
       fs.writeFileSync(victim.file, original);
     }
     assert.equal((await pgVerify(p.config, p.options)).ok, true);
+  },
+);
+
+test(
+  'the CLI: replicate setup, status and backup print plain lines; restore errors are one line, never a stack or the pass',
+  needsPgBackRest(180_000),
+  async () => {
+    const p = ready();
+    const env = {
+      CARETRAIL_DATABASE_URL: p.config.databaseUrl,
+      CARETRAIL_REPLICA_URL: p.config.replicaUrl,
+      CARETRAIL_MASTER_KEY: p.masterKey,
+      CARETRAIL_DATA_DIR: path.join(p.dir, 'app'),
+    };
+    const files = ['--pgbackrest-config', p.options.configFile];
+    const pass = repositoryCipherPass(Buffer.from(p.masterKey, 'base64'));
+    const outputs: string[] = [];
+    const cli = async (args: string[]) => {
+      const r = await runCli(args, env);
+      outputs.push(r.stdout, r.stderr);
+      return r;
+    };
+
+    const setup = await cli(['replicate', 'setup', ...files]);
+    assert.equal(setup.code, 0, setup.stderr);
+    assert.match(setup.stdout, /pgbackrest check passed: WAL reaches the repository/);
+    const backup = await cli(['replicate', 'backup', '--type', 'incr', ...files]);
+    assert.equal(backup.code, 0, backup.stderr);
+    assert.match(backup.stdout, /^Backup \d{8}-\d{6}F_\d{8}-\d{6}I \(incr\): database /m);
+    const status = await cli(['replicate', 'status', ...files]);
+    assert.equal(status.code, 0, status.stdout);
+    assert.match(status.stdout, /last archived WAL: [0-9A-F]{24} at \S+; lag \d+\.\d s/);
+    assert.doesNotMatch(status.stdout, /PROBLEM/);
+
+    const to = restoreTarget();
+    fs.mkdirSync(to, { recursive: true });
+    fs.writeFileSync(path.join(to, 'keep-me'), '');
+    const occupied = await cli(['restore', '--to', to, '--pg-port', String(await freePort())]);
+    assert.equal(occupied.code, 1);
+    assert.equal(
+      occupied.stderr,
+      `caretrail: ${to} is not empty: restore into a new folder, or pass --force to replace what it holds\n`,
+    );
+    const future = await cli(['restore', '--to', to, '--force', '--at', '2999-01-01T00:00:00Z']);
+    assert.equal(future.code, 1);
+    assert.match(future.stderr, /^caretrail: --at 2999-01-01T00:00:00\.000Z is in the future/);
+    assert.equal(future.stderr.split('\n').length, 2, 'one line');
+
+    const broken = await runCli(['replicate', 'status', ...files], {
+      ...env,
+      CARETRAIL_REPLICA_URL: `file:${path.join(p.dir, 'elsewhere')}`,
+    });
+    outputs.push(broken.stdout, broken.stderr);
+    assert.equal(broken.code, 1);
+    assert.match(broken.stdout, /PROBLEM: .*names another repository/);
+    for (const text of outputs) assert.ok(!text.includes(pass), 'the pass is never printed');
   },
 );
