@@ -27,3 +27,4 @@ export { pgVerify, type PgVerifyReport } from './verify.js';
 export { pgRestore, type PgRestoreOptions, type PgRestoreReport } from './restore.js';
 export { pgReceiveWal, type PgReceiver, type PgReceiverOptions } from './wal-receiver.js';
 export { DEFAULT_CONFIG_FILE } from './pgbackrest.js';
+export { pgDrill, type PgDrillOptions, type PgDrillResult } from './drill.js';

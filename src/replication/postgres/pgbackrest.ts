@@ -37,6 +37,8 @@ export interface RepositoryConfig {
   retentionDays: number;
   /** pgBackRest's lock, log and spool folders. */
   state: StatePaths;
+  /** Fetch WAL ahead in parallel during recovery (restores: fewer, faster archive-gets). */
+  prefetchWal?: boolean;
   pg?: {
     path: string;
     port: number;
@@ -70,6 +72,7 @@ export function renderConfig(c: RepositoryConfig): string {
     'log-level-console=warn',
     'log-level-file=info',
   ];
+  if (c.prefetchWal === true) lines.push('archive-async=y', 'archive-get-queue-max=256MiB');
   if (c.pg) {
     lines.push(
       '',

@@ -138,6 +138,7 @@ async function openRepository(
         keyId: key.keyId,
         retentionDays: config.replicaRetentionDays,
         state,
+        prefetchWal: true,
       }),
       user,
     );

@@ -1,8 +1,9 @@
 // The WAL receiver for RPO 0 (CARETRAIL_REPLICA_SYNC=true): pg_receivewal streams the server's
 // WAL into a spool folder as it is written and, with --synchronous, flushes it to disk and
 // reports so at once; the server lists it in synchronous_standby_names, so no commit is
-// acknowledged before its WAL is on the spool. Finished segments are pushed into the pgBackRest
-// repository (encrypted) and leave the spool; the segment being written stays there in plain
+// acknowledged before its WAL is on the spool. Finished segments leave the spool once they are in
+// the pgBackRest repository (archived by the server, or pushed by the receiver when the server
+// has not after a grace period); the segment being written stays there in plain
 // form until it is finished. A restore after losing the database machine takes the repository
 // plus that last segment (pgRestore's `spool`). The spool belongs on another machine or disk
 // than the database, with the same protection as a standby server's disk.
@@ -15,7 +16,7 @@ import { PgReplicationError } from './errors.js';
 import { pgbackrest } from './pgbackrest.js';
 import { makeDir, runAsFor, runTool, spawnTool } from './run.js';
 import { RECEIVER_NAME, RECEIVER_SLOT } from './server-settings.js';
-import { checkPostgresUrl } from './setup.js';
+import { checkPostgresUrl, repositoryPath } from './setup.js';
 
 export interface PgReceiverOptions {
   /** Folder the WAL is streamed into (another disk or machine than the database). */
@@ -23,19 +24,41 @@ export interface PgReceiverOptions {
   /** Flush and confirm every write (RPO 0); default: CARETRAIL_REPLICA_SYNC. */
   synchronous?: boolean;
   configFile?: string;
-  /** How often finished segments are pushed into the repository. */
+  /** How often the spool is looked at for finished segments. */
   pushIntervalMs?: number;
+  /** A finished segment the server has not archived after this long is pushed by the receiver. */
+  pushGraceMs?: number;
   log?: (line: string) => void;
 }
 
 export interface PgReceiver {
   readonly pid: number;
-  /** Segments pushed into the repository so far. */
+  /** Finished segments that left the spool (found in the repository, or pushed there). */
   pushed(): number;
   /** Stops streaming (what was received stays in the spool) and pushes what is finished. */
   stop(): Promise<void>;
   /** Settles when pg_receivewal ends by itself (it reconnects on its own while it can). */
   readonly exited: Promise<number | null>;
+}
+
+/** Whether a segment of this name is in the repository folder (by name: no pass needed). */
+function archivedInRepository(repository: string, name: string): boolean {
+  const root = path.join(repository, 'archive', 'caretrail');
+  let ids: string[];
+  try {
+    ids = fs.readdirSync(root);
+  } catch {
+    return false;
+  }
+  return ids.some((id) => {
+    try {
+      return fs
+        .readdirSync(path.join(root, id, name.slice(0, 16)))
+        .some((f) => f.startsWith(`${name}-`));
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** libpq's environment for the URL: no password on a command line. */
@@ -100,7 +123,9 @@ export async function pgReceiveWal(
 
   let pushed = 0;
   let pushing: Promise<void> = Promise.resolve();
-  const push = async () => {
+  const repository = repositoryPath(config.replicaUrl);
+  const graceMs = options.pushGraceMs ?? 10_000;
+  const push = async (all: boolean) => {
     let names: string[];
     try {
       names = fs
@@ -111,10 +136,15 @@ export async function pgReceiveWal(
       return;
     }
     for (const name of names) {
+      const file = path.join(spool, name);
       try {
-        // Already archived by the server itself is fine: pgBackRest checks it is the same.
-        await pgbackrest(ctx, 'archive-push', [path.join(spool, name)], 120_000);
-        fs.rmSync(path.join(spool, name), { force: true });
+        // The server archives the same segment itself: usually it is there already, and
+        // compressing and encrypting it a second time would only cost CPU.
+        if (!archivedInRepository(repository, name)) {
+          if (!all && Date.now() - fs.statSync(file).mtimeMs < graceMs) continue;
+          await pgbackrest(ctx, 'archive-push', [file], 120_000);
+        }
+        fs.rmSync(file, { force: true });
         pushed++;
       } catch (err) {
         log(`could not push ${name}: ${err instanceof Error ? err.message : String(err)}`);
@@ -123,7 +153,7 @@ export async function pgReceiveWal(
     }
   };
   const timer = setInterval(() => {
-    pushing = pushing.then(push);
+    pushing = pushing.then(() => push(false));
   }, options.pushIntervalMs ?? 1000);
   void exited.then(() => {
     clearInterval(timer);
@@ -140,7 +170,7 @@ export async function pgReceiveWal(
         await exited;
       }
       await pushing;
-      await push();
+      await push(true);
     },
   };
 }

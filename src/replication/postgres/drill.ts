@@ -1,0 +1,480 @@
+// The disaster-recovery drill on PostgreSQL (`caretrail dr drill` with a postgres:// database):
+// in a scratch folder, a private PostgreSQL cluster archiving into a pgBackRest repository (and,
+// for RPO 0, the synchronous WAL receiver), a built Caretrail server writing notes and uploads
+// under load; then the machine is lost (SIGKILL of Caretrail, an immediate stop of PostgreSQL,
+// its data directory deleted), the database is restored from the repository alone (plus the
+// receiver's spool) into a fresh directory, PostgreSQL and Caretrail are started on it, and the
+// drill measures what an operator must know: acknowledged writes missing (RPO), seconds from the
+// kill to a healthy restored server (RTO), and `caretrail audit verify` on the restored data.
+// Uploads live in the file store, which in production is off the machine (S3): here a folder
+// beside the repository that survives the loss.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, generateKeyPairSync, randomBytes, randomInt } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { loadConfig } from '../../config.js';
+import type { DrillResult } from '../drill.js';
+import { pgBackup } from './backup.js';
+import { createPrivateCluster, freePort, localCluster, type LocalCluster } from './cluster.js';
+import { PgReplicationError } from './errors.js';
+import { pgRestore, type PgRestoreReport } from './restore.js';
+import { pgReplicateSetup } from './setup.js';
+import { pgReceiveWal, type PgReceiver } from './wal-receiver.js';
+
+export interface PgDrillOptions {
+  /** Scratch folder (kept afterwards for inspection); null: a temporary one, removed. */
+  workDir: string | null;
+  /** Seconds of load before the machine is lost (the kill falls in the last quarter of it). */
+  seconds: number;
+  /** Objectives the drill passes or fails on. */
+  rpoSeconds: number;
+  rtoSeconds: number;
+  /** Synchronous WAL receiver (RPO 0); default: when the RPO objective is 0. */
+  sync?: boolean;
+  /** Stream WAL into a spool with pg_receivewal even when asynchronous (default: with sync). */
+  receiver?: boolean;
+  log: (line: string) => void;
+  /** The built CLI (npm run build:server); default dist/cli/main.js of this checkout. */
+  cliPath?: string;
+}
+
+export interface PgDrillResult extends DrillResult {
+  engine: 'postgres';
+  postgres: {
+    /** Seconds the full backup before the load took. */
+    backupSeconds: number;
+    restore: PgRestoreReport | null;
+    /** The restored data directory (kept with workDir). */
+    dataDirectory: string;
+    /** A WAL receiver streamed into a spool, used by the restore. */
+    receiver: boolean;
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function defaultCli(): string {
+  // src/replication/postgres/drill.ts or dist/replication/postgres/drill.js: dist/cli/main.js.
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const built = path.resolve(here, '..', '..', 'cli', 'main.js');
+  return fs.existsSync(built)
+    ? built
+    : path.resolve(here, '..', '..', '..', 'dist', 'cli', 'main.js');
+}
+
+interface Child {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function node(cli: string, args: string[], env: NodeJS.ProcessEnv): Child {
+  const child = spawn(process.execPath, [cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-20_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => {
+      resolve(code);
+    });
+  });
+  return { child, output: () => out, exited };
+}
+
+async function waitReady(base: string, server: Child, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (server.child.exitCode !== null)
+      throw new PgReplicationError(
+        `the Caretrail server exited: ${server.output().trim().split('\n').slice(-2).join(' ')}`,
+      );
+    try {
+      if ((await fetch(`${base}/readyz`)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(50);
+  }
+  throw new PgReplicationError(
+    `no healthy Caretrail server at ${base} within ${String(timeoutMs / 1000)} s`,
+  );
+}
+
+async function call(
+  base: string,
+  method: string,
+  url: string,
+  body: unknown,
+  token?: string,
+): Promise<{ status: number; json: { id?: string; token?: string } }> {
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers: {
+      'content-type': 'application/json',
+      ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  return {
+    status: res.status,
+    json: (text ? JSON.parse(text) : {}) as { id?: string; token?: string },
+  };
+}
+
+interface Ack {
+  kind: 'note' | 'document';
+  key: string;
+  at: number;
+  sha256?: string;
+  id?: string;
+}
+
+/** A clinician's token and a patient, through the API (the admin made by the CLI). */
+async function clinic(
+  cli: string,
+  base: string,
+  env: NodeJS.ProcessEnv,
+  work: string,
+): Promise<{ token: string; patientId: string; vet: string; password: string }> {
+  const password = `drill-${randomBytes(8).toString('hex')}`;
+  const passwordFile = path.join(work, 'drill-password');
+  fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+  const admin = `drill-admin-${randomBytes(3).toString('hex')}@example.test`;
+  const vet = `drill-vet-${randomBytes(3).toString('hex')}@example.test`;
+  const created = node(
+    cli,
+    ['admin', 'create', '--org', 'Drill Clinic', '--email', admin, '--password-file', passwordFile],
+    env,
+  );
+  if ((await created.exited) !== 0)
+    throw new PgReplicationError(`admin create failed: ${created.output().trim()}`);
+  const adminLogin = await call(base, 'POST', '/api/v1/auth/login', { email: admin, password });
+  const user = await call(
+    base,
+    'POST',
+    '/api/v1/users',
+    { email: vet, name: 'Drill Vet', role: 'clinician', password },
+    adminLogin.json.token,
+  );
+  if (user.status !== 201)
+    throw new PgReplicationError(`clinician create answered ${String(user.status)}`);
+  const login = await call(base, 'POST', '/api/v1/auth/login', { email: vet, password });
+  const token = login.json.token ?? '';
+  const patient = await call(
+    base,
+    'POST',
+    '/api/v1/patients',
+    { name: 'Drill Dog', species: 'canine' },
+    token,
+  );
+  if (patient.status !== 201)
+    throw new PgReplicationError(`patient create answered ${String(patient.status)}`);
+  return { token, patientId: patient.json.id ?? '', vet, password };
+}
+
+/** Three note writers and an uploader until `stop()`; every acknowledged write remembered. */
+function load(base: string, token: string, patientId: string) {
+  let running = true;
+  let n = 0;
+  const acks: Ack[] = [];
+  const notes = async () => {
+    while (running) {
+      const key = `drill-${String(n++)}-${randomBytes(3).toString('hex')}`;
+      try {
+        const res = await call(
+          base,
+          'POST',
+          `/api/v1/patients/${patientId}/notes`,
+          { kind: 'clinical', body: `drill note ${key}` },
+          token,
+        );
+        if (res.status === 201) acks.push({ kind: 'note', key, at: Date.now() });
+      } catch {
+        await sleep(5); // the server is gone
+      }
+    }
+  };
+  const uploads = async () => {
+    while (running) {
+      const key = `drill-file-${String(n++)}-${randomBytes(3).toString('hex')}`;
+      const bytes = randomBytes(32_768 + randomInt(65_536));
+      const form = new FormData();
+      form.append('title', `drill upload ${key}`);
+      form.append('file', new Blob([bytes]), `${key}.bin`);
+      try {
+        const res = await fetch(`${base}/api/v1/patients/${patientId}/documents`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}` },
+          body: form,
+        });
+        const json = (await res.json()) as { id?: string };
+        if (res.status === 201)
+          acks.push({
+            kind: 'document',
+            key,
+            at: Date.now(),
+            sha256: createHash('sha256').update(bytes).digest('hex'),
+            ...(json.id !== undefined ? { id: json.id } : {}),
+          });
+      } catch {
+        await sleep(5);
+      }
+    }
+  };
+  const workers = [notes(), notes(), notes(), uploads()];
+  return {
+    acks,
+    async stop() {
+      running = false;
+      await Promise.all(workers);
+    },
+  };
+}
+
+export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
+  const cli = options.cliPath ?? defaultCli();
+  if (!fs.existsSync(cli))
+    throw new PgReplicationError(
+      `${cli} is missing: build the server first (npm run build:server)`,
+    );
+  const sync = options.sync ?? options.rpoSeconds === 0;
+  const streaming = sync || options.receiver === true;
+  const keep = options.workDir !== null;
+  const work = path.resolve(
+    options.workDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'caretrail-pgdrill-')),
+  );
+  fs.mkdirSync(work, { recursive: true });
+  fs.chmodSync(work, 0o755);
+  const part = (name: string) => path.join(work, name);
+  for (const name of [
+    'pg',
+    'repository',
+    'pgbackrest',
+    'spool',
+    'app',
+    'app-restored',
+    'files',
+    'restored',
+  ])
+    fs.rmSync(part(name), { recursive: true, force: true });
+  const startedAt = new Date().toISOString();
+  const problems: string[] = [];
+  const log = options.log;
+
+  // The keys an operator escrows: only in this process and its children, never in the repository.
+  const masterKey = randomBytes(32).toString('base64');
+  const signingKey = generateKeyPairSync('ed25519')
+    .privateKey.export({ format: 'pem', type: 'pkcs8' })
+    .toString();
+
+  let cluster: LocalCluster | null = null;
+  let restored: LocalCluster | null = null;
+  let receiver: PgReceiver | null = null;
+  let server: Child | null = null;
+  let second: Child | null = null;
+  try {
+    cluster = await createPrivateCluster({ dir: part('pg') });
+    await cluster.query('create database caretrail');
+    const config = loadConfig({
+      CARETRAIL_DATABASE_URL: cluster.url('caretrail'),
+      CARETRAIL_REPLICA_URL: `file:${part('repository')}`,
+      CARETRAIL_REPLICA_SYNC: sync ? 'true' : 'false',
+      CARETRAIL_MASTER_KEY: masterKey,
+      CARETRAIL_DATA_DIR: part('app'),
+    });
+    const files = {
+      configFile: path.join(part('pgbackrest'), 'pgbackrest.conf'),
+      stateDir: part('pgbackrest'),
+    };
+    log(`drill: PostgreSQL on port ${String(cluster.port)}, repository ${part('repository')}`);
+    if ((await pgReplicateSetup(config, { ...files, apply: true })).restartNeeded) {
+      await cluster.stop();
+      await cluster.start();
+    }
+    const setup = await pgReplicateSetup(config, files);
+    if (!setup.checked && !setup.waitingForReceiver)
+      throw new PgReplicationError('setup did not get archiving to work');
+    const backupStarted = Date.now();
+    await pgBackup(config, { ...files, type: 'full' });
+    const backupSeconds = (Date.now() - backupStarted) / 1000;
+    if (sync) {
+      receiver = await pgReceiveWal(config, { ...files, spool: part('spool') });
+      for (let i = 0; i < 100 && !(await receiverConnected(cluster)); i++) await sleep(100);
+      const applied = await pgReplicateSetup(config, { ...files, apply: true });
+      if (applied.waitingForReceiver)
+        throw new PgReplicationError('the WAL receiver did not connect');
+      log('drill: synchronous WAL receiver connected');
+    }
+
+    const port = await freePort();
+    const base = `http://127.0.0.1:${String(port)}`;
+    const appEnv = (dataDir: string, httpPort: number): NodeJS.ProcessEnv => ({
+      ...process.env,
+      CARETRAIL_DATABASE_URL: config.databaseUrl,
+      CARETRAIL_DATA_DIR: dataDir,
+      CARETRAIL_BLOB_URL: `file:${part('files')}`,
+      CARETRAIL_MASTER_KEY: masterKey,
+      CARETRAIL_AUDIT_SIGNING_KEY: signingKey,
+      CARETRAIL_PORT: String(httpPort),
+      CARETRAIL_LOG_LEVEL: 'warn',
+      CARETRAIL_REPLICA_URL: '',
+      CARETRAIL_REPLICA_SYNC: '',
+      CARETRAIL_BLOB_REPLICA_URL: '',
+    });
+    const env = appEnv(part('app'), port);
+    server = node(cli, ['serve'], env);
+    await waitReady(base, server, 60_000);
+    const people = await clinic(cli, base, env, work);
+    log(`drill: Caretrail on ${base}; load for up to ${String(options.seconds)} s`);
+    const writers = load(base, people.token, people.patientId);
+    const loadStarted = Date.now();
+    await sleep(options.seconds * 1000 * (0.75 + Math.random() * 0.25));
+
+    // The machine is lost: the application and the database die at once, its disk with them.
+    server.child.kill('SIGKILL');
+    await cluster.stop('immediate');
+    const killAt = Date.now();
+    const loadSeconds = (killAt - loadStarted) / 1000;
+    await writers.stop();
+    await server.exited;
+    fs.rmSync(part('pg'), { recursive: true, force: true });
+    fs.rmSync(part('app'), { recursive: true, force: true });
+    log(`drill: machine lost after ${loadSeconds.toFixed(1)} s of load; restoring`);
+    // The receiver runs elsewhere and survives; it is stopped so its spool is final.
+    await receiver?.stop();
+
+    const restoreStarted = Date.now();
+    const dataDirectory = path.join(part('restored'), 'data');
+    fs.mkdirSync(part('restored'), { recursive: true });
+    fs.chmodSync(part('restored'), 0o755);
+    const report = await pgRestore(config, {
+      to: dataDirectory,
+      port: cluster.port,
+      ...(streaming ? { spool: part('spool') } : {}),
+      log,
+    });
+    const restoreSeconds = (Date.now() - restoreStarted) / 1000;
+    restored = localCluster({
+      dataDir: dataDirectory,
+      port: cluster.port,
+      socketDir: '/var/run/postgresql',
+      user: cluster.user,
+      bin: cluster.bin,
+      logFile: '',
+    });
+    const port2 = await freePort();
+    const base2 = `http://127.0.0.1:${String(port2)}`;
+    const env2 = appEnv(part('app-restored'), port2);
+    second = node(cli, ['serve'], env2);
+    await waitReady(base2, second, 120_000);
+    const rtoSeconds = (Date.now() - killAt) / 1000;
+    log(`drill: restored server healthy ${rtoSeconds.toFixed(1)} s after the kill`);
+
+    // What came back.
+    const present = await presentKeys(config.databaseUrl);
+    const missing = writers.acks.filter((a) =>
+      a.kind === 'note'
+        ? !present.notes.has(`drill note ${a.key}`)
+        : !present.documents.has(`drill upload ${a.key}`),
+    );
+    const files2 = { checked: 0, ok: 0, bad: 0 };
+    const relogin = await call(base2, 'POST', '/api/v1/auth/login', {
+      email: people.vet,
+      password: people.password,
+    });
+    for (const doc of writers.acks.filter((a) => a.kind === 'document' && !missing.includes(a))) {
+      files2.checked += 1;
+      const res = await fetch(`${base2}/api/v1/documents/${doc.id ?? ''}/content`, {
+        headers: { authorization: `Bearer ${relogin.json.token ?? ''}` },
+      });
+      const body = Buffer.from(await res.arrayBuffer());
+      if (res.status === 200 && createHash('sha256').update(body).digest('hex') === doc.sha256)
+        files2.ok += 1;
+      else files2.bad += 1;
+    }
+    const verify = node(cli, ['audit', 'verify'], env2);
+    const auditCode = await verify.exited;
+    const audit = { ok: auditCode === 0, message: verify.output().trim().split('\n').pop() ?? '' };
+
+    const oldestMissing = Math.min(...missing.map((a) => a.at));
+    const rpoSeconds = missing.length === 0 ? 0 : Math.max(0, (killAt - oldestMissing) / 1000);
+    if (rpoSeconds > options.rpoSeconds)
+      problems.push(
+        `RPO ${rpoSeconds.toFixed(2)} s is over the objective of ${String(options.rpoSeconds)} s`,
+      );
+    if (rtoSeconds > options.rtoSeconds)
+      problems.push(
+        `RTO ${rtoSeconds.toFixed(1)} s is over the objective of ${String(options.rtoSeconds)} s`,
+      );
+    if (!audit.ok) problems.push('the restored audit trail did not verify');
+    if (files2.bad > 0)
+      problems.push(`${String(files2.bad)} restored uploads did not read back intact`);
+    return {
+      engine: 'postgres',
+      replica: `file:${part('repository')}`,
+      mode: sync ? 'sync' : 'async',
+      startedAt,
+      loadSeconds,
+      acknowledged: {
+        notes: writers.acks.filter((a) => a.kind === 'note').length,
+        documents: writers.acks.filter((a) => a.kind === 'document').length,
+      },
+      missing: {
+        notes: missing.filter((a) => a.kind === 'note').length,
+        documents: missing.filter((a) => a.kind === 'document').length,
+      },
+      rpoSeconds,
+      rtoSeconds,
+      restoreSeconds,
+      restoredTo: report.restoredTo,
+      audit,
+      files: files2,
+      objectives: { rpoSeconds: options.rpoSeconds, rtoSeconds: options.rtoSeconds },
+      passed: problems.length === 0,
+      problems,
+      postgres: { backupSeconds, restore: report, dataDirectory, receiver: streaming },
+    };
+  } finally {
+    if (second) {
+      second.child.kill('SIGTERM');
+      await second.exited;
+    }
+    if (server && server.child.exitCode === null && server.child.signalCode === null)
+      server.child.kill('SIGKILL');
+    await receiver?.stop().catch(() => undefined);
+    await restored?.stop('fast').catch(() => undefined);
+    await cluster?.stop('immediate').catch(() => undefined);
+    if (!keep) fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function receiverConnected(cluster: LocalCluster): Promise<boolean> {
+  const out = await cluster.query(
+    "select count(*) from pg_stat_replication where application_name = 'caretrail_receivewal'",
+  );
+  return Number(out.trim()) > 0;
+}
+
+async function presentKeys(
+  databaseUrl: string,
+): Promise<{ notes: Set<string>; documents: Set<string> }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const notes = await client.query<{ body: string }>('select body from notes');
+    const documents = await client.query<{ title: string }>('select title from documents');
+    return {
+      notes: new Set(notes.rows.map((r) => r.body)),
+      documents: new Set(documents.rows.map((r) => r.title)),
+    };
+  } finally {
+    await client.end();
+  }
+}
