@@ -304,13 +304,13 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
     const backupStarted = Date.now();
     await pgBackup(config, { ...files, type: 'full' });
     const backupSeconds = (Date.now() - backupStarted) / 1000;
-    if (sync) {
-      receiver = await pgReceiveWal(config, { ...files, spool: part('spool') });
+    if (streaming) {
+      receiver = await pgReceiveWal(config, { ...files, spool: part('spool'), synchronous: sync });
       for (let i = 0; i < 100 && !(await receiverConnected(cluster)); i++) await sleep(100);
-      const applied = await pgReplicateSetup(config, { ...files, apply: true });
-      if (applied.waitingForReceiver)
+      if (!(await receiverConnected(cluster)))
         throw new PgReplicationError('the WAL receiver did not connect');
-      log('drill: synchronous WAL receiver connected');
+      if (sync) await pgReplicateSetup(config, { ...files, apply: true });
+      log(`drill: ${sync ? 'synchronous' : 'asynchronous'} WAL receiver connected`);
     }
 
     const port = await freePort();
