@@ -4,6 +4,7 @@
 // holds both; the repository reveals neither the data nor the pass; a damaged or missing WAL
 // segment is named; moments outside the window and occupied folders are refused.
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -394,6 +395,9 @@ test(
       CARETRAIL_REPLICA_URL: p.config.replicaUrl,
       CARETRAIL_MASTER_KEY: p.masterKey,
       CARETRAIL_DATA_DIR: path.join(p.dir, 'app'),
+      CARETRAIL_AUDIT_SIGNING_KEY: generateKeyPairSync('ed25519')
+        .privateKey.export({ format: 'pem', type: 'pkcs8' })
+        .toString(),
     };
     const files = ['--pgbackrest-config', p.options.configFile];
     const pass = repositoryCipherPass(Buffer.from(p.masterKey, 'base64'));
@@ -428,6 +432,40 @@ test(
     assert.equal(future.code, 1);
     assert.match(future.stderr, /^caretrail: --at 2999-01-01T00:00:00\.000Z is in the future/);
     assert.equal(future.stderr.split('\n').length, 2, 'one line');
+
+    // A Caretrail schema, restored by the CLI, whose audit trail it verifies.
+    const migrated = await cli(['migrate']);
+    assert.equal(migrated.code, 0, migrated.stderr);
+    await p.sql('select pg_switch_wal()');
+    await waitArchivedAfter(p.repository, new Date());
+    const restorePort = await freePort();
+    const restored = await cli([
+      'restore',
+      '--to',
+      to,
+      '--force',
+      '--pg-port',
+      String(restorePort),
+    ]);
+    try {
+      assert.equal(restored.code, 0, restored.stderr + restored.stdout);
+      assert.match(
+        restored.stdout,
+        /^Restored PostgreSQL into \S+ from backup \S+, target latest:$/m,
+      );
+      assert.match(
+        restored.stdout,
+        /^ {2}restored to \d{4}-\d\d-\d\dT\S+Z \(the last transaction/m,
+      );
+      assert.match(restored.stdout, /^ {2}audit trail: intact \(\d+ events/m);
+      assert.deepEqual(
+        await rowsOf(to, restorePort),
+        await rowsOf(p.cluster.dataDir, p.cluster.port),
+        'every row of the server',
+      );
+    } finally {
+      await stopRestored(to);
+    }
 
     const broken = await runCli(['replicate', 'status', ...files], {
       ...env,

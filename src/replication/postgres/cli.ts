@@ -1,7 +1,17 @@
 // The PostgreSQL branches of `caretrail replicate setup|status|backup|verify|receive` and
 // `caretrail restore`: flags in, the functions of this folder called, plain lines out. The
 // exit code is 1 when something needs the operator (settings to change, a problem in status).
+import fs from 'node:fs';
+import path from 'node:path';
+import { SIGNING_KEY_FILE, loadAuditSigner } from '../../audit-signing-key.js';
+import { openBlobStore } from '../../blobs/index.js';
+import { MASTER_KEY_FILE, createKeyring, parseMasterKeys } from '../../blobs/master-key.js';
+import { createVault } from '../../blobs/vault.js';
 import type { Config } from '../../config.js';
+import { systemClock } from '../../domain/clock.js';
+import { createLogger } from '../../log.js';
+import { auditTrailSettingsOf, createAuditTrailService } from '../../services/audit-trail/index.js';
+import { openDatabase } from '../../store/database.js';
 import { pgBackup } from './backup.js';
 import { PgReplicationError } from './errors.js';
 import { pgRestore } from './restore.js';
@@ -162,5 +172,61 @@ export async function pgRestoreCommand(
   out(
     `  PostgreSQL runs on it, port ${String(r.port)}, promoted; archiving is off: run caretrail replicate setup --apply there to archive again.`,
   );
-  return 0;
+  const url = new URL(config.databaseUrl);
+  url.port = String(r.port);
+  const audit = await verifyAudit(config, url.toString());
+  out(`  audit trail: ${audit.message}`);
+  return audit.ok ? 0 : 1;
+}
+
+/**
+ * `caretrail audit verify` on the restored database: every link and signed checkpoint. Needs the
+ * signing key (CARETRAIL_AUDIT_SIGNING_KEY or the data folder's file); a new one is never made.
+ */
+async function verifyAudit(
+  config: Config,
+  databaseUrl: string,
+): Promise<{ ok: boolean; message: string }> {
+  const signingFile = path.join(config.dataDir, SIGNING_KEY_FILE);
+  const keyFile = path.join(config.dataDir, MASTER_KEY_FILE);
+  if (config.auditSigningKey === '' && !fs.existsSync(signingFile))
+    return {
+      ok: false,
+      message: `NOT VERIFIED: no audit signing key (set CARETRAIL_AUDIT_SIGNING_KEY or put ${SIGNING_KEY_FILE} in the data folder), then run caretrail audit verify`,
+    };
+  if (config.masterKey === '' && !fs.existsSync(keyFile))
+    return {
+      ok: false,
+      message:
+        'NOT VERIFIED: no master key here (set CARETRAIL_MASTER_KEY), then run caretrail audit verify',
+    };
+  const keyring = createKeyring(
+    parseMasterKeys(config.masterKey !== '' ? config.masterKey : fs.readFileSync(keyFile, 'utf8')),
+  );
+  const db = await openDatabase(databaseUrl, { pgPoolSize: 2 });
+  try {
+    const trail = createAuditTrailService(
+      {
+        db,
+        clock: systemClock,
+        log: createLogger('warn'),
+        settings: config,
+        vault: createVault(openBlobStore(config.blobUrl), keyring),
+      },
+      loadAuditSigner(config.dataDir, config.auditSigningKey || undefined),
+      auditTrailSettingsOf(config),
+    );
+    const result = await trail.verifyChain();
+    return result.ok
+      ? {
+          ok: true,
+          message: `intact (${String(result.checked)} events; last signed checkpoint ${result.lastGoodCheckpoint ?? 'none yet'})`,
+        }
+      : {
+          ok: false,
+          message: `BROKEN at event ${String(result.firstBadSequence ?? '?')}: ${result.reason ?? ''}`,
+        };
+  } finally {
+    await db.close();
+  }
 }
