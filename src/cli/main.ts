@@ -53,8 +53,8 @@ Commands:
                              escrowed key files in --key-dir
   replicate setup|status|backup|verify|receive  (PostgreSQL: pgBackRest; see docs/dr-postgres.md)
              [--apply] [--type full|incr] [--spool DIR] [--pgbackrest-config FILE]
-  restore --to DIR [--at TIME] [--force] [--spool DIR] [--pg-port N]   (PostgreSQL: a new
-                             data directory, started and promoted)
+  restore --to DIR [--at TIME] [--force] [--spool DIR] [--pg-port N] [--pg-conf-dir DIR]
+                             (PostgreSQL: a new data directory, started and promoted)
   dr drill [--replica URL] [--seconds N] [--rpo 1s] [--rto 60s] [--sync]
                              rehearse losing the server: write, SIGKILL, restore from the replica
                              alone, and measure RPO and RTO (exit 1 when over the objectives)
@@ -85,6 +85,7 @@ const COMMAND_FLAGS = new Set([
   'type',
   'spool',
   'pg-port',
+  'pg-conf-dir',
   'pgbackrest-config',
   'pgbackrest-state',
 ]);

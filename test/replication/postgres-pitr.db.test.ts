@@ -205,8 +205,22 @@ test(
     assert.ok(atReport.durationSeconds > 0);
     await stopRestored(to);
 
+    // A configuration kept outside the data directory (Debian's layout) is copied in, without
+    // its data_directory line (which would start PostgreSQL on the old directory).
+    const confDir = tempDir('caretrail-pgdr-conf-');
+    for (const name of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf'])
+      fs.copyFileSync(path.join(p.cluster.dataDir, name), path.join(confDir, name));
+    fs.appendFileSync(
+      path.join(confDir, 'postgresql.conf'),
+      "\ndata_directory = '/nonexistent/old-cluster'\n",
+    );
     const port2 = await freePort();
-    const latest = await pgRestore(p.config, { to, force: true, port: port2 });
+    const latest = await pgRestore(p.config, { to, force: true, port: port2, configFrom: confDir });
+    fs.rmSync(confDir, { recursive: true, force: true });
+    assert.match(
+      fs.readFileSync(path.join(to, 'postgresql.conf'), 'utf8'),
+      /^# \(caretrail restore\) data_directory =/m,
+    );
     assert.deepEqual(await rowsOf(to, port2), ['first', 'second']);
     assert.equal(latest.target, 'latest');
     assert.ok(new Date(latest.restoredTo ?? 0) >= new Date(secondAt.getTime() - 1000));

@@ -160,6 +160,7 @@ export async function pgRestoreCommand(
     ...(flags.from !== undefined ? { from: flags.from } : {}),
     ...(flags.at !== undefined ? { at: flags.at } : {}),
     ...(flags.spool !== undefined ? { spool: flags.spool } : {}),
+    ...(flags['pg-conf-dir'] !== undefined ? { configFrom: flags['pg-conf-dir'] } : {}),
     ...(port !== undefined ? { port } : {}),
     force: flags.force === 'true',
     log: (line) => process.stderr.write(`${line}\n`),

@@ -43,6 +43,11 @@ export interface PgRestoreOptions {
   port?: number;
   /** The WAL receiver's spool folder: its newest WAL goes in too (RPO 0 restores). */
   spool?: string;
+  /**
+   * Folder of the cluster's configuration when it is not in the data directory (Debian:
+   * /etc/postgresql/15/main): postgresql.conf, pg_hba.conf and pg_ident.conf are copied in.
+   */
+  configFrom?: string;
   /** OS user that owns and runs the restored cluster (default: postgres when we are root). */
   user?: string;
   now?: Date;
@@ -179,6 +184,29 @@ function addSpool(spool: string, to: string, user: string | null): string[] {
     added.push(m[1]);
   }
   return added;
+}
+
+/**
+ * Copies a configuration kept outside the data directory into it, without the lines that would
+ * send PostgreSQL back to the old directory or files.
+ */
+function copyConfiguration(from: string, to: string, user: string | null): void {
+  for (const name of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(from, name), 'utf8');
+    } catch {
+      throw new PgReplicationError(`cannot read ${path.join(from, name)}`);
+    }
+    if (name === 'postgresql.conf')
+      text = text.replace(
+        /^([ \t]*(data_directory|hba_file|ident_file|external_pid_file|include_dir)[ \t]*=)/gm,
+        '# (caretrail restore) $1',
+      );
+    const target = path.join(to, name);
+    fs.writeFileSync(target, text, { mode: 0o600 });
+    chownTo(target, user);
+  }
 }
 
 /** The socket folder the restored server's own configuration names, when it exists here. */
@@ -320,6 +348,11 @@ export async function pgRestore(
         '--archive-mode=off',
         ...(time ? ['--type=time', `--target=${targetTime(time)}`, '--target-action=promote'] : []),
       ]);
+      if (options.configFrom !== undefined) copyConfiguration(options.configFrom, to, user);
+      if (!fs.existsSync(path.join(to, 'postgresql.conf')))
+        throw new PgReplicationError(
+          `the backup holds no postgresql.conf (Debian keeps it in /etc/postgresql/${version}/main): restore again with --force and --pg-conf-dir pointing to the cluster's configuration folder`,
+        );
       const fromSpool = options.spool !== undefined ? addSpool(options.spool, to, user) : [];
       const restoreSeconds = (Date.now() - restoreStarted) / 1000;
       const recoveryStarted = Date.now();
