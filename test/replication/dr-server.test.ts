@@ -83,7 +83,7 @@ async function readyz(baseUrl: string) {
   return { status: res.status, body: (await res.json()) as Record<string, string> };
 }
 
-async function until(what: string, check: () => Promise<boolean>, ms = 15_000): Promise<void> {
+async function until(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
