@@ -23,8 +23,7 @@ export interface BackupsStatus {
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const hasNumbers = (v: unknown, keys: string[]) =>
-  isObject(v) && keys.every((k) => isNumber(v[k]));
+const hasNumbers = (v: unknown, keys: string[]) => isObject(v) && keys.every((k) => isNumber(v[k]));
 
 /** The fields the page and the warnings read, with their types (a file of another shape is unreadable). */
 function isDrillResult(v: unknown): v is DrillResult {
@@ -87,6 +86,8 @@ export function durationWords(seconds: number): string {
 }
 
 const day = (iso: string) => iso.slice(0, 10);
+/** "2026-12-05 12:41:20 UTC" from an ISO time. */
+const utc = (iso: string) => `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
 
 /** What needs an operator, in the words they act on; empty when all is well. */
 export function backupWarnings(
@@ -114,7 +115,7 @@ export function backupWarnings(
       case 'unreachable': {
         const since = part.details.lastErrorAt;
         warnings.push(
-          `The replica of the ${name} cannot be reached${typeof since === 'string' ? ` (since ${since})` : ''}: ` +
+          `The replica of the ${name} cannot be reached${typeof since === 'string' ? ` (since ${utc(since)})` : ''}: ` +
             `${withoutPaths(part.lastError ?? 'no error was recorded')}. ` +
             'Changes are not being copied off this server; check the replica’s disk or bucket, the network and the credentials.',
         );
@@ -129,23 +130,23 @@ export function backupWarnings(
   }
   if (lastDrill === null) {
     warnings.push(
-      'No disaster-recovery drill has been run on this server: run `caretrail dr drill` to prove a restore from the replica works and to measure how much would be lost and how long it takes.',
+      'No disaster-recovery drill has been run on this server: run “caretrail dr drill” to prove a restore from the replica works and to measure how much would be lost and how long it takes.',
     );
   } else if (lastDrill === 'unreadable') {
     warnings.push(
-      'The record of the last disaster-recovery drill cannot be read: run `caretrail dr drill` again.',
+      'The record of the last disaster-recovery drill cannot be read: run “caretrail dr drill” again.',
     );
   } else {
     if (!lastDrill.passed) {
       const why = lastDrill.problems.length > 0 ? lastDrill.problems.join('; ') : 'see its figures';
       warnings.push(
-        `The last disaster-recovery drill (${day(lastDrill.startedAt)}) failed: ${why}. Fix the cause and run \`caretrail dr drill\` again.`,
+        `The last disaster-recovery drill (${day(lastDrill.startedAt)}) failed: ${why}. Fix the cause and run “caretrail dr drill” again.`,
       );
     }
     const ageDays = (now.getTime() - Date.parse(lastDrill.startedAt)) / 86_400_000;
     if (ageDays > DRILL_MAX_AGE_DAYS)
       warnings.push(
-        `The last disaster-recovery drill was ${String(Math.floor(ageDays))} days ago (${day(lastDrill.startedAt)}): run \`caretrail dr drill\` at least every ${String(DRILL_MAX_AGE_DAYS)} days.`,
+        `The last disaster-recovery drill was ${String(Math.floor(ageDays))} days ago (${day(lastDrill.startedAt)}): run “caretrail dr drill” at least every ${String(DRILL_MAX_AGE_DAYS)} days.`,
       );
   }
   return warnings;

@@ -128,13 +128,13 @@ describeEachEngine('backups page API', ({ url }) => {
     const day = failed.startedAt.slice(0, 10);
     assert.ok(
       body.warnings.includes(
-        `The last disaster-recovery drill (${day}) failed: RTO 75.5 s is over the objective of 60 s. Fix the cause and run \`caretrail dr drill\` again.`,
+        `The last disaster-recovery drill (${day}) failed: RTO 75.5 s is over the objective of 60 s. Fix the cause and run “caretrail dr drill” again.`,
       ),
       body.warnings.join('\n'),
     );
     assert.ok(
       body.warnings.includes(
-        `The last disaster-recovery drill was 40 days ago (${day}): run \`caretrail dr drill\` at least every 30 days.`,
+        `The last disaster-recovery drill was 40 days ago (${day}): run “caretrail dr drill” at least every 30 days.`,
       ),
       body.warnings.join('\n'),
     );
@@ -152,7 +152,7 @@ describeEachEngine('backups page API', ({ url }) => {
       assert.equal(body.lastDrill, null, damage);
       assert.ok(
         body.warnings.includes(
-          'The record of the last disaster-recovery drill cannot be read: run `caretrail dr drill` again.',
+          'The record of the last disaster-recovery drill cannot be read: run “caretrail dr drill” again.',
         ),
         `${damage}: ${body.warnings.join('\n')}`,
       );
@@ -199,7 +199,7 @@ describeEachEngine('backups page API', ({ url }) => {
     assert.ok(!res.body.includes('/mnt/offsite'), 'no path of the server in the answer');
     assert.ok(
       body.warnings.includes(
-        `The replica of the files cannot be reached (since ${lastErrorAt}): EACCES: permission denied, open '…'. ` +
+        `The replica of the files cannot be reached (since ${lastErrorAt.slice(0, 10)} ${lastErrorAt.slice(11, 19)} UTC): EACCES: permission denied, open '…'. ` +
           'Changes are not being copied off this server; check the replica’s disk or bucket, the network and the credentials.',
       ),
       body.warnings.join('\n'),
@@ -284,7 +284,10 @@ describe('backups page API with SQLite replication to a folder', () => {
       assert.equal(down.replication, 'degraded');
       const warning = down.warnings.find((w) => w.startsWith('The replica of the database'));
       assert.ok(warning, down.warnings.join('\n'));
-      assert.match(warning, /cannot be reached \(since .+\): .+\. Changes are not being copied/);
+      assert.match(
+        warning,
+        /cannot be reached \(since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\): .+\. Changes are not being copied/,
+      );
       assert.ok(!down.warnings.some((w) => w.startsWith('Writes are being refused')));
       // Errors leave paths out; where the replica is stays in the details (the operator's setting).
       const part = down.parts.database;
