@@ -1,4 +1,5 @@
 // Assembles a running Caretrail from a configuration: database, services, HTTP app.
+import path from 'node:path';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { loadAuditSigner } from './audit-signing-key.js';
@@ -17,6 +18,8 @@ import {
   sqliteReplication,
   type ReplicationMonitor,
 } from './replication/index.js';
+import { LAST_DRILL_FILE } from './replication/drill.js';
+import { readLastDrill } from './services/backups.service.js';
 import { createVault, type Vault } from './blobs/vault.js';
 import { createCipherPool } from './blobs/cipher-pool.js';
 import {
@@ -124,6 +127,7 @@ export async function createRuntime(
     replication?.attach(db, vault.keyring, monitor);
     const services = servicesFor(config, db, log, clock, vault);
     services.deps.replication = monitor;
+    services.deps.lastDrill = () => readLastDrill(path.join(config.dataDir, LAST_DRILL_FILE));
     const notifications = createNotificationHandlers({
       db,
       clock,
