@@ -22,6 +22,8 @@ import {
 import { createNotificationHandlers } from './jobs/notifications.js';
 import type { HostResolver } from './services/webhook-address.js';
 import { createOutboxRelay, type OutboxRelay } from './jobs/outbox-relay.js';
+import { createAnchorHandler } from './replication/anchors/index.js';
+import { openReplicaDestination } from './replication/destination.js';
 import { startMllpEndpoint } from './integrations/mllp-endpoint.js';
 import type { MllpListener } from './integrations/mllp-listener.js';
 import { startRedirectListener, type RedirectListener } from './http/redirect-listener.js';
@@ -128,6 +130,15 @@ export async function createRuntime(
         event: notifications.event,
         deliver: notifications.deliver,
         mail: notifications.mail,
+        // Checkpoints queue their anchors only when there is a replica (auditTrailSettingsOf).
+        ...(config.replicaUrl === ''
+          ? {}
+          : {
+              'audit.anchor': createAnchorHandler(
+                openReplicaDestination(config.replicaUrl),
+                vault.keyring,
+              ),
+            }),
       },
       {
         maxAttempts: config.deliveryMaxAttempts,
