@@ -12,6 +12,11 @@ import { auditTrailSettingsOf } from './services/audit-trail/index.js';
 import { createServices, type Services } from './services/services.js';
 import { openBlobStore, type BlobStoreOptions } from './blobs/index.js';
 import { loadKeyring } from './blobs/master-key.js';
+import {
+  createReplicationMonitor,
+  sqliteReplication,
+  type ReplicationMonitor,
+} from './replication/index.js';
 import { createVault, type Vault } from './blobs/vault.js';
 import { createCipherPool } from './blobs/cipher-pool.js';
 import {
@@ -44,6 +49,8 @@ export interface Runtime {
   listenMllp(): Promise<MllpListener>;
   /** Starts the plain-HTTP listener that only redirects (CARETRAIL_HTTP_REDIRECT_PORT). */
   listenRedirect(): Promise<RedirectListener>;
+  /** Off-site replication's health (src/replication/): parts registered when configured. */
+  replication: ReplicationMonitor;
   /** The certificate of HTTPS and MLLP over TLS, reloadable (SIGHUP); null without TLS. */
   tls: TlsReloader | null;
   close(): Promise<void>;
@@ -87,7 +94,13 @@ export async function createRuntime(
     resolveHost?: HostResolver;
   } = {},
 ): Promise<Runtime> {
+  const monitor = createReplicationMonitor();
+  const replication =
+    config.replicaUrl !== '' && config.databaseUrl.startsWith('sqlite:')
+      ? sqliteReplication(config, log)
+      : null;
   const db = await openDatabase(config.databaseUrl, {
+    ...replication?.openOptions,
     pgPoolSize: config.pgPoolSize,
     maxBatch: config.sqliteMaxBatch,
     onFailStop: (source, err) => {
@@ -110,7 +123,9 @@ export async function createRuntime(
         db.failStop('files', err);
       },
     });
+    replication?.attach(db, vault.keyring, monitor);
     const services = servicesFor(config, db, log, clock, vault);
+    services.deps.replication = monitor;
     const notifications = createNotificationHandlers({
       db,
       clock,
@@ -169,6 +184,7 @@ export async function createRuntime(
     let checkpoints: CheckpointJob | null = null;
     let lifecycle: LifecycleJob | null = null;
     let mllp: MllpListener | null = null;
+    let replicationStarted = false;
     return {
       app,
       db,
@@ -176,7 +192,14 @@ export async function createRuntime(
       vault,
       relay,
       lifecycle: () => lifecycle,
+      replication: monitor,
       startJobs() {
+        if (replication && !replicationStarted) {
+          replicationStarted = true;
+          replication.start().catch((err: unknown) => {
+            log.error({ err }, 'replication could not start');
+          });
+        }
         checkpoints ??= startCheckpointJob(services.auditTrail, log);
         relay.start();
         lifecycle ??= startLifecycleJob(
@@ -220,6 +243,8 @@ export async function createRuntime(
         await relay.stop();
         await lifecycle?.stop();
         notifications.close();
+        // Ships what was committed last: a clean stop leaves nothing behind on the primary only.
+        if (replicationStarted) await replication?.stop();
         await vault.store.close();
         await vault.close();
         await db.close();

@@ -57,13 +57,23 @@ Commands:
                              --replica, also compare the anchors shipped there (file:/folder or
                              s3://bucket/prefix?…) with this database; exit 0 when intact,
                              1 when tampered, rolled back or truncated (names what differs)
-  audit record-restore --replica URL [--to T]
-                             after a point-in-time restore: record it on the replica, so that
-                             anchors of the abandoned history are reported as after the restore
-                             point (--to: the moment restored to; default: the newest event's)
+  audit record-restore --replica URL [--at TIME]
+                             before serving a database restored to an earlier moment: record the
+                             restore on the replica, so that anchors of the abandoned history are
+                             reported as after the restore point (--at: the moment restored to;
+                             default: restore-report.json's, else the newest event's)
   audit export --format csv|fhir [--from T] [--to T] [--patient ID] [--actor ID]
                [--action C|R|U|D|E] [--outcome success|failure|denied|error]
                              stream audit events to stdout (CSV, or FHIR AuditEvent NDJSON)
+  replicate status           the off-site replica: lag, last snapshot, retention (exit 1 when
+                             the server's replication is failing or behind)
+  restore --to DIR [--from URL] [--at TIME] [--key-dir DIR] [--force]
+                             rebuild a data folder from the replica (latest, or as it was at
+                             TIME), verify its audit trail; keys from CARETRAIL_MASTER_KEY or the
+                             escrowed key files in --key-dir
+  dr drill [--replica URL] [--seconds N] [--rpo 1s] [--rto 60s] [--sync]
+                             rehearse losing the server: write, SIGKILL, restore from the replica
+                             alone, and measure RPO and RTO (exit 1 when over the objectives)
   keys rotate                re-wrap every file data key under a new master key (file bodies
                              are not re-encrypted); with CARETRAIL_MASTER_KEY, under its first key
 
@@ -81,8 +91,16 @@ const COMMAND_FLAGS = new Set([
   'actor',
   'action',
   'outcome',
+  'at',
+  'key-dir',
   'replica',
+  'seconds',
+  'rpo',
+  'rto',
+  'dir',
 ]);
+/** Command flags without a value. */
+const BOOLEAN_FLAGS = new Set(['force', 'sync', 'apply']);
 
 function splitFlags(args: string[]): {
   positionals: string[];
@@ -93,6 +111,7 @@ function splitFlags(args: string[]): {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
   for (const flag of [...CONFIG_SETTINGS.map((s) => s.flag), ...COMMAND_FLAGS])
     options[flag] = { type: 'string' };
+  for (const flag of BOOLEAN_FLAGS) options[flag] = { type: 'boolean' };
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: true });
@@ -105,6 +124,7 @@ function splitFlags(args: string[]): {
   const command: Record<string, string> = {};
   for (const [key, value] of Object.entries(parsed.values)) {
     if (typeof value === 'string') (COMMAND_FLAGS.has(key) ? command : settings)[key] = value;
+    else if (BOOLEAN_FLAGS.has(key) && value === true) command[key] = 'true';
   }
   return { positionals: parsed.positionals, settings, command, help: parsed.values.help === true };
 }
@@ -328,11 +348,24 @@ async function auditVerify(config: Config, flags: Record<string, string>): Promi
   });
 }
 
+/** The moment `caretrail restore` reached, from the report it wrote in the data folder. */
+function restoredToOf(dataDir: string): string | undefined {
+  let report: unknown;
+  try {
+    report = JSON.parse(fs.readFileSync(path.join(dataDir, 'restore-report.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  const at = (report as { database?: { restoredTo?: unknown } } | null)?.database?.restoredTo;
+  return typeof at === 'string' && !Number.isNaN(Date.parse(at)) ? at : undefined;
+}
+
 async function auditRecordRestore(config: Config, flags: Record<string, string>): Promise<number> {
   const replica = replicaOf(flags);
-  const to = flags.to;
-  if (to !== undefined && Number.isNaN(Date.parse(to)))
-    throw new ConfigError('--to must be an ISO 8601 time, e.g. 2026-01-31T09:30:00Z.');
+  if (flags.at !== undefined && Number.isNaN(Date.parse(flags.at)))
+    throw new ConfigError('--at must be an ISO 8601 time, e.g. 2026-01-31T09:30:00Z.');
+  // `caretrail restore` leaves the moment it reached in the restored data folder.
+  const at = flags.at ?? restoredToOf(config.dataDir);
   return withAuditTrail(config, async (auditTrail, { deps }) => {
     const result = await auditTrail.verifyChain();
     if (!result.ok) {
@@ -346,7 +379,7 @@ async function auditRecordRestore(config: Config, flags: Record<string, string>)
       ctx: systemContext(`cli-${process.pid}`, 'caretrail-cli'),
       destination: replica.destination,
       keyring: deps.vault.keyring,
-      ...(to !== undefined ? { restoredTo: to } : {}),
+      ...(at !== undefined ? { restoredTo: at } : {}),
     });
     process.stdout.write(
       `Restore point recorded at ${replica.destination.description}: the database was restored to ${point.restoredTo} (audit log at ${point.seq}). Anchors signed after that moment and before now are reported as after the restore point.\n`,
@@ -468,6 +501,20 @@ async function main(argv: string[]): Promise<number> {
       throw new ConfigError(
         'Unknown audit command; try: caretrail audit verify [--replica URL] | caretrail audit export --format csv | caretrail audit record-restore --replica URL',
       );
+    case 'replicate': {
+      const { replicateStatusCommand } = await import('../replication/cli.js');
+      if (sub === 'status') return replicateStatusCommand(config, command);
+      throw new ConfigError('Unknown replicate command; try: caretrail replicate status');
+    }
+    case 'restore': {
+      const { restoreCommand } = await import('../replication/cli.js');
+      return restoreCommand(config, command);
+    }
+    case 'dr': {
+      if (sub !== 'drill') throw new ConfigError('Unknown dr command; try: caretrail dr drill');
+      const { drillCommand } = await import('../replication/drill.js');
+      return drillCommand(config, command);
+    }
     case 'keys':
       if (sub !== 'rotate')
         throw new ConfigError('Unknown keys command; try: caretrail keys rotate');

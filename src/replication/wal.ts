@@ -93,6 +93,8 @@ export function committedFrames(
   wal: Buffer,
   offset: number,
   seed: WalChecksum,
+  /** Stop after this many transactions (a point-in-time restore inside a segment). */
+  maxCommits = Infinity,
 ): CommittedRun {
   const frameSize = FRAME_HEADER_SIZE + header.pageSize;
   let at = 0;
@@ -101,7 +103,7 @@ export function committedFrames(
   let endChecksum = seed;
   let commits = 0;
   let databasePages = 0;
-  while (at + frameSize <= wal.length) {
+  while (at + frameSize <= wal.length && commits < maxCommits) {
     const frame = wal.subarray(at, at + frameSize);
     if (frame.readUInt32BE(8) !== header.salt1 || frame.readUInt32BE(12) !== header.salt2) break;
     if (frame.readUInt32BE(0) === 0) break;

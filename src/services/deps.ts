@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import type { Clock } from '../domain/clock.js';
 import type { Vault } from '../blobs/vault.js';
 import type { Database } from '../store/database.js';
+import type { ReplicationMonitor } from '../replication/index.js';
 import type { RequestContext } from './context.js';
 
 export type ServiceSettings = Pick<
@@ -32,6 +33,8 @@ export interface ServiceDeps {
   settings: ServiceSettings;
   /** Encrypted file storage (blob store + master keys). */
   vault: Vault;
+  /** Off-site replication's health, when the server replicates (readiness, Backups page). */
+  replication?: ReplicationMonitor;
   /** Called after a commit that queued outbox work, so the relay picks it up at once. */
   onOutbox?: () => void;
   /** Called after a read that disclosed patient data was committed (unusual-access rule); must not throw. */

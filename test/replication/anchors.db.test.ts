@@ -700,7 +700,7 @@ describe('audit anchors: an older copy of the SQLite database put back', () => {
     for (const dir of [dataDir, replicaDir]) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  test('verify alone passes, verify --replica names the anchor the copy lacks; recorded with --to, it passes', async () => {
+  test('verify alone passes, verify --replica names the anchor the copy lacks; recorded with --at, it passes', async () => {
     const file = database.url.slice('sqlite:'.length);
     const replicaUrl = `file:${replicaDir}`;
     const env = { CARETRAIL_DATABASE_URL: database.url, CARETRAIL_DATA_DIR: dataDir };
@@ -738,7 +738,7 @@ describe('audit anchors: an older copy of the SQLite database put back', () => {
     );
 
     const recorded = await runCli(
-      ['audit', 'record-restore', '--replica', replicaUrl, '--to', copiedAt],
+      ['audit', 'record-restore', '--replica', replicaUrl, '--at', copiedAt],
       env,
     );
     assert.equal(recorded.code, 0, recorded.stdout + recorded.stderr);
