@@ -157,7 +157,7 @@ export async function findOutboxItem(tx: Tx, id: string): Promise<OutboxRow | un
 
 /**
  * How the items of one topic fare: the newest done, how many wait or were given up, and the
- * oldest waiting one that failed (its error and next attempt), for status pages.
+ * oldest waiting one (its error, attempts and next attempt), for status pages.
  */
 export async function topicProgress(
   tx: Tx,
@@ -166,7 +166,7 @@ export async function topicProgress(
   newestDone: OutboxRow | undefined;
   pending: number;
   dead: number;
-  failing: OutboxRow | undefined;
+  oldestPending: OutboxRow | undefined;
 }> {
   const newestDone = await tx
     .selectFrom('outbox')
@@ -183,15 +183,14 @@ export async function topicProgress(
     .where('status', 'in', ['pending', 'dead'])
     .groupBy('status')
     .execute();
-  const failing = await tx
+  const oldestPending = await tx
     .selectFrom('outbox')
     .selectAll()
     .where('topic', '=', topic)
     .where('status', '=', 'pending')
-    .where('last_error', 'is not', null)
     .orderBy('id')
     .limit(1)
     .executeTakeFirst();
   const count = (status: string) => counts.find((c) => c.status === status)?.n ?? 0;
-  return { newestDone, pending: count('pending'), dead: count('dead'), failing };
+  return { newestDone, pending: count('pending'), dead: count('dead'), oldestPending };
 }

@@ -1,10 +1,14 @@
-// Shipping anchors: the outbox handler of `audit.anchor` items (queued with each checkpoint) and
-// the shipping status for status pages.
+// Shipping anchors: the outbox handler of `audit.anchor` items (queued with each checkpoint), the
+// shipping status for status pages, and its report to the replication monitor (/readyz).
+import type { Logger } from 'pino';
 import type { Keyring } from '../../blobs/master-key.js';
+import type { Clock } from '../../domain/clock.js';
 import { PermanentFailure, type OutboxHandler } from '../../jobs/outbox-relay.js';
 import { topicProgress } from '../../store/outbox.store.js';
+import type { Database } from '../../store/database.js';
 import type { Tx } from '../../store/tables.js';
 import { ReplicaUnavailableError, type ReplicaDestination } from '../destination.js';
+import { partState, type ReplicaPartStatus, type ReplicationMonitor } from '../index.js';
 import { anchorName, asCheckpoint, sealAnchor } from './format.js';
 
 /**
@@ -44,9 +48,11 @@ export interface AnchorShippingStatus {
   newest: { seq: number; createdAt: string; shippedAt: string } | null;
   /** Anchors waiting to be shipped (queued, or retrying after a failure). */
   pending: number;
+  /** When the oldest waiting anchor was queued (null: none waits). */
+  oldestPendingSince: string | null;
   /** Anchors given up on (not a checkpoint): an operator should look. */
   failed: number;
-  /** The oldest waiting anchor's last failure, or null when none is failing. */
+  /** The oldest waiting anchor's last failure, or null when it has not failed. */
   lastError: { message: string; attempts: number; nextAttemptAt: string } | null;
 }
 
@@ -55,7 +61,7 @@ export async function anchorShippingStatus(db: Tx): Promise<AnchorShippingStatus
   const progress = await topicProgress(db, 'audit.anchor');
   const done = progress.newestDone;
   const checkpoint = done ? asCheckpoint(JSON.parse(done.payload)) : null;
-  const failing = progress.failing;
+  const waiting = progress.oldestPending;
   return {
     newest:
       done && checkpoint
@@ -66,14 +72,63 @@ export async function anchorShippingStatus(db: Tx): Promise<AnchorShippingStatus
           }
         : null,
     pending: progress.pending,
+    oldestPendingSince: waiting?.created_at ?? null,
     failed: progress.dead,
     lastError:
-      failing?.last_error != null
+      waiting?.last_error != null
         ? {
-            message: failing.last_error,
-            attempts: failing.attempts,
-            nextAttemptAt: failing.available_at,
+            message: waiting.last_error,
+            attempts: waiting.attempts,
+            nextAttemptAt: waiting.available_at,
           }
         : null,
+  };
+}
+
+/** The part's name among the replication monitor's (the Backups page, /readyz). */
+export const ANCHORS_PART = 'audit anchors';
+
+/**
+ * Reports anchor shipping to the server's replication monitor: read from the outbox every
+ * `intervalMs` (the monitor asks synchronously), unreachable while the oldest waiting anchor's
+ * last attempt failed, behind while one has waited longer than BEHIND_AFTER_SECONDS.
+ */
+export function watchAnchors(
+  deps: { db: Database; clock: Clock; log: Logger },
+  monitor: ReplicationMonitor,
+  intervalMs = 5000,
+): { refresh(): Promise<void>; stop(): void } {
+  let current: ReplicaPartStatus = { state: 'ok', lagSeconds: 0, lastError: null, details: {} };
+  let failedBefore = false;
+  monitor.register(ANCHORS_PART, () => current);
+  const refresh = async () => {
+    try {
+      const s = await anchorShippingStatus(deps.db.read);
+      const lagSeconds =
+        s.oldestPendingSince === null
+          ? 0
+          : Math.max(0, (deps.clock.now().getTime() - Date.parse(s.oldestPendingSince)) / 1000);
+      const lastError = s.lastError?.message ?? null;
+      current = {
+        state: partState(lagSeconds, lastError),
+        lagSeconds,
+        lastError,
+        details: { ...s },
+      };
+      failedBefore = false;
+    } catch (err) {
+      // The database is the primary's own: its failures are reported elsewhere; keep the last figures.
+      if (!failedBefore) deps.log.warn({ err }, "cannot read the audit anchors' status");
+      failedBefore = true;
+    }
+  };
+  const timer = setInterval(() => void refresh(), intervalMs);
+  timer.unref();
+  void refresh();
+  return {
+    refresh,
+    stop() {
+      clearInterval(timer);
+    },
   };
 }
