@@ -11,12 +11,16 @@ import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import { chainHash, eventHash } from '../../src/domain/audit.js';
 import {
+  ANCHORS_PART,
   anchorName,
   anchorShippingStatus,
   checkAnchors,
   describeAnchorCheck,
   openAnchor,
+  watchAnchors,
 } from '../../src/replication/anchors/index.js';
+import { createReplicationMonitor } from '../../src/replication/index.js';
+import { createLogger } from '../../src/log.js';
 import { openReplicaDestination } from '../../src/replication/destination.js';
 import { auditEventFromRow, auditHead, listCheckpoints } from '../../src/store/audit.store.js';
 import type { AuditEventRow } from '../../src/store/tables.js';
@@ -189,6 +193,7 @@ describeEachEngine('audit anchors on a folder replica', ({ url }) => {
     assert.deepEqual(await anchorShippingStatus(p.h.runtime.db.read), {
       newest: null,
       pending: 1,
+      oldestPendingSince: p.clock.now().toISOString(),
       failed: 0,
       lastError: null,
     });
@@ -493,6 +498,21 @@ describeEachEngine('audit anchors on a folder replica', ({ url }) => {
       assert.equal(status.newest?.seq, second);
       assert.ok(status.lastError);
       assert.equal(status.lastError.attempts, 5);
+      // The replication monitor (/readyz, the Backups page) shows it too.
+      assert.ok(p.h.runtime.replication.parts()[ANCHORS_PART], 'the server registers the part');
+      const monitor = createReplicationMonitor();
+      const watch = watchAnchors(
+        { db: p.h.runtime.db, clock: p.clock, log: createLogger('silent') },
+        monitor,
+        60_000,
+      );
+      await watch.refresh();
+      watch.stop();
+      const part = monitor.parts()[ANCHORS_PART];
+      assert.equal(part?.state, 'unreachable');
+      assert.equal(part.lastError, status.lastError.message);
+      assert.ok(part.lagSeconds >= 50 * 60, 'waiting since the checkpoint, 50 minutes ago');
+      assert.equal(monitor.health(), 'degraded');
       assert.match(
         status.lastError.message,
         new RegExp(
@@ -509,6 +529,7 @@ describeEachEngine('audit anchors on a folder replica', ({ url }) => {
     const status = await anchorShippingStatus(p.h.runtime.db.read);
     assert.equal(status.newest?.seq, third);
     assert.equal(status.lastError, null);
+    assert.equal(status.oldestPendingSince, null);
     const result = await check();
     assert.equal(result.matched, 3);
     assert.equal(result.newest?.seq, third);
@@ -658,6 +679,12 @@ describeEachEngine('audit anchors from a running server', ({ url, engine }) => {
           return failing > 0;
         });
         anchored = await scalar('select max(seq) as n from audit_checkpoints');
+        await waitFor('/readyz to report the replica degraded', async () => {
+          const ready = (await (await fetch(`${server.baseUrl}/readyz`)).json()) as {
+            replica: string;
+          };
+          return ready.replica === 'degraded';
+        });
       } finally {
         server.child.kill('SIGKILL');
         await server.exited;
@@ -673,6 +700,12 @@ describeEachEngine('audit anchors from a running server', ({ url, engine }) => {
         await waitFor('the anchor on the replica', async () =>
           names().some((n) => Number(n.split('-')[0]) === anchored),
         );
+        await waitFor('/readyz to report the replica ok', async () => {
+          const ready = (await (await fetch(`${server.baseUrl}/readyz`)).json()) as {
+            replica: string;
+          };
+          return ready.replica === 'ok';
+        });
       } finally {
         server.child.kill('SIGTERM');
         await server.exited;
@@ -754,6 +787,90 @@ describe('audit anchors: an older copy of the SQLite database put back', () => {
     );
   });
 
+  test(
+    'caretrail restore to a moment, then verify --replica fails until record-restore reads the moment from the restore report',
+    { timeout: 120_000 },
+    async () => {
+      const serverDir = tempDir('caretrail-data-');
+      const restoredDir = path.join(tempDir('caretrail-restored-'), 'data');
+      const replica = tempDir('caretrail-replica-');
+      const replicaUrl = `file:${replica}`;
+      const anchorSeqs = () =>
+        fs.existsSync(path.join(replica, 'caretrail-anchors', 'checkpoints'))
+          ? fs
+              .readdirSync(path.join(replica, 'caretrail-anchors', 'checkpoints'))
+              .map((n) => Number(n.split('-')[0]))
+          : [];
+      const until = async (what: string, ready: () => boolean) => {
+        for (const deadline = Date.now() + 30_000; !ready();) {
+          assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      const serverEnv = {
+        CARETRAIL_DATA_DIR: serverDir,
+        CARETRAIL_REPLICA_URL: replicaUrl,
+        CARETRAIL_AUDIT_CHECKPOINT_SECONDS: '1',
+      };
+      // Two runs of the server; the moment restored to falls between them.
+      const run = async (anchors: number) => {
+        const server = await startServer(serverEnv);
+        try {
+          for (let i = 0; i < 3; i++) await fetch(`${server.baseUrl}/api/v1/patients`);
+          await until(`anchor ${String(anchors)}`, () => anchorSeqs().length === anchors);
+        } finally {
+          server.child.kill('SIGTERM');
+          await server.exited;
+        }
+      };
+      await run(1);
+      await new Promise((r) => setTimeout(r, 500));
+      const moment = new Date().toISOString();
+      await new Promise((r) => setTimeout(r, 500));
+      await run(2);
+      const [first, second] = anchorSeqs();
+      const restored = await runCli(
+        [
+          'restore',
+          '--from',
+          replicaUrl,
+          '--to',
+          restoredDir,
+          '--at',
+          moment,
+          '--key-dir',
+          serverDir,
+        ],
+        {},
+      );
+      assert.equal(restored.code, 0, restored.stdout + restored.stderr);
+      assert.match(restored.stdout, /caretrail audit record-restore --replica file:/);
+      const env = { CARETRAIL_DATA_DIR: restoredDir };
+      const rolledBack = await runCli(['audit', 'verify', '--replica', replicaUrl], env);
+      assert.equal(rolledBack.code, 1, rolledBack.stdout + rolledBack.stderr);
+      assert.match(
+        rolledBack.stdout,
+        new RegExp(
+          `\\n  anchor ${String(second)} \\(checkpoint signed \\S+Z\\): the primary's audit log ends at ${String(first)}, before it`,
+        ),
+      );
+      const recorded = await runCli(['audit', 'record-restore', '--replica', replicaUrl], env);
+      assert.equal(recorded.code, 0, recorded.stdout + recorded.stderr);
+      const report = JSON.parse(
+        fs.readFileSync(path.join(restoredDir, 'restore-report.json'), 'utf8'),
+      ) as { database: { restoredTo: string } };
+      assert.ok(
+        recorded.stdout.includes(`the database was restored to ${report.database.restoredTo} `),
+        recorded.stdout,
+      );
+      const verified = await runCli(['audit', 'verify', '--replica', replicaUrl], env);
+      assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+      assert.match(verified.stdout, /\(1 after the restore point\)/);
+      for (const dir of [serverDir, path.dirname(restoredDir), replica])
+        fs.rmSync(dir, { recursive: true, force: true });
+    },
+  );
+
   test('without a replica setting, checkpoints queue no anchor', async () => {
     const other = await createTestDatabase('sqlite');
     const p = await startPrimary(other.url, {});
@@ -761,7 +878,13 @@ describe('audit anchors: an older copy of the SQLite database put back', () => {
       await activity(p);
       await checkpoint(p);
       const status = await anchorShippingStatus(p.h.runtime.db.read);
-      assert.deepEqual(status, { newest: null, pending: 0, failed: 0, lastError: null });
+      assert.deepEqual(status, {
+        newest: null,
+        pending: 0,
+        oldestPendingSince: null,
+        failed: 0,
+        lastError: null,
+      });
     } finally {
       await p.h.close();
       await other.drop();
