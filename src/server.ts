@@ -145,15 +145,11 @@ export async function createRuntime(
         event: notifications.event,
         deliver: notifications.deliver,
         mail: notifications.mail,
-        // Checkpoints queue their anchors only when there is a replica (auditTrailSettingsOf).
-        ...(config.replicaUrl === ''
-          ? {}
-          : {
-              'audit.anchor': createAnchorHandler(
-                openReplicaDestination(config.replicaUrl),
-                vault.keyring,
-              ),
-            }),
+        // Checkpoints queue anchors only while there is a replica (auditTrailSettingsOf).
+        'audit.anchor': createAnchorHandler(
+          config.replicaUrl === '' ? null : openReplicaDestination(config.replicaUrl),
+          vault.keyring,
+        ),
       },
       {
         maxAttempts: config.deliveryMaxAttempts,

@@ -23,6 +23,7 @@ import { createReplicationMonitor } from '../../src/replication/index.js';
 import { createLogger } from '../../src/log.js';
 import { openReplicaDestination } from '../../src/replication/destination.js';
 import { auditEventFromRow, auditHead, listCheckpoints } from '../../src/store/audit.store.js';
+import { enqueue } from '../../src/store/outbox.store.js';
 import type { AuditEventRow } from '../../src/store/tables.js';
 import { createTestDatabase, describeEachEngine, tempDir } from '../helpers/engines.js';
 import { TestClock, startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
@@ -871,12 +872,12 @@ describe('audit anchors: an older copy of the SQLite database put back', () => {
     },
   );
 
-  test('without a replica setting, checkpoints queue no anchor', async () => {
+  test('without a replica setting, checkpoints queue no anchor; anchors queued before are given up, saying why', async () => {
     const other = await createTestDatabase('sqlite');
     const p = await startPrimary(other.url, {});
     try {
       await activity(p);
-      await checkpoint(p);
+      const seq = await checkpoint(p);
       const status = await anchorShippingStatus(p.h.runtime.db.read);
       assert.deepEqual(status, {
         newest: null,
@@ -885,6 +886,22 @@ describe('audit anchors: an older copy of the SQLite database put back', () => {
         failed: 0,
         lastError: null,
       });
+      // A database restored where no replica is configured yet still holds its queued anchors.
+      const [stored] = await listCheckpoints(p.h.runtime.db.read);
+      await p.h.runtime.db.write((tx) =>
+        enqueue(tx, p.clock.now(), { topic: 'audit.anchor', payload: stored }),
+      );
+      await p.h.runtime.relay.runUntilIdle();
+      assert.equal((await anchorShippingStatus(p.h.runtime.db.read)).failed, 1);
+      const dead = await p.h.runtime.db.read
+        .selectFrom('outbox')
+        .select('last_error')
+        .where('topic', '=', 'audit.anchor')
+        .executeTakeFirstOrThrow();
+      assert.equal(
+        dead.last_error,
+        `CARETRAIL_REPLICA_URL is not set: the anchor of checkpoint ${String(seq)} is not shipped`,
+      );
     } finally {
       await p.h.close();
       await other.drop();

@@ -17,9 +17,13 @@ import { anchorName, asCheckpoint, sealAnchor } from './format.js';
  */
 export const ANCHOR_RETRY = { maxAttempts: Number.POSITIVE_INFINITY, maxBackoffMs: 5 * 60_000 };
 
-/** The `audit.anchor` outbox handler: seals the checkpoint and puts it on the replica. */
+/**
+ * The `audit.anchor` outbox handler: seals the checkpoint and puts it on the replica. Without a
+ * replica (a database restored where none is configured yet) the anchors queued before are given
+ * up with that reason.
+ */
 export function createAnchorHandler(
-  destination: ReplicaDestination,
+  destination: ReplicaDestination | null,
   keyring: Keyring,
 ): OutboxHandler {
   return {
@@ -28,6 +32,10 @@ export function createAnchorHandler(
     run: async (payload) => {
       const checkpoint = asCheckpoint(payload);
       if (!checkpoint) throw new PermanentFailure('the anchor item is not a checkpoint');
+      if (!destination)
+        throw new PermanentFailure(
+          `CARETRAIL_REPLICA_URL is not set: the anchor of checkpoint ${String(checkpoint.seq)} is not shipped`,
+        );
       try {
         // The same name and content on a retry: shipping twice is harmless.
         await destination.put(anchorName(checkpoint), sealAnchor(keyring, checkpoint));
