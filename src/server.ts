@@ -1,4 +1,5 @@
 // Assembles a running Caretrail from a configuration: database, services, HTTP app.
+import path from 'node:path';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { loadAuditSigner } from './audit-signing-key.js';
@@ -17,6 +18,8 @@ import {
   sqliteReplication,
   type ReplicationMonitor,
 } from './replication/index.js';
+import { LAST_DRILL_FILE } from './replication/drill.js';
+import { readLastDrill } from './services/backups.service.js';
 import { createVault, type Vault } from './blobs/vault.js';
 import { createCipherPool } from './blobs/cipher-pool.js';
 import {
@@ -27,6 +30,8 @@ import {
 import { createNotificationHandlers } from './jobs/notifications.js';
 import type { HostResolver } from './services/webhook-address.js';
 import { createOutboxRelay, type OutboxRelay } from './jobs/outbox-relay.js';
+import { createAnchorHandler, watchAnchors } from './replication/anchors/index.js';
+import { openReplicaDestination } from './replication/destination.js';
 import { startMllpEndpoint } from './integrations/mllp-endpoint.js';
 import type { MllpListener } from './integrations/mllp-listener.js';
 import { startRedirectListener, type RedirectListener } from './http/redirect-listener.js';
@@ -124,6 +129,7 @@ export async function createRuntime(
     replication?.attach(db, vault.keyring, monitor);
     const services = servicesFor(config, db, log, clock, vault);
     services.deps.replication = monitor;
+    services.deps.lastDrill = () => readLastDrill(path.join(config.dataDir, LAST_DRILL_FILE));
     const notifications = createNotificationHandlers({
       db,
       clock,
@@ -143,6 +149,11 @@ export async function createRuntime(
         event: notifications.event,
         deliver: notifications.deliver,
         mail: notifications.mail,
+        // Checkpoints queue anchors only while there is a replica (auditTrailSettingsOf).
+        'audit.anchor': createAnchorHandler(
+          config.replicaUrl === '' ? null : openReplicaDestination(config.replicaUrl),
+          vault.keyring,
+        ),
       },
       {
         maxAttempts: config.deliveryMaxAttempts,
@@ -174,6 +185,7 @@ export async function createRuntime(
     let lifecycle: LifecycleJob | null = null;
     let mllp: MllpListener | null = null;
     let replicationStarted = false;
+    const anchors = config.replicaUrl === '' ? null : watchAnchors({ db, clock, log }, monitor);
     return {
       app,
       db,
@@ -232,6 +244,7 @@ export async function createRuntime(
         await relay.stop();
         await lifecycle?.stop();
         notifications.close();
+        anchors?.stop();
         // Ships what was committed last: a clean stop leaves nothing behind on the primary only.
         if (replicationStarted) await replication?.stop();
         await vault.store.close();

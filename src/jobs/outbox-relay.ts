@@ -12,11 +12,16 @@ import type { OutboxRow, Tx } from '../store/tables.js';
 /** A handler failure that no retry can fix: the item is dead-lettered at once. */
 export class PermanentFailure extends Error {}
 
-export type OutboxHandler =
+type OutboxWork =
   /** Work outside the database (a webhook, a blob); done is recorded after it succeeds. */
   | { kind: 'io'; run: (payload: unknown, row: OutboxRow) => Promise<void> }
   /** Database-only work, committed together with the item's completion (exactly once). */
   | { kind: 'tx'; run: (tx: Tx, payload: unknown, row: OutboxRow) => Promise<void> };
+
+export type OutboxHandler = OutboxWork & {
+  /** The topic's own retry limits (audit anchors wait out a replica outage of any length). */
+  retry?: { maxAttempts: number; maxBackoffMs: number };
+};
 
 export interface RelaySettings {
   maxAttempts: number;
@@ -71,12 +76,20 @@ export function createOutboxRelay(
       0,
       300,
     );
-    const last = err instanceof PermanentFailure || row.attempts >= settings.maxAttempts;
+    const retry = handlers[row.topic as OutboxTopic]?.retry;
+    const last =
+      err instanceof PermanentFailure ||
+      row.attempts >= (retry?.maxAttempts ?? settings.maxAttempts);
     const retryAt = last
       ? null
       : new Date(
           clock.now().getTime() +
-            backoffDelay(row.attempts, settings.backoffMs, maxBackoff, random),
+            backoffDelay(
+              row.attempts,
+              settings.backoffMs,
+              retry?.maxBackoffMs ?? maxBackoff,
+              random,
+            ),
         ).toISOString();
     await db.write((tx) => markFailed(tx, row.id, row.attempts, message, retryAt));
     (last ? log.error.bind(log) : log.warn.bind(log))(

@@ -71,10 +71,10 @@ function cli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
   });
   const tail = { stdout: '', stderr: '' };
   tails.set(child, tail);
-  child.stdout?.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     tail.stdout = (tail.stdout + d.toString()).slice(-20_000);
   });
-  child.stderr?.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     tail.stderr = (tail.stderr + d.toString()).slice(-20_000);
   });
   return child;

@@ -23,7 +23,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type BetterSqlite3 from 'better-sqlite3';
-import { gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gzip as gzipCallback } from 'node:zlib';
 import type { Keyring } from '../blobs/master-key.js';
 import { AppError } from '../domain/errors.js';
 import type { Database } from '../store/database.js';
@@ -39,6 +40,9 @@ import {
 } from './wal.js';
 
 export const SNAPSHOT_PART_BYTES = 16 * 1024 * 1024;
+
+/** Off the event loop (libuv's pool): a 16 MiB part takes 100 ms or more to compress. */
+const gzip = promisify(gzipCallback);
 
 export interface SegmentMeta {
   index: number;
@@ -150,6 +154,8 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
   /** Commit times (ms) of transactions in the log not shipped yet, oldest first. */
   let pendingCommits: number[] = [];
   let lastSnapshotMs = 0;
+  /** Since when the current generation's first snapshot has been on its way (null: it is there). */
+  let generationPendingSince: number | null = null;
   let snapshotUpload: Promise<void> | null = null;
   let roundTail: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | null = null;
@@ -258,7 +264,7 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
           if (bytesRead === 0) break;
           await put(
             snapshotPartName(id, index, parts),
-            gzipSync(buffer.subarray(0, bytesRead), { level: 1 }),
+            await gzip(buffer.subarray(0, bytesRead), { level: 1 }),
           );
           parts += 1;
           bytes += bytesRead;
@@ -269,6 +275,7 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
       const manifest: SnapshotManifest = { createdAt, index, parts, bytes };
       await put(snapshotManifestName(id, index), Buffer.from(JSON.stringify(manifest)));
       status.lastSnapshotAt = createdAt;
+      if (index === 0 && id === generation) generationPendingSince = null;
     } finally {
       status.snapshotUploading = null;
       await fsp.rm(copy, { force: true });
@@ -308,6 +315,7 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
     position = adopt(0, header);
     needGeneration = false;
     lastSnapshotMs = now().getTime();
+    generationPendingSince = lastSnapshotMs;
     status.generation = id;
     status.index = 0;
     status.offset = WAL_HEADER_SIZE;
@@ -442,9 +450,12 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
       await withWriter(async (raw) => {
         if (needGeneration) upload = await startGeneration(raw);
       });
-      // Synchronous mode waits for it (writes are acknowledged against it); async ships on.
+      // Synchronous mode waits for it (writes are acknowledged against it); asynchronous mode
+      // ships the new generation's segments meanwhile (restorable once the snapshot is there;
+      // until then the lag counts from the generation's start).
       const first = upload as (() => Promise<void>) | null;
-      if (first) await startUpload(first);
+      if (first && sync) await startUpload(first);
+      else if (first) void startUpload(first).catch(() => undefined);
     }
     await serially(shipRound);
     if (needGeneration) return;
@@ -493,16 +504,20 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
 
   return {
     status(): ReplicationStatus {
-      const oldest = pendingCommits[0];
+      const oldest = Math.min(pendingCommits[0] ?? Infinity, generationPendingSince ?? Infinity);
       return {
         ...status,
         pendingCommits: pendingCommits.length,
-        lagSeconds: oldest === undefined ? 0 : Math.max(0, (now().getTime() - oldest) / 1000),
+        lagSeconds: oldest === Infinity ? 0 : Math.max(0, (now().getTime() - oldest) / 1000),
       };
     },
     /** For `openDatabase({ afterCommit })`: notes each commit; in sync mode ships it first. */
-    afterCommit(raw: BetterSqlite3.Database): Promise<void> | undefined {
-      pendingCommits.push(now().getTime());
+    afterCommit(
+      raw: BetterSqlite3.Database,
+      batch: { changed: boolean } = { changed: true },
+    ): Promise<void> | undefined {
+      // Only a batch that changed rows wrote a commit frame: its time belongs to that frame.
+      if (batch.changed) pendingCommits.push(now().getTime());
       if (!sync) return undefined;
       return serially(() => roundOnWriter(raw)).then(succeeded, (err: unknown) => {
         report(err);
@@ -542,10 +557,9 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
       }
     },
     prune,
-    /** Starts the first generation, then ships every `shipEveryMs`. */
-    async start(): Promise<void> {
-      await this.ship().catch(() => undefined); // reported in status; the timer retries
-      timer = setInterval(() => {
+    /** Ships every `shipEveryMs` (the first round starts the first generation). */
+    start(): Promise<void> {
+      const round = () => {
         if (ticking) return;
         ticking = true;
         tick()
@@ -553,8 +567,11 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
           .finally(() => {
             ticking = false;
           });
-      }, deps.shipEveryMs ?? 250);
+      };
+      round();
+      timer = setInterval(round, deps.shipEveryMs ?? 250);
       timer.unref();
+      return Promise.resolve();
     },
     /** Stops the timer and ships what is committed (a clean shutdown loses nothing). */
     async stop(): Promise<void> {
