@@ -215,8 +215,14 @@ test(
       "\ndata_directory = '/nonexistent/old-cluster'\n",
     );
     const port2 = await freePort();
-    const latest = await pgRestore(p.config, { to, force: true, port: port2, configFrom: confDir });
-    fs.rmSync(confDir, { recursive: true, force: true });
+    const latest = await pgRestore(p.config, {
+      to,
+      force: true,
+      port: port2,
+      configFrom: confDir,
+    }).finally(() => {
+      fs.rmSync(confDir, { recursive: true, force: true });
+    });
     assert.match(
       fs.readFileSync(path.join(to, 'postgresql.conf'), 'utf8'),
       /^# \(caretrail restore\) data_directory =/m,
