@@ -5,7 +5,14 @@ import { uuidv7 } from '../domain/ids.js';
 import { engineOf } from './dialect.js';
 import type { OutboxRow, Tx } from './tables.js';
 
-export type OutboxTopic = 'preview' | 'event' | 'deliver' | 'blob.delete' | 'mail';
+export type OutboxTopic =
+  | 'preview'
+  | 'event'
+  | 'deliver'
+  | 'blob.delete'
+  | 'mail'
+  | 'blob.replicate'
+  | 'blob.replica.delete';
 
 export interface NewOutboxItem {
   topic: OutboxTopic;
