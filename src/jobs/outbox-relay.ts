@@ -14,9 +14,17 @@ export class PermanentFailure extends Error {}
 
 export type OutboxHandler =
   /** Work outside the database (a webhook, a blob); done is recorded after it succeeds. */
-  | { kind: 'io'; run: (payload: unknown, row: OutboxRow) => Promise<void> }
-  /** Database-only work, committed together with the item's completion (exactly once). */
-  | { kind: 'tx'; run: (tx: Tx, payload: unknown, row: OutboxRow) => Promise<void> };
+  (
+    | { kind: 'io'; run: (payload: unknown, row: OutboxRow) => Promise<void> }
+    /** Database-only work, committed together with the item's completion (exactly once). */
+    | { kind: 'tx'; run: (tx: Tx, payload: unknown, row: OutboxRow) => Promise<void> }
+  ) & {
+    /**
+     * The topic's own retry policy instead of the relay's: `maxAttempts: Infinity` retries until
+     * it succeeds (replica copies: an outage of any length loses nothing).
+     */
+    retry?: { maxAttempts?: number; maxBackoffMs?: number };
+  };
 
 export interface RelaySettings {
   maxAttempts: number;
@@ -66,17 +74,28 @@ export function createOutboxRelay(
   let running: Promise<number> | null = null;
   let again = false;
 
-  async function fail(row: OutboxRow, err: unknown): Promise<void> {
+  async function fail(
+    row: OutboxRow,
+    err: unknown,
+    retry: OutboxHandler['retry'] = {},
+  ): Promise<void> {
     const message = (err instanceof Error ? String(safeError(err).message) : String(err)).slice(
       0,
       300,
     );
-    const last = err instanceof PermanentFailure || row.attempts >= settings.maxAttempts;
+    const last =
+      err instanceof PermanentFailure ||
+      row.attempts >= (retry.maxAttempts ?? settings.maxAttempts);
     const retryAt = last
       ? null
       : new Date(
           clock.now().getTime() +
-            backoffDelay(row.attempts, settings.backoffMs, maxBackoff, random),
+            backoffDelay(
+              row.attempts,
+              settings.backoffMs,
+              retry.maxBackoffMs ?? maxBackoff,
+              random,
+            ),
         ).toISOString();
     await db.write((tx) => markFailed(tx, row.id, row.attempts, message, retryAt));
     (last ? log.error.bind(log) : log.warn.bind(log))(
@@ -100,7 +119,7 @@ export function createOutboxRelay(
         await db.write((tx) => markDone(tx, row.id, row.attempts, clock.now().toISOString()));
       }
     } catch (err) {
-      await fail(row, err).catch((e: unknown) => {
+      await fail(row, err, handler?.retry).catch((e: unknown) => {
         log.error({ err: e, outboxId: row.id }, 'could not record an outbox failure');
       });
     }
