@@ -23,6 +23,7 @@ export type ServiceSettings = Pick<
   | 'ownerReleaseDelayHours'
   | 'resultMaxBytes'
   | 'resultFallbackMatch'
+  | 'blobReplicaUrl'
 >;
 
 export interface ServiceDeps {
