@@ -26,6 +26,11 @@ import { startMllpEndpoint } from './integrations/mllp-endpoint.js';
 import type { MllpListener } from './integrations/mllp-listener.js';
 import { startRedirectListener, type RedirectListener } from './http/redirect-listener.js';
 import { createTlsReloader, tlsServerOptions, type TlsReloader } from './tls-credentials.js';
+import {
+  openBlobReplication,
+  type BlobReplication,
+  type BlobReplicationSettings,
+} from './replication/blobs/index.js';
 
 export interface Runtime {
   app: Awaited<ReturnType<typeof buildApp>>;
@@ -34,6 +39,8 @@ export interface Runtime {
   vault: Vault;
   /** The outbox relay; polls only after startJobs, but runUntilIdle works any time (tests). */
   relay: OutboxRelay;
+  /** Copies of every blob on CARETRAIL_BLOB_REPLICA_URL: lag (status()), backfill; off without it. */
+  blobReplication: BlobReplication;
   /** The archive tier job; runs periodically after startJobs. */
   lifecycle(): LifecycleJob | null;
   /** Background work of a serving instance (audit checkpoints, outbox relay, archive tier). */
@@ -83,6 +90,8 @@ export async function createRuntime(
     random?: () => number;
     /** How webhook receiver names are resolved (tests: their own DNS server). */
     resolveHost?: HostResolver;
+    /** Blob replication's bounds and retry delays (tests: short ones). */
+    blobReplication?: BlobReplicationSettings;
   } = {},
 ): Promise<Runtime> {
   const db = await openDatabase(config.databaseUrl, {
@@ -120,9 +129,27 @@ export async function createRuntime(
       vault,
       makeVersionPreview: services.documents.makeVersionPreview,
     });
+    const s3Credentials = options.blobs?.s3Credentials;
+    const blobReplication = openBlobReplication(
+      {
+        db,
+        clock,
+        log,
+        vault,
+        onQueued: () => {
+          relay.kick();
+        },
+      },
+      {
+        url: config.blobReplicaUrl,
+        storeOptions: s3Credentials ? { s3Credentials } : {},
+        ...(options.blobReplication ? { settings: options.blobReplication } : {}),
+      },
+    );
     const relay = createOutboxRelay(
       { db, clock, log },
       {
+        ...blobReplication.handlers,
         preview: documentJobs.preview,
         'blob.delete': documentJobs.blobDelete,
         event: notifications.event,
@@ -164,10 +191,12 @@ export async function createRuntime(
       services,
       vault,
       relay,
+      blobReplication,
       lifecycle: () => lifecycle,
       startJobs() {
         checkpoints ??= startCheckpointJob(services.auditTrail, log);
         relay.start();
+        blobReplication.start();
         lifecycle ??= startLifecycleJob(
           { db, vault, clock, log },
           {
@@ -207,6 +236,7 @@ export async function createRuntime(
         }
         await checkpoints?.stop();
         await relay.stop();
+        await blobReplication.close();
         await lifecycle?.stop();
         notifications.close();
         await vault.store.close();
