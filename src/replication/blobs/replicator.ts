@@ -89,21 +89,21 @@ export async function blobReplicationStatus(
   options: { enabled: boolean; replica: string | null; behindAfterSeconds?: number },
 ): Promise<BlobReplicationStatus> {
   const counts = await replicaCounts(db);
-  const oldest = counts.oldestPendingAt
-    ? Math.max(0, Math.floor((now.getTime() - Date.parse(counts.oldestPendingAt)) / 1000))
+  const waitedMs = counts.oldestPendingAt
+    ? Math.max(0, now.getTime() - Date.parse(counts.oldestPendingAt))
     : 0;
   const limit = options.behindAfterSeconds ?? DEFAULTS.behindAfterSeconds;
   return {
     enabled: options.enabled,
     replica: options.replica,
     pending: counts.pending,
-    oldestPendingSeconds: oldest,
+    oldestPendingSeconds: Math.floor(waitedMs / 1000),
     lastReplicatedAt: counts.lastReplicatedAt,
     lastError: counts.lastError?.message ?? null,
     lastErrorAt: counts.lastError?.at ?? null,
     failed: counts.failed,
     removalsPending: counts.purging,
-    behind: options.enabled && (counts.failed > 0 || oldest > limit),
+    behind: options.enabled && (counts.failed > 0 || waitedMs > limit * 1000),
   };
 }
 

@@ -61,6 +61,7 @@ class VerifyingPassThrough extends Transform {
   }
 
   private fail(err: Error): void {
+    if (this.destroyed) return;
     this.failure ??= err;
     this.destroy(err);
   }
@@ -98,7 +99,8 @@ class VerifyingPassThrough extends Transform {
         callback();
       },
       (err: unknown) => {
-        this.failure ??= err as Error;
+        // Destroyed from outside (the target failed): that is not the blob's fault.
+        if (!this.destroyed) this.failure ??= err as Error;
         callback(err as Error);
       },
     );
