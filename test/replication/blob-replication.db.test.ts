@@ -576,6 +576,71 @@ for (const engine of ['sqlite', 'postgres'] as const) {
           assert.equal(await replicaHas(key), null);
         });
 
+        test('a file sent with a result is copied while the result waits for a patient, and once on a chart it is not copied twice', async () => {
+          const created = await h.request({
+            method: 'POST',
+            url: '/api/v1/integrations/keys',
+            token: admin.token,
+            body: { name: 'Reference lab' },
+          });
+          assert.equal(created.statusCode, 201, created.body);
+          const labKey = created.json<{ key: string }>().key;
+          const send = async (resultId: string) => {
+            const res = await h.request({
+              method: 'POST',
+              url: '/api/v1/integrations/results',
+              token: labKey,
+              body: {
+                patient: { identifier: { system: 'microchip', value: '985000000000042' } },
+                source: 'Reference lab',
+                kind: 'lab',
+                resultId,
+                observations: [{ code: 'T4', value: '2.1', unit: 'ug/dL' }],
+                attachments: [
+                  {
+                    filename: `${resultId}.txt`,
+                    data: markedText(9_000, resultId).toString('base64'),
+                  },
+                ],
+              },
+            });
+            assert.equal(res.statusCode, 201, res.body);
+            return res.json<{ id: string; status: string }>();
+          };
+          const waiting = await send('T4-waiting');
+          const assignedLater = await send('T4-assigned');
+          assert.equal(waiting.status, 'unmatched');
+          const files = await h.runtime.db.read
+            .selectFrom('result_attachments')
+            .select(['result_id', 'blob_key'])
+            .where('result_id', 'in', [waiting.id, assignedLater.id])
+            .execute();
+          assert.equal(files.length, 2);
+          await waitFor('the copies', async () =>
+            (await Promise.all(files.map((f) => stateOf(f.blob_key)))).every(
+              (state) => state === 'replicated',
+            ),
+          );
+          for (const f of files) await assertSameCiphertext(f.blob_key);
+
+          const assigned = await h.request({
+            method: 'POST',
+            url: `/api/v1/integrations/unmatched/${assignedLater.id}/assign`,
+            token: vet.token,
+            body: { patientId },
+          });
+          assert.equal(assigned.statusCode, 200, assigned.body);
+          const filed = files.find((f) => f.result_id === assignedLater.id)?.blob_key ?? '';
+          const jobs = await h.runtime.db.read
+            .selectFrom('outbox')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('topic', '=', 'blob.replicate')
+            .where('payload', '=', JSON.stringify({ key: filed }))
+            .executeTakeFirstOrThrow();
+          assert.equal(jobs.n, 1, 'the file on the chart is the copy already made');
+          assert.equal(await stateOf(filed), 'replicated');
+        });
+
         test('restoreBlobs rebuilds a fresh store from the replica, verifying every file, and names a damaged and a missing one by ids', async () => {
           const texts = [markedText(600_000, 'restore-a'), markedText(5_000, 'restore-b')];
           const intact = await upload(texts[0] ?? Buffer.alloc(0), 'intact.txt');
@@ -598,7 +663,14 @@ for (const engine of ['sqlite', 'postgres'] as const) {
             .select(['blob_key', 'thumb_blob_key'])
             .where('purged_at', 'is', null)
             .execute();
-          const expected = live.length + live.filter((v) => v.thumb_blob_key !== null).length;
+          const resultFiles = await h.runtime.db.read
+            .selectFrom('result_attachments')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('document_id', 'is', null)
+            .executeTakeFirstOrThrow();
+          assert.ok(resultFiles.n >= 1, 'a result file waiting for its patient is restored too');
+          const expected =
+            live.length + live.filter((v) => v.thumb_blob_key !== null).length + resultFiles.n;
 
           const target = tempDir('caretrail-restored-');
           try {
