@@ -15,7 +15,7 @@ export interface HttpResults {
 }
 
 /** Writes the sample lists the Lua scripts read; returns their environment. */
-function sampleEnv(ds: Dataset, token: string): Record<string, string> {
+export function sampleEnv(ds: Dataset, token: string): Record<string, string> {
   const files: Record<string, string[]> = {
     BENCH_PATIENTS: ds.sample.patientIds,
     BENCH_CHIPS: ds.sample.microchips,

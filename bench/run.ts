@@ -1,7 +1,7 @@
 // `npm run bench`: every scenario on both engines (seeded datasets, cached), each figure next to
 // a baseline measured in the same run (bare Fastify, the raw disk) and next to its aim.
 // BENCH_SCALE=full|small|tiny, BENCH_ENGINES=sqlite,postgres, BENCH_ONLY=chart,search-name,
-// search-chip,create,mixed,audit,documents,mllp, BENCH_SECONDS (10), BENCH_REPEAT (1),
+// search-chip,create,mixed,audit,documents,replication,mllp, BENCH_SECONDS (10), BENCH_REPEAT (1),
 // BENCH_CONNECTIONS (50), BENCH_FILE_MB (100), BENCH_FILE_ROUNDS (1), BENCH_OUT (a JSON file for the figures).
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,6 +11,7 @@ import { documentsBench, type DocumentsBenchResult } from './documents.bench.js'
 import { httpBench, SCENARIOS, type HttpResults, type Scenario } from './http.bench.js';
 import { fsyncRate, machine } from './machine.js';
 import { mllpBench } from './mllp.bench.js';
+import { replicationBench, type ReplicationBenchResult } from './replication.bench.js';
 import { SCALES } from './seed.js';
 import type { WrkResult } from './wrk.js';
 
@@ -103,6 +104,21 @@ function printDocuments(d: DocumentsBenchResult): void {
       );
 }
 
+function printReplication(r: ReplicationBenchResult): void {
+  const line = (name: string, w: WrkResult) =>
+    `  ${name.padEnd(6)} ${n0(w.rps).padStart(6)} creates/s  ratio to off ${n2(w.rps / r.off.rps)}  p50 ${n1(w.p50Ms)} ms  p99 ${n1(w.p99Ms)} ms`;
+  out('  durable note creates under wrk, replica a folder on the same disk:');
+  out(line('off', r.off));
+  out(line('async', r.async));
+  out(line('sync', r.sync));
+  out(
+    `  replication lag during the async run: p50 ${n2(r.lagP50Seconds)} s, p99 ${n2(r.lagP99Seconds)} s (${String(r.lagSamples)} samples; aim RPO <= 1 s)`,
+  );
+  out(
+    `  restore: ${n1(r.databaseBytes / 1e6)} MB database in ${n1(r.restoreSeconds)} s = ${n1(r.restoreSecondsPerGb)} s per GB (aim RTO <= 60 s for 1 GB)`,
+  );
+}
+
 const report: Record<string, unknown> = { scale, seconds, repeat, machine: machine() };
 out(`machine: ${machine()}`);
 const fsyncs = fsyncRate(os.tmpdir());
@@ -138,6 +154,12 @@ for (const engine of engines) {
       );
       results.documents = d;
       printDocuments(d);
+    }
+    if (wanted('replication') && engine === 'sqlite') {
+      out('replication (SQLite)');
+      const r = await replicationBench(ds, seconds);
+      results.replication = r;
+      printReplication(r);
     }
   } finally {
     await ds.drop();

@@ -1,4 +1,5 @@
 // Assembles a running Caretrail from a configuration: database, services, HTTP app.
+import path from 'node:path';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { loadAuditSigner } from './audit-signing-key.js';
@@ -12,6 +13,13 @@ import { auditTrailSettingsOf } from './services/audit-trail/index.js';
 import { createServices, type Services } from './services/services.js';
 import { openBlobStore, type BlobStoreOptions } from './blobs/index.js';
 import { loadKeyring } from './blobs/master-key.js';
+import {
+  createReplicationMonitor,
+  sqliteReplication,
+  type ReplicationMonitor,
+} from './replication/index.js';
+import { LAST_DRILL_FILE } from './replication/drill.js';
+import { readLastDrill } from './services/backups.service.js';
 import { createVault, type Vault } from './blobs/vault.js';
 import { createCipherPool } from './blobs/cipher-pool.js';
 import {
@@ -49,6 +57,8 @@ export interface Runtime {
   listenMllp(): Promise<MllpListener>;
   /** Starts the plain-HTTP listener that only redirects (CARETRAIL_HTTP_REDIRECT_PORT). */
   listenRedirect(): Promise<RedirectListener>;
+  /** Off-site replication's health (src/replication/): parts registered when configured. */
+  replication: ReplicationMonitor;
   /** The certificate of HTTPS and MLLP over TLS, reloadable (SIGHUP); null without TLS. */
   tls: TlsReloader | null;
   close(): Promise<void>;
@@ -94,7 +104,13 @@ export async function createRuntime(
     blobReplication?: BlobReplicationSettings;
   } = {},
 ): Promise<Runtime> {
+  const monitor = createReplicationMonitor();
+  const replication =
+    config.replicaUrl !== '' && config.databaseUrl.startsWith('sqlite:')
+      ? sqliteReplication(config, log)
+      : null;
   const db = await openDatabase(config.databaseUrl, {
+    ...replication?.openOptions,
     pgPoolSize: config.pgPoolSize,
     maxBatch: config.sqliteMaxBatch,
     onFailStop: (source, err) => {
@@ -117,7 +133,10 @@ export async function createRuntime(
         db.failStop('files', err);
       },
     });
+    replication?.attach(db, vault.keyring, monitor);
     const services = servicesFor(config, db, log, clock, vault);
+    services.deps.replication = monitor;
+    services.deps.lastDrill = () => readLastDrill(path.join(config.dataDir, LAST_DRILL_FILE));
     const notifications = createNotificationHandlers({
       db,
       clock,
@@ -185,6 +204,7 @@ export async function createRuntime(
     let checkpoints: CheckpointJob | null = null;
     let lifecycle: LifecycleJob | null = null;
     let mllp: MllpListener | null = null;
+    let replicationStarted = false;
     return {
       app,
       db,
@@ -193,7 +213,14 @@ export async function createRuntime(
       relay,
       blobReplication,
       lifecycle: () => lifecycle,
+      replication: monitor,
       startJobs() {
+        if (replication && !replicationStarted) {
+          replicationStarted = true;
+          replication.start().catch((err: unknown) => {
+            log.error({ err }, 'replication could not start');
+          });
+        }
         checkpoints ??= startCheckpointJob(services.auditTrail, log);
         relay.start();
         blobReplication.start();
@@ -239,6 +266,8 @@ export async function createRuntime(
         await blobReplication.close();
         await lifecycle?.stop();
         notifications.close();
+        // Ships what was committed last: a clean stop leaves nothing behind on the primary only.
+        if (replicationStarted) await replication?.stop();
         await vault.store.close();
         await vault.close();
         await db.close();

@@ -45,6 +45,15 @@ Commands:
   audit export --format csv|fhir [--from T] [--to T] [--patient ID] [--actor ID]
                [--action C|R|U|D|E] [--outcome success|failure|denied|error]
                              stream audit events to stdout (CSV, or FHIR AuditEvent NDJSON)
+  replicate status           the off-site replica: lag, last snapshot, retention (exit 1 when
+                             the server's replication is failing or behind)
+  restore --to DIR [--from URL] [--at TIME] [--key-dir DIR] [--force]
+                             rebuild a data folder from the replica (latest, or as it was at
+                             TIME), verify its audit trail; keys from CARETRAIL_MASTER_KEY or the
+                             escrowed key files in --key-dir
+  dr drill [--replica URL] [--seconds N] [--rpo 1s] [--rto 60s] [--sync]
+                             rehearse losing the server: write, SIGKILL, restore from the replica
+                             alone, and measure RPO and RTO (exit 1 when over the objectives)
   keys rotate                re-wrap every file data key under a new master key (file bodies
                              are not re-encrypted); with CARETRAIL_MASTER_KEY, under its first key
 
@@ -62,7 +71,16 @@ const COMMAND_FLAGS = new Set([
   'actor',
   'action',
   'outcome',
+  'at',
+  'key-dir',
+  'replica',
+  'seconds',
+  'rpo',
+  'rto',
+  'dir',
 ]);
+/** Command flags without a value. */
+const BOOLEAN_FLAGS = new Set(['force', 'sync', 'apply']);
 
 function splitFlags(args: string[]): {
   positionals: string[];
@@ -73,6 +91,7 @@ function splitFlags(args: string[]): {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
   for (const flag of [...CONFIG_SETTINGS.map((s) => s.flag), ...COMMAND_FLAGS])
     options[flag] = { type: 'string' };
+  for (const flag of BOOLEAN_FLAGS) options[flag] = { type: 'boolean' };
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: true });
@@ -85,6 +104,7 @@ function splitFlags(args: string[]): {
   const command: Record<string, string> = {};
   for (const [key, value] of Object.entries(parsed.values)) {
     if (typeof value === 'string') (COMMAND_FLAGS.has(key) ? command : settings)[key] = value;
+    else if (BOOLEAN_FLAGS.has(key) && value === true) command[key] = 'true';
   }
   return { positionals: parsed.positionals, settings, command, help: parsed.values.help === true };
 }
@@ -368,6 +388,20 @@ async function main(argv: string[]): Promise<number> {
       throw new ConfigError(
         'Unknown audit command; try: caretrail audit verify | caretrail audit export --format csv',
       );
+    case 'replicate': {
+      const { replicateStatusCommand } = await import('../replication/cli.js');
+      if (sub === 'status') return replicateStatusCommand(config, command);
+      throw new ConfigError('Unknown replicate command; try: caretrail replicate status');
+    }
+    case 'restore': {
+      const { restoreCommand } = await import('../replication/cli.js');
+      return restoreCommand(config, command);
+    }
+    case 'dr': {
+      if (sub !== 'drill') throw new ConfigError('Unknown dr command; try: caretrail dr drill');
+      const { drillCommand } = await import('../replication/drill.js');
+      return drillCommand(config, command);
+    }
     case 'keys':
       if (sub !== 'rotate')
         throw new ConfigError('Unknown keys command; try: caretrail keys rotate');

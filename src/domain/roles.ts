@@ -19,7 +19,8 @@ export type Permission =
   | 'shares.manage'
   | 'break_glass'
   | 'integrations.manage'
-  | 'results.reconcile';
+  | 'results.reconcile'
+  | 'backups.read';
 
 const PERMISSIONS: Record<Role, readonly Permission[]> = {
   // Practice manager: accounts and the patient register, not clinical notes.
@@ -32,6 +33,7 @@ const PERMISSIONS: Record<Role, readonly Permission[]> = {
     'subscriptions.manage',
     'shares.manage',
     'integrations.manage',
+    'backups.read',
   ],
   clinician: [
     'patients.read',

@@ -25,6 +25,7 @@ import { documentsRoutes } from './routes/documents.routes.js';
 import { subscriptionsRoutes } from './routes/subscriptions.routes.js';
 import { sharingRoutes } from './routes/sharing.routes.js';
 import { integrationsRoutes } from './routes/integrations.routes.js';
+import { backupsRoutes } from './routes/backups.routes.js';
 import { INTEGRATION_KEY_PREFIX } from '../services/integration-key.service.js';
 import { createWebApp } from './web-app.js';
 import { CSRF_HEADER, csrfHeaderMissing, sessionCookie } from './session-cookie.js';
@@ -247,5 +248,6 @@ export async function buildApp(options: AppOptions) {
   await app.register(sharingRoutes, { services });
   await app.register(integrationsRoutes, { services, maxUploadBytes: options.maxUploadBytes });
   await app.register(auditRoutes, { services });
+  await app.register(backupsRoutes, { services });
   return Object.assign(app, { routes: routes });
 }

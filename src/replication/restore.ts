@@ -1,7 +1,8 @@
-// Restores a SQLite database from its replica: the generation whose snapshot is the latest one
-// taken at or before the moment asked for, then its log segments in order, each checked (sealed
-// under its own name, continuing exactly where the previous one ended, frames whose checksums
-// chain on), up to the last segment read off the log at or before that moment. A damaged or
+// Restores a SQLite database from its replica: the latest snapshot taken at or before the moment
+// asked for, then its generation's log segments from that snapshot's index on, in order, each
+// checked (sealed under its own name, continuing exactly where the previous one ended, frames
+// whose checksums chain on), up to the last transaction committed at or before that moment (a
+// segment records each transaction's commit time, so a restore can end inside one). A damaged or
 // missing segment ends the restore at the last good point, and the report says which and when.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -11,7 +12,12 @@ import BetterSqlite3 from 'better-sqlite3';
 import type { Keyring } from '../blobs/master-key.js';
 import type { ReplicaDestination } from './destination.js';
 import { openObject } from './sealed.js';
-import type { GenerationManifest, SegmentMeta } from './sqlite-replicator.js';
+import {
+  listSnapshots,
+  snapshotPartName,
+  type SegmentMeta,
+  type SnapshotManifest,
+} from './sqlite-replicator.js';
 import { WAL_HEADER_SIZE, committedFrames, parseWalHeader } from './wal.js';
 
 export class RestoreError extends Error {}
@@ -34,6 +40,8 @@ interface Segment {
   meta: SegmentMeta;
   header: Buffer;
   frames: Buffer;
+  /** Apply only this many of its transactions (the last segment of a point-in-time restore). */
+  keep?: number;
 }
 
 function decodeSegment(name: string, plain: Buffer): Segment {
@@ -43,30 +51,15 @@ function decodeSegment(name: string, plain: Buffer): Segment {
   return { name, meta, header, frames: plain.subarray(4 + length + WAL_HEADER_SIZE) };
 }
 
-/** Generations on the replica, oldest first, with their manifests. */
+/** Snapshots on the replica, oldest first (each with its generation). */
 export async function listGenerations(
   destination: ReplicaDestination,
   keyring: Keyring,
-): Promise<{ id: string; manifest: GenerationManifest }[]> {
-  const names = await destination.list('generations/');
-  const ids = [
-    ...new Set(
-      names.filter((n) => n.endsWith('/generation.json')).map((n) => n.split('/')[1] ?? ''),
-    ),
-  ];
-  const out: { id: string; manifest: GenerationManifest }[] = [];
-  for (const id of ids) {
-    const name = `generations/${id}/generation.json`;
-    const sealed = await destination.get(name);
-    if (!sealed) continue;
-    out.push({
-      id,
-      manifest: JSON.parse(
-        openObject(keyring, name, sealed).toString('utf8'),
-      ) as GenerationManifest,
-    });
-  }
-  return out.sort((a, b) => a.manifest.createdAt.localeCompare(b.manifest.createdAt));
+): Promise<{ id: string; manifest: SnapshotManifest }[]> {
+  const snapshots = await listSnapshots(destination, keyring);
+  return snapshots
+    .filter((s) => s.manifest.index === 0)
+    .map((s) => ({ id: s.generation, manifest: s.manifest }));
 }
 
 export async function restoreSqlite(options: {
@@ -87,19 +80,20 @@ export async function restoreSqlite(options: {
   if (!options.force && fs.existsSync(to) && fs.statSync(to).size > 0)
     throw new RestoreError(`${to} already holds a database; restore elsewhere or pass --force`);
 
-  const generations = await listGenerations(destination, keyring);
-  if (generations.length === 0)
-    throw new RestoreError(`the replica at ${destination.description} holds no generation`);
+  const snapshots = await listSnapshots(destination, keyring);
+  if (snapshots.length === 0)
+    throw new RestoreError(`the replica at ${destination.description} holds no snapshot`);
   const at = options.at?.toISOString();
-  const chosen =
+  const candidate =
     at === undefined
-      ? generations.at(-1)
-      : generations.filter((g) => g.manifest.createdAt <= at).at(-1);
-  if (!chosen) {
+      ? snapshots.at(-1)
+      : snapshots.filter((s) => s.manifest.createdAt <= at).at(-1);
+  if (!candidate) {
     throw new RestoreError(
-      `${at ?? ''} is before the oldest snapshot on the replica (${generations[0]?.manifest.createdAt ?? ''}): outside retention`,
+      `${at ?? ''} is before the oldest snapshot on the replica (${snapshots[0]?.manifest.createdAt ?? ''}): outside retention`,
     );
   }
+  const chosen = { id: candidate.generation, manifest: candidate.manifest };
 
   await fsp.mkdir(path.dirname(path.resolve(to)), { recursive: true });
   for (const suffix of ['', '-wal', '-shm']) await fsp.rm(`${to}${suffix}`, { force: true });
@@ -107,7 +101,7 @@ export async function restoreSqlite(options: {
   let bytes = 0;
   try {
     for (let part = 0; part < chosen.manifest.parts; part++) {
-      const name = `generations/${chosen.id}/snapshot/${part.toString(16).padStart(6, '0')}`;
+      const name = snapshotPartName(chosen.id, chosen.manifest.index, part);
       const sealed = await destination.get(name);
       if (!sealed) throw new RestoreError(`snapshot part ${name} is missing`);
       const plain = gunzipSync(openObject(keyring, name, sealed));
@@ -144,6 +138,7 @@ export async function restoreSqlite(options: {
   outer: for (const index of [...byIndex.keys()].sort()) {
     const chain: Segment[] = [];
     let expected = WAL_HEADER_SIZE;
+    if (parseInt(index, 16) < chosen.manifest.index) continue;
     for (const name of byIndex.get(index) ?? []) {
       let segment: Segment;
       try {
@@ -159,6 +154,9 @@ export async function restoreSqlite(options: {
         break outer;
       }
       if (at !== undefined && segment.meta.shippedAt > at) {
+        // Only the transactions committed by then.
+        const keep = segment.meta.commitTimes.filter((t) => t <= at).length;
+        if (keep > 0 && segment.meta.offset === expected) chain.push({ ...segment, keep });
         await applyChain(to, chain, report);
         break outer;
       }
@@ -203,9 +201,12 @@ async function applyChain(to: string, chain: Segment[], report: RestoreReport): 
     return false;
   }
   const frames = Buffer.concat(chain.map((s) => s.frames));
-  const run = committedFrames(header, frames, WAL_HEADER_SIZE, header.checksum);
-  const expected = chain.reduce((n, s) => n + s.meta.commits, 0);
+  const last = chain.at(-1) as Segment;
+  const partial = last.keep !== undefined ? last.meta.commits - last.keep : 0;
+  const expected = chain.reduce((n, s) => n + s.meta.commits, 0) - partial;
+  const run = committedFrames(header, frames, WAL_HEADER_SIZE, header.checksum, expected);
   let applied = chain;
+  let good = run.frames.length;
   if (run.commits !== expected) {
     // Keep the segments wholly inside the good run.
     applied = chain.filter((s) => s.meta.endOffset <= run.endOffset);
@@ -214,8 +215,8 @@ async function applyChain(to: string, chain: Segment[], report: RestoreReport): 
       segment: bad.name,
       reason: 'its frames do not continue the log (damaged)',
     };
+    good = applied.reduce((n, s) => n + s.frames.length, 0);
   }
-  const good = applied.reduce((n, s) => n + s.frames.length, 0);
   await fsp.writeFile(`${to}-wal`, Buffer.concat([header.bytes, frames.subarray(0, good)]));
   const db = new BetterSqlite3(to);
   try {
@@ -226,8 +227,11 @@ async function applyChain(to: string, chain: Segment[], report: RestoreReport): 
   }
   await fsp.rm(`${to}-wal`, { force: true });
   report.segments += applied.length;
-  report.commits += applied.reduce((n, s) => n + s.meta.commits, 0);
-  const last = applied.at(-1);
-  if (last) report.restoredTo = last.meta.shippedAt;
+  report.commits += applied.reduce((n, s) => n + (s.keep ?? s.meta.commits), 0);
+  const end = applied.at(-1);
+  if (end) {
+    const times = end.meta.commitTimes;
+    report.restoredTo = times[(end.keep ?? times.length) - 1] ?? end.meta.shippedAt;
+  }
   return report.stoppedAt === null;
 }

@@ -35,16 +35,25 @@ export interface WalHeader {
  */
 export function walChecksum(data: Buffer, bigEndian: boolean, seed: WalChecksum): WalChecksum {
   if (data.length % 8 !== 0) throw new Error('the WAL checksum runs over multiples of 8 bytes');
+  const words = wordsOf(data, bigEndian);
   let s0 = seed[0];
   let s1 = seed[1];
-  const read = bigEndian
-    ? (at: number) => data.readUInt32BE(at)
-    : (at: number) => data.readUInt32LE(at);
-  for (let at = 0; at < data.length; at += 8) {
-    s0 = (s0 + read(at) + s1) >>> 0;
-    s1 = (s1 + read(at + 4) + s0) >>> 0;
+  for (let i = 0; i < words.length; i += 2) {
+    s0 = (s0 + (words[i] as number) + s1) >>> 0;
+    s1 = (s1 + (words[i + 1] as number) + s0) >>> 0;
   }
   return [s0, s1];
+}
+
+const NATIVE_BIG_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 0;
+
+/** `data` as 32-bit words in the log's byte order: a view when it can be, else an aligned copy. */
+function wordsOf(data: Buffer, bigEndian: boolean): Uint32Array {
+  if (bigEndian === NATIVE_BIG_ENDIAN && data.byteOffset % 4 === 0)
+    return new Uint32Array(data.buffer, data.byteOffset, data.length / 4);
+  const copy = Buffer.from(new Uint8Array(data).buffer);
+  if (bigEndian !== NATIVE_BIG_ENDIAN) copy.swap32();
+  return new Uint32Array(copy.buffer, copy.byteOffset, copy.length / 4);
 }
 
 /** The header, or null when `bytes` is not a valid WAL header (short, wrong magic or checksum). */
@@ -93,6 +102,8 @@ export function committedFrames(
   wal: Buffer,
   offset: number,
   seed: WalChecksum,
+  /** Stop after this many transactions (a point-in-time restore inside a segment). */
+  maxCommits = Infinity,
 ): CommittedRun {
   const frameSize = FRAME_HEADER_SIZE + header.pageSize;
   let at = 0;
@@ -101,7 +112,7 @@ export function committedFrames(
   let endChecksum = seed;
   let commits = 0;
   let databasePages = 0;
-  while (at + frameSize <= wal.length) {
+  while (at + frameSize <= wal.length && commits < maxCommits) {
     const frame = wal.subarray(at, at + frameSize);
     if (frame.readUInt32BE(8) !== header.salt1 || frame.readUInt32BE(12) !== header.salt2) break;
     if (frame.readUInt32BE(0) === 0) break;

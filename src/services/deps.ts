@@ -4,6 +4,8 @@ import type { Config } from '../config.js';
 import type { Clock } from '../domain/clock.js';
 import type { Vault } from '../blobs/vault.js';
 import type { Database } from '../store/database.js';
+import type { ReplicationMonitor } from '../replication/index.js';
+import type { LastDrill } from './backups.service.js';
 import type { RequestContext } from './context.js';
 
 export type ServiceSettings = Pick<
@@ -33,6 +35,10 @@ export interface ServiceDeps {
   settings: ServiceSettings;
   /** Encrypted file storage (blob store + master keys). */
   vault: Vault;
+  /** Off-site replication's health, when the server replicates (readiness, Backups page). */
+  replication?: ReplicationMonitor;
+  /** The last `caretrail dr drill` result kept in the data folder (Backups page). */
+  lastDrill?: () => Promise<LastDrill>;
   /** Called after a commit that queued outbox work, so the relay picks it up at once. */
   onOutbox?: () => void;
   /** Called after a read that disclosed patient data was committed (unusual-access rule); must not throw. */

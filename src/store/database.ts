@@ -70,6 +70,15 @@ export interface OpenOptions {
    * checkpoints itself through `exclusive`.
    */
   checkpoints?: 'sqlite' | 'caller';
+  /**
+   * SQLite: called after each group-commit batch is committed and fsync'd, before its units are
+   * answered, on the writer (no other batch runs until it resolves). Replication notes the
+   * commit's time here, and in synchronous mode ships it; a rejection answers the batch's units
+   * with that error (the batch stays committed locally).
+   */
+  afterCommit?: (raw: BetterSqlite3.Database) => void | Promise<void>;
+  /** Checked before a unit is queued: an error refuses the write before anything is written. */
+  writeGate?: () => Error | null;
 }
 
 export const MIN_SQLITE_VERSION = '3.51.3';
@@ -246,6 +255,7 @@ function openSqlite(file: string, options: OpenOptions): Database {
       }
       counters.transactions += 1;
       counters.units += batch.length;
+      if (options.afterCommit) await options.afterCommit(writerRaw);
     } catch (err) {
       const error = stop.failure
         ? new AppError(
@@ -309,6 +319,8 @@ function openSqlite(file: string, options: OpenOptions): Database {
     },
     write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
       if (stop.failure) return Promise.reject(refusedAfterFailStop());
+      const refused = options.writeGate?.() ?? null;
+      if (refused) return Promise.reject(refused);
       if (closed) {
         return Promise.reject(
           new AppError(

@@ -58,6 +58,9 @@ type Caller = (typeof CALLERS)[number];
  *                  A: adm cli nur rec aud | B: adm cli nur rec aud | S: own tra wal car ref | X: exp rev str btg | key anon
  */
 const EXPECTED: Record<string, string> = {
+  // Backups page (replication and drills, server-wide): admins only
+  'GET /api/v1/admin/backups':
+    '200 404 404 404 404 | 200 404 404 404 404 | 404 404 404 404 404 | 404 404 404 404 | 404 401',
   // Audit trail: admins and auditors of their own organization only
   'GET /api/v1/audit':
     '200 404 404 404 200 | 200 404 404 404 200 | 404 404 404 404 404 | 404 404 404 404 | 404 401',
@@ -475,6 +478,8 @@ describeEachEngine('access matrix', ({ url }) => {
     const p = `/api/v1/patients/${patientId}`;
     const at = async (req: Request) => req;
     switch (route) {
+      case 'GET /api/v1/admin/backups':
+        return at({ method: 'GET', url: route.slice(4) });
       case 'GET /api/v1/audit':
       case 'GET /api/v1/audit/alerts':
       case 'GET /api/v1/audit/verify':

@@ -9,9 +9,16 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import { createKeyring, newMasterKey } from '../../src/blobs/master-key.js';
-import { openReplicaDestination } from '../../src/replication/destination.js';
+import {
+  openReplicaDestination,
+  type ReplicaDestination,
+} from '../../src/replication/destination.js';
+import { AppError } from '../../src/domain/errors.js';
 import { RestoreError, listGenerations, restoreSqlite } from '../../src/replication/restore.js';
-import { createSqliteReplicator } from '../../src/replication/sqlite-replicator.js';
+import {
+  createSqliteReplicator,
+  type SqliteReplicator,
+} from '../../src/replication/sqlite-replicator.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
 import { tempDir } from '../helpers/engines.js';
 
@@ -40,21 +47,23 @@ function manualClock(start = Date.parse('2026-12-05T10:00:00.000Z')) {
 async function setUp(checkpointBytes = 4 * 1024 * 1024) {
   const dir = folder('caretrail-primary-');
   const replicaDir = folder('caretrail-replica-');
+  let replicator: SqliteReplicator | null = null;
   const db = await openDatabase(`sqlite:${path.join(dir, 'caretrail.db')}`, {
     checkpoints: 'caller',
+    afterCommit: (raw) => replicator?.afterCommit(raw),
   });
   await db.migrate();
   const keyring = createKeyring([newMasterKey()]);
   const destination = openReplicaDestination(`file:${replicaDir}`);
   const clock = manualClock();
-  const replicator = createSqliteReplicator({
+  replicator = createSqliteReplicator({
     db,
     destination,
     keyring,
     now: clock.now,
     checkpointBytes,
   });
-  return { db, dir, replicaDir, keyring, destination, clock, replicator };
+  return { db, dir, replicaDir, keyring, destination, clock, replicator: replicator };
 }
 
 /** Commits `count` organizations in parallel (one group-commit batch or a few). */
@@ -229,4 +238,154 @@ test('the replica reveals no database content without the master key', async () 
     assert.ok(!bytes.includes(Buffer.from('Another-Secret')));
     assert.ok(!bytes.includes(Buffer.from('SQLite format 3')));
   }
+});
+
+test('a point in time inside one segment: each transaction’s commit time is kept', async () => {
+  const { db, keyring, destination, clock, replicator } = await setUp();
+  await replicator.ship();
+  await writeOrganizations(db, 'first', 1);
+  clock.advance(2000);
+  const between = new Date(clock.now().getTime() - 1000);
+  await writeOrganizations(db, 'second', 1);
+  await replicator.ship(); // both in one segment
+  await db.close();
+  const segments = (await destination.list('generations/')).filter((n) => n.includes('/wal/'));
+  assert.equal(segments.length, 2, 'the new log’s first frame, then one segment with both');
+
+  const to = path.join(folder('caretrail-pitr-inside-'), 'caretrail.db');
+  const report = await restoreSqlite({ destination, keyring, to, at: between, now: clock.now() });
+  assert.deepEqual(organizationIds(to), ['first-0']);
+  assert.equal(report.restoredTo, new Date(between.getTime() - 1000).toISOString());
+  assert.equal(report.stoppedAt, null);
+});
+
+/** A destination that can be taken down and brought back, around a real folder. */
+function flaky(destination: ReplicaDestination) {
+  let down = false;
+  const check = () => {
+    if (down) throw new Error('replica unreachable (test outage)');
+  };
+  return {
+    setDown(value: boolean) {
+      down = value;
+    },
+    destination: {
+      description: destination.description,
+      put: async (name: string, bytes: Buffer) => {
+        check();
+        await destination.put(name, bytes);
+      },
+      get: async (name: string) => {
+        check();
+        return destination.get(name);
+      },
+      list: async (prefix: string) => {
+        check();
+        return destination.list(prefix);
+      },
+      delete: async (name: string) => {
+        check();
+        await destination.delete(name);
+      },
+    } satisfies ReplicaDestination,
+  };
+}
+
+test('synchronous mode: a write is answered only once it is on the replica, and refused while the replica is down', async () => {
+  const dir = folder('caretrail-sync-');
+  const replicaDir = folder('caretrail-sync-replica-');
+  const keyring = createKeyring([newMasterKey()]);
+  const outage = flaky(openReplicaDestination(`file:${replicaDir}`));
+  let replicator: SqliteReplicator | null = null;
+  const db = await openDatabase(`sqlite:${path.join(dir, 'caretrail.db')}`, {
+    checkpoints: 'caller',
+    afterCommit: (raw) => replicator?.afterCommit(raw),
+    writeGate: () => replicator?.writeGate() ?? null,
+  });
+  await db.migrate();
+  replicator = createSqliteReplicator({
+    db,
+    destination: outage.destination,
+    keyring,
+    sync: true,
+    checkpointBytes: 32 * 1024,
+  });
+  await replicator.ship();
+
+  const restoreNow = async (tag: string) => {
+    const to = path.join(folder(`caretrail-sync-${tag}-`), 'caretrail.db');
+    await restoreSqlite({ destination: outage.destination, keyring, to });
+    return organizationIds(to);
+  };
+  // No ship() between the write and the restore: the answer itself means it is there.
+  await writeOrganizations(db, 'acked', 30);
+  assert.equal((await restoreNow('a')).filter((id) => id.startsWith('acked-')).length, 30);
+
+  outage.setDown(true);
+  await assert.rejects(writeOrganizations(db, 'during', 1), (err: unknown) => {
+    assert.ok(err instanceof AppError);
+    assert.equal(err.code, 'unavailable');
+    assert.match(err.message, /replica cannot be reached/);
+    return true;
+  });
+  assert.match(replicator.status().lastError ?? '', /test outage/);
+  // Refused before anything is written while the replica is known to be down.
+  const before = organizationIds(path.join(dir, 'caretrail.db')).length;
+  await assert.rejects(writeOrganizations(db, 'refused', 1), /replica cannot be reached/);
+  assert.equal(organizationIds(path.join(dir, 'caretrail.db')).length, before);
+
+  outage.setDown(false);
+  await replicator.ship(); // what the timer does every 250 ms
+  assert.equal(replicator.writeGate(), null);
+  await writeOrganizations(db, 'after', 5);
+  const ids = await restoreNow('b');
+  assert.equal(ids.filter((id) => id.startsWith('after-')).length, 5);
+  // The batch that failed to ship is shipped by the next round (committed locally, not acknowledged).
+  assert.equal(ids.filter((id) => id.startsWith('during-')).length, 1);
+  assert.equal(ids.filter((id) => id.startsWith('refused-')).length, 0);
+  await replicator.stop();
+  await db.close();
+});
+
+test('periodic snapshots: restores start from the latest, and retention prunes what no restore can reach', async () => {
+  const { db, keyring, destination, clock, replicator } = await setUp();
+  await replicator.ship();
+  await writeOrganizations(db, 'day1', 3);
+  clock.advance(24 * 3600_000);
+  await replicator.checkpoint({ snapshot: true });
+  await writeOrganizations(db, 'day2', 3);
+  clock.advance(24 * 3600_000);
+  await replicator.checkpoint({ snapshot: true });
+  await writeOrganizations(db, 'day3', 3);
+  await replicator.ship();
+  const snapshots = (await destination.list('generations/')).filter((n) => n.endsWith('.json'));
+  assert.equal(snapshots.length, 3);
+
+  // Nothing is older than 35 days yet.
+  assert.equal(await replicator.prune(), 0);
+  // 36 days on, the day-1 snapshot is past retention and so is the day-2 one; the day-3 point
+  // (the newest snapshot before the cutoff) stays, with everything after it.
+  clock.advance(36 * 24 * 3600_000);
+  const deleted = await replicator.prune();
+  assert.ok(deleted > 0);
+  const left = (await destination.list('generations/')).filter((n) => n.endsWith('.json'));
+  assert.equal(left.length, 1, left.join(','));
+
+  const to = path.join(folder('caretrail-pruned-'), 'caretrail.db');
+  const report = await restoreSqlite({ destination, keyring, to, now: clock.now() });
+  assert.equal(organizationIds(to).length, 9);
+  assert.equal(report.stoppedAt, null);
+  await assert.rejects(
+    restoreSqlite({
+      destination,
+      keyring,
+      to,
+      force: true,
+      at: new Date(clock.now().getTime() - 37 * 24 * 3600_000),
+      now: clock.now(),
+    }),
+    /outside retention/,
+  );
+  await replicator.stop();
+  await db.close();
 });

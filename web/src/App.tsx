@@ -16,6 +16,7 @@ import { ResultsInboxPage } from './pages/ResultsInboxPage';
 import { UsersPage } from './pages/UsersPage';
 import { IntegrationKeysPage } from './pages/IntegrationKeysPage';
 import { AuditPage } from './pages/AuditPage';
+import { BackupsPage } from './pages/BackupsPage';
 import { AccountPage } from './pages/AccountPage';
 import { NotFoundPage } from './pages/NotFoundPage';
 
@@ -47,6 +48,7 @@ export function App() {
         <Route path="/results" element={<ResultsInboxPage />} />
         <Route path="/admin/users" element={<UsersPage />} />
         <Route path="/admin/keys" element={<IntegrationKeysPage />} />
+        <Route path="/admin/backups" element={<BackupsPage />} />
         <Route path="/audit" element={<AuditPage />} />
         <Route path="/account" element={<AccountPage />} />
         <Route path="*" element={<NotFoundPage />} />

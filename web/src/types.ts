@@ -146,3 +146,39 @@ export interface CurrentSession {
   idleTimeoutMinutes: number;
   user: User;
 }
+
+/** One replicated part (database, files) as the server's replication monitor reports it. */
+export interface ReplicaPart {
+  state: 'ok' | 'behind' | 'unreachable';
+  lagSeconds: number;
+  lastError: string | null;
+  /** Whatever else the part reports: mode, generation, lastShipAt, lastSnapshotAt, retentionDays… */
+  details: Record<string, unknown>;
+}
+
+/** The figures `caretrail dr drill` keeps (src/replication/drill.ts). */
+export interface DrillResult {
+  engine: 'sqlite' | 'postgres';
+  replica: string;
+  mode: 'async' | 'sync';
+  startedAt: string;
+  loadSeconds: number;
+  acknowledged: { notes: number; documents: number };
+  missing: { notes: number; documents: number };
+  rpoSeconds: number;
+  rtoSeconds: number;
+  restoreSeconds: number;
+  restoredTo: string | null;
+  audit: { ok: boolean; message: string };
+  files: { checked: number; ok: number; bad: number };
+  objectives: { rpoSeconds: number; rtoSeconds: number };
+  passed: boolean;
+  problems: string[];
+}
+
+export interface BackupsStatus {
+  replication: 'off' | 'ok' | 'degraded';
+  parts: Record<string, ReplicaPart>;
+  lastDrill: DrillResult | null;
+  warnings: string[];
+}

@@ -26,11 +26,13 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
             status: Type.String(),
             database: Type.String(),
             files: Type.String(),
+            replica: Type.String(),
           }),
           503: Type.Object({
             status: Type.String(),
             database: Type.String(),
             files: Type.String(),
+            replica: Type.String(),
           }),
         },
       },
@@ -45,12 +47,16 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
           },
         );
       const { db } = services.deps;
+      // 'off', 'ok' or 'degraded': a replica behind or unreachable does not stop this instance
+      // serving (asynchronous mode keeps taking writes), so it is reported, not a 503.
+      const replica = services.deps.replication?.health() ?? 'off';
       if (db.failureSource !== null) {
         // Fail-stop: not ready until restarted, whatever the pings say now.
         return reply.code(503).send({
           status: 'fail_stop',
           database: db.failureSource === 'database' ? 'failed' : 'ok',
           files: db.failureSource === 'files' ? 'failed' : 'ok',
+          replica,
         });
       }
       const [database, files] = await Promise.all([
@@ -58,9 +64,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
         check(() => services.deps.vault.store.ping(), 'files'),
       ]);
       const ready = database === 'ok' && files === 'ok';
-      return reply
-        .code(ready ? 200 : 503)
-        .send({ status: ready ? 'ready' : 'not_ready', database, files });
+      const status = !ready ? 'not_ready' : replica === 'degraded' ? 'degraded' : 'ready';
+      return reply.code(ready ? 200 : 503).send({ status, database, files, replica });
     },
   );
 };

@@ -14,6 +14,7 @@ import {
 } from '@mantine/core';
 import { useDisclosure } from '@mantine/hooks';
 import {
+  IconDatabaseExport,
   IconFileAnalytics,
   IconHome,
   IconKey,
@@ -47,6 +48,7 @@ function navItems(role: string | null, staff: boolean): NavItem[] {
   if (role === 'admin') {
     items.push({ to: '/admin/users', label: 'Users', icon: IconUsers });
     items.push({ to: '/admin/keys', label: 'Integration keys', icon: IconKey });
+    items.push({ to: '/admin/backups', label: 'Backups', icon: IconDatabaseExport });
   }
   return items;
 }
