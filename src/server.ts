@@ -158,6 +158,7 @@ export async function createRuntime(
         onQueued: () => {
           relay.kick();
         },
+        monitor,
       },
       {
         url: config.blobReplicaUrl,

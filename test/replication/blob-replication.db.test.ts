@@ -416,6 +416,15 @@ for (const engine of ['sqlite', 'postgres'] as const) {
           assert.match(down.lastError ?? '', /replica store/);
           assert.doesNotMatch(down.lastError ?? '', /outage|PATIENT|\.txt/);
           await sleep(1_300);
+          await waitFor('/readyz to say degraded', async () => {
+            const ready = await h.request({ method: 'GET', url: '/readyz' });
+            const body = ready.json<{ status: string; replica: string }>();
+            return (
+              ready.statusCode === 200 && body.status === 'degraded' && body.replica === 'degraded'
+            );
+          });
+          const part = h.runtime.replication.parts().files;
+          assert.ok(part && part.state !== 'ok', 'the files part is not ok');
           const later = await status();
           assert.ok(later.oldestPendingSeconds >= 1, `lag ${later.oldestPendingSeconds} s`);
           assert.equal(later.behind, true);
@@ -447,6 +456,10 @@ for (const engine of ['sqlite', 'postgres'] as const) {
           });
           for (const key of keys) await assertSameCiphertext(key);
           assert.equal((await status()).behind, false);
+          await waitFor('/readyz to say ready', async () => {
+            const ready = await h.request({ method: 'GET', url: '/readyz' });
+            return ready.json<{ status: string }>().status === 'ready';
+          });
         });
 
         test('a file damaged in the file store is reported, not copied; it is tried again after a restart', async () => {

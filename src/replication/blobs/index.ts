@@ -16,7 +16,8 @@
 // - Backfill: at start-up every live blob without a row gets one; such backlog rows are queued a
 //   bounded number at a time (replicator.ts), so other outbox work is never held back.
 // - Lag: status() / blobReplicationStatus() → pending, oldestPendingSeconds, lastReplicatedAt,
-//   lastError (for `caretrail replicate status`, /readyz and the admin page).
+//   lastError (for `caretrail replicate status`, /readyz and the admin page); registered with
+//   the server's ReplicationMonitor as the part "files".
 // - Restore: restoreBlobs() copies every blob a restored database references from the replica to
 //   a fresh store, verifying each, and names missing and damaged ones by ids.
 import type { Logger } from 'pino';
@@ -26,6 +27,7 @@ import type { Clock } from '../../domain/clock.js';
 import type { OutboxHandler } from '../../jobs/outbox-relay.js';
 import type { Database } from '../../store/database.js';
 import type { OutboxTopic } from '../../store/outbox.store.js';
+import type { ReplicaPartStatus, ReplicationMonitor } from '../index.js';
 import {
   blobReplicationStatus,
   createBlobReplicator,
@@ -61,12 +63,31 @@ export interface BlobReplication {
   close(): Promise<void>;
 }
 
+/** How often the status the monitor shows (synchronously) is read again from the database. */
+const MONITOR_REFRESH_MS = 1000;
+
+/** The replication monitor's view of the files (/readyz, the Backups page). */
+export function filesPartStatus(s: BlobReplicationStatus | null): ReplicaPartStatus {
+  if (s === null)
+    return { state: 'ok', lagSeconds: 0, lastError: null, details: { checking: true } };
+  const state: ReplicaPartStatus['state'] =
+    s.failed > 0 ? 'behind' : s.lastError !== null ? 'unreachable' : s.behind ? 'behind' : 'ok';
+  return { state, lagSeconds: s.oldestPendingSeconds, lastError: s.lastError, details: { ...s } };
+}
+
 /**
  * The blob replication of a server: off (status only) when `url` is empty. Refuses a replica
- * that is the file store itself.
+ * that is the file store itself. With a `monitor`, registers the part "files" there.
  */
 export function openBlobReplication(
-  deps: { db: Database; clock: Clock; log: Logger; vault: Vault; onQueued?: () => void },
+  deps: {
+    db: Database;
+    clock: Clock;
+    log: Logger;
+    vault: Vault;
+    onQueued?: () => void;
+    monitor?: ReplicationMonitor;
+  },
   options: {
     url: string;
     storeOptions?: Pick<BlobStoreOptions, 's3Credentials'>;
@@ -94,6 +115,29 @@ export function openBlobReplication(
     );
   }
   const replicator = createBlobReplicator({ ...deps, replica }, options.settings);
+  // The monitor asks synchronously: it gets the last status read, refreshed in the background.
+  let latest: { status: BlobReplicationStatus; at: number } | null = null;
+  let refreshing: Promise<void> | null = null;
+  let closed = false;
+  let timer: NodeJS.Timeout | null = null;
+  const refresh = (): void => {
+    if (closed || refreshing) return;
+    refreshing = replicator
+      .status()
+      .then((status) => {
+        latest = { status, at: Date.now() };
+      })
+      .catch((err: unknown) => {
+        deps.log.warn({ err }, 'blob replication: cannot read its status');
+      })
+      .finally(() => {
+        refreshing = null;
+      });
+  };
+  deps.monitor?.register('files', () => {
+    if (!latest || Date.now() - latest.at > MONITOR_REFRESH_MS) refresh();
+    return filesPartStatus(latest?.status ?? null);
+  });
   return {
     enabled: true,
     replica: replica.description,
@@ -103,8 +147,16 @@ export function openBlobReplication(
     sweep: () => replicator.sweep(),
     start: () => {
       replicator.start();
+      if (deps.monitor && !timer) {
+        refresh();
+        timer = setInterval(refresh, MONITOR_REFRESH_MS);
+        timer.unref();
+      }
     },
     async close() {
+      closed = true;
+      if (timer) clearInterval(timer);
+      await refreshing;
       await replicator.stop();
       await replica.close();
     },
