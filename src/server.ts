@@ -30,6 +30,8 @@ import {
 import { createNotificationHandlers } from './jobs/notifications.js';
 import type { HostResolver } from './services/webhook-address.js';
 import { createOutboxRelay, type OutboxRelay } from './jobs/outbox-relay.js';
+import { createAnchorHandler, watchAnchors } from './replication/anchors/index.js';
+import { openReplicaDestination } from './replication/destination.js';
 import { startMllpEndpoint } from './integrations/mllp-endpoint.js';
 import type { MllpListener } from './integrations/mllp-listener.js';
 import { startRedirectListener, type RedirectListener } from './http/redirect-listener.js';
@@ -175,6 +177,11 @@ export async function createRuntime(
         event: notifications.event,
         deliver: notifications.deliver,
         mail: notifications.mail,
+        // Checkpoints queue anchors only while there is a replica (auditTrailSettingsOf).
+        'audit.anchor': createAnchorHandler(
+          config.replicaUrl === '' ? null : openReplicaDestination(config.replicaUrl),
+          vault.keyring,
+        ),
       },
       {
         maxAttempts: config.deliveryMaxAttempts,
@@ -206,6 +213,7 @@ export async function createRuntime(
     let lifecycle: LifecycleJob | null = null;
     let mllp: MllpListener | null = null;
     let replicationStarted = false;
+    const anchors = config.replicaUrl === '' ? null : watchAnchors({ db, clock, log }, monitor);
     return {
       app,
       db,
@@ -267,6 +275,7 @@ export async function createRuntime(
         await blobReplication.close();
         await lifecycle?.stop();
         notifications.close();
+        anchors?.stop();
         // Ships what was committed last: a clean stop leaves nothing behind on the primary only.
         if (replicationStarted) await replication?.stop();
         await vault.store.close();

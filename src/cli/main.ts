@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `caretrail <command>`: serve, migrate, admin create, audit verify|export, keys rotate.
+// `caretrail <command>`: serve, migrate, admin create, audit verify|export|record-restore, keys
+// rotate.
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
@@ -25,13 +26,24 @@ import {
 } from '../blobs/master-key.js';
 import { createVault } from '../blobs/vault.js';
 import type { RewrapCounts } from '../services/key-rotation.js';
-import { loadAuditSigner } from '../audit-signing-key.js';
+import { loadAuditSigner, type AuditSigner } from '../audit-signing-key.js';
 import { systemClock } from '../domain/clock.js';
 import {
   auditTrailSettingsOf,
   createAuditTrailService,
   type AuditTrailService,
 } from '../services/audit-trail/index.js';
+import type { ServiceDeps } from '../services/deps.js';
+import {
+  checkAnchors,
+  describeAnchorCheck,
+  recordRestorePoint,
+} from '../replication/anchors/index.js';
+import {
+  openReplicaDestination,
+  ReplicaUnavailableError,
+  type ReplicaDestination,
+} from '../replication/destination.js';
 
 const USAGE = `Usage: caretrail <command> [options]
 
@@ -40,8 +52,16 @@ Commands:
   migrate                    bring the database schema up to date
   admin create --org NAME --email EMAIL --password-file FILE [--name NAME]
                              create an organization (if missing) and an admin in it
-  audit verify               recompute the audit chain and its signed checkpoints;
-                             exit 0 when intact, 1 when tampered (names the first bad event)
+  audit verify [--replica URL]
+                             recompute the audit chain and its signed checkpoints; with
+                             --replica, also compare the anchors shipped there (file:/folder or
+                             s3://bucket/prefix?…) with this database; exit 0 when intact,
+                             1 when tampered, rolled back or truncated (names what differs)
+  audit record-restore --replica URL [--at TIME]
+                             before serving a database restored to an earlier moment: record the
+                             restore on the replica, so that anchors of the abandoned history are
+                             reported as after the restore point (--at: the moment restored to;
+                             default: restore-report.json's, else the newest event's)
   audit export --format csv|fhir [--from T] [--to T] [--patient ID] [--actor ID]
                [--action C|R|U|D|E] [--outcome success|failure|denied|error]
                              stream audit events to stdout (CSV, or FHIR AuditEvent NDJSON)
@@ -234,13 +254,18 @@ async function adminCreate(config: Config, flags: Record<string, string>): Promi
 
 const loadServer = (): Promise<typeof ServerModule> => import('../server.js');
 
+interface AuditTools {
+  deps: ServiceDeps;
+  signer: AuditSigner;
+}
+
 /**
  * Runs an audit command on the database and the audit trail alone: no HTTP listener, no outbox
  * relay, no start-up verification.
  */
 async function withAuditTrail<T>(
   config: Config,
-  run: (auditTrail: AuditTrailService) => Promise<T>,
+  run: (auditTrail: AuditTrailService, tools: AuditTools) => Promise<T>,
 ): Promise<T> {
   const db = await openDatabase(config.databaseUrl, { pgPoolSize: 2 });
   try {
@@ -249,30 +274,117 @@ async function withAuditTrail<T>(
       openBlobStore(config.blobUrl),
       loadKeyring(config.dataDir, config.masterKey || undefined),
     );
-    const auditTrail = createAuditTrailService(
-      { db, clock: systemClock, log: createLogger('warn'), settings: config, vault },
-      loadAuditSigner(config.dataDir, config.auditSigningKey || undefined),
-      auditTrailSettingsOf(config),
-    );
-    return await run(auditTrail);
+    const deps: ServiceDeps = {
+      db,
+      clock: systemClock,
+      log: createLogger('warn'),
+      settings: config,
+      vault,
+    };
+    const signer = loadAuditSigner(config.dataDir, config.auditSigningKey || undefined);
+    const auditTrail = createAuditTrailService(deps, signer, auditTrailSettingsOf(config));
+    return await run(auditTrail, { deps, signer });
   } finally {
     await db.close();
   }
 }
 
-async function auditVerify(config: Config): Promise<number> {
-  return withAuditTrail(config, async (auditTrail) => {
+/** The replica named by --replica; a URL that cannot name one is bad usage (exit 2). */
+function replicaOf(flags: Record<string, string>): {
+  url: string;
+  destination: ReplicaDestination;
+} {
+  const url = flags.replica;
+  if (url === undefined || url === '')
+    throw new ConfigError(
+      '--replica needs the replica URL: file:/path/to/folder or s3://bucket/prefix?…',
+    );
+  let destination: ReplicaDestination;
+  try {
+    destination = openReplicaDestination(url);
+  } catch {
+    throw new ConfigError(
+      '--replica must be file:/path/to/folder or s3://bucket/prefix?region=…&endpoint=…',
+    );
+  }
+  if (url.startsWith('file:')) {
+    const folder = path.resolve(url.slice('file:'.length));
+    if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory())
+      throw new ConfigError(`--replica: there is no folder ${folder}.`);
+  }
+  return { url, destination };
+}
+
+async function auditVerify(config: Config, flags: Record<string, string>): Promise<number> {
+  const replica = flags.replica !== undefined ? replicaOf(flags) : null;
+  return withAuditTrail(config, async (auditTrail, { deps, signer }) => {
     const result = await auditTrail.verifyChain();
     if (result.ok) {
       process.stdout.write(
         `Audit trail intact: ${result.checked} events checked; last signed checkpoint at ${result.lastGoodCheckpoint ?? 'none yet'}.\n`,
       );
-      return 0;
+    } else {
+      process.stdout.write(
+        `Audit trail BROKEN: first bad event ${result.firstBadSequence ?? '?'}: ${result.reason ?? ''} (${result.checked} events checked).\n`,
+      );
     }
+    if (!replica) return result.ok ? 0 : 1;
+    let check;
+    try {
+      check = await checkAnchors({
+        db: deps.db.read,
+        destination: replica.destination,
+        keyring: deps.vault.keyring,
+        verifySignature: (c) => signer.verify(c),
+      });
+    } catch (err) {
+      if (!(err instanceof ReplicaUnavailableError)) throw err;
+      process.stdout.write(`Replica anchors NOT CHECKED: ${err.message}.\n`);
+      return 1;
+    }
+    const report = describeAnchorCheck(check, replica.url);
+    process.stdout.write(`${report.lines.join('\n')}\n`);
+    return result.ok && report.ok ? 0 : 1;
+  });
+}
+
+/** The moment `caretrail restore` reached, from the report it wrote in the data folder. */
+function restoredToOf(dataDir: string): string | undefined {
+  let report: unknown;
+  try {
+    report = JSON.parse(fs.readFileSync(path.join(dataDir, 'restore-report.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  const at = (report as { database?: { restoredTo?: unknown } } | null)?.database?.restoredTo;
+  return typeof at === 'string' && !Number.isNaN(Date.parse(at)) ? at : undefined;
+}
+
+async function auditRecordRestore(config: Config, flags: Record<string, string>): Promise<number> {
+  const replica = replicaOf(flags);
+  if (flags.at !== undefined && Number.isNaN(Date.parse(flags.at)))
+    throw new ConfigError('--at must be an ISO 8601 time, e.g. 2026-01-31T09:30:00Z.');
+  // `caretrail restore` leaves the moment it reached in the restored data folder.
+  const at = flags.at ?? restoredToOf(config.dataDir);
+  return withAuditTrail(config, async (auditTrail, { deps }) => {
+    const result = await auditTrail.verifyChain();
+    if (!result.ok) {
+      process.stdout.write(
+        `Audit trail BROKEN: first bad event ${result.firstBadSequence ?? '?'}: ${result.reason ?? ''}. A restore point is recorded only for an intact audit trail.\n`,
+      );
+      return 1;
+    }
+    const point = await recordRestorePoint({
+      deps,
+      ctx: systemContext(`cli-${process.pid}`, 'caretrail-cli'),
+      destination: replica.destination,
+      keyring: deps.vault.keyring,
+      ...(at !== undefined ? { restoredTo: at } : {}),
+    });
     process.stdout.write(
-      `Audit trail BROKEN: first bad event ${result.firstBadSequence ?? '?'}: ${result.reason ?? ''} (${result.checked} events checked).\n`,
+      `Restore point recorded at ${replica.destination.description}: the database was restored to ${point.restoredTo} (audit log at ${point.seq}). Anchors signed after that moment and before now are reported as after the restore point.\n`,
     );
-    return 1;
+    return 0;
   });
 }
 
@@ -380,13 +492,14 @@ async function main(argv: string[]): Promise<number> {
       await adminCreate(config, command);
       return 0;
     case 'audit':
-      if (sub === 'verify') return auditVerify(config);
+      if (sub === 'verify') return auditVerify(config, command);
+      if (sub === 'record-restore') return auditRecordRestore(config, command);
       if (sub === 'export') {
         await auditExport(config, command);
         return 0;
       }
       throw new ConfigError(
-        'Unknown audit command; try: caretrail audit verify | caretrail audit export --format csv',
+        'Unknown audit command; try: caretrail audit verify [--replica URL] | caretrail audit export --format csv | caretrail audit record-restore --replica URL',
       );
     case 'replicate': {
       const { replicateStatusCommand } = await import('../replication/cli.js');

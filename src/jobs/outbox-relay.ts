@@ -12,19 +12,16 @@ import type { OutboxRow, Tx } from '../store/tables.js';
 /** A handler failure that no retry can fix: the item is dead-lettered at once. */
 export class PermanentFailure extends Error {}
 
-export type OutboxHandler =
+type OutboxWork =
   /** Work outside the database (a webhook, a blob); done is recorded after it succeeds. */
-  (
-    | { kind: 'io'; run: (payload: unknown, row: OutboxRow) => Promise<void> }
-    /** Database-only work, committed together with the item's completion (exactly once). */
-    | { kind: 'tx'; run: (tx: Tx, payload: unknown, row: OutboxRow) => Promise<void> }
-  ) & {
-    /**
-     * The topic's own retry policy instead of the relay's: `maxAttempts: Infinity` retries until
-     * it succeeds (replica copies: an outage of any length loses nothing).
-     */
-    retry?: { maxAttempts?: number; maxBackoffMs?: number };
-  };
+  | { kind: 'io'; run: (payload: unknown, row: OutboxRow) => Promise<void> }
+  /** Database-only work, committed together with the item's completion (exactly once). */
+  | { kind: 'tx'; run: (tx: Tx, payload: unknown, row: OutboxRow) => Promise<void> };
+
+export type OutboxHandler = OutboxWork & {
+  /** The topic's own retry limits (audit anchors wait out a replica outage of any length). */
+  retry?: { maxAttempts: number; maxBackoffMs: number };
+};
 
 export interface RelaySettings {
   maxAttempts: number;
@@ -74,18 +71,15 @@ export function createOutboxRelay(
   let running: Promise<number> | null = null;
   let again = false;
 
-  async function fail(
-    row: OutboxRow,
-    err: unknown,
-    retry: OutboxHandler['retry'] = {},
-  ): Promise<void> {
+  async function fail(row: OutboxRow, err: unknown): Promise<void> {
     const message = (err instanceof Error ? String(safeError(err).message) : String(err)).slice(
       0,
       300,
     );
+    const retry = handlers[row.topic as OutboxTopic]?.retry;
     const last =
       err instanceof PermanentFailure ||
-      row.attempts >= (retry.maxAttempts ?? settings.maxAttempts);
+      row.attempts >= (retry?.maxAttempts ?? settings.maxAttempts);
     const retryAt = last
       ? null
       : new Date(
@@ -93,7 +87,7 @@ export function createOutboxRelay(
             backoffDelay(
               row.attempts,
               settings.backoffMs,
-              retry.maxBackoffMs ?? maxBackoff,
+              retry?.maxBackoffMs ?? maxBackoff,
               random,
             ),
         ).toISOString();
@@ -119,7 +113,7 @@ export function createOutboxRelay(
         await db.write((tx) => markDone(tx, row.id, row.attempts, clock.now().toISOString()));
       }
     } catch (err) {
-      await fail(row, err, handler?.retry).catch((e: unknown) => {
+      await fail(row, err).catch((e: unknown) => {
         log.error({ err: e, outboxId: row.id }, 'could not record an outbox failure');
       });
     }

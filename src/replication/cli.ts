@@ -143,6 +143,10 @@ export async function restoreCommand(
     ),
   );
   out(`  took ${seconds.toFixed(1)} s. Start it with: caretrail serve --data-dir ${to}`);
+  // Only an operator knows whether this copy replaces the primary (not a drill or an inspection).
+  out(
+    `  if it replaces the primary, first record the restore for the audit anchors: caretrail audit record-restore --replica ${url} --data-dir ${to}`,
+  );
   return database.stoppedAt || !audit.ok ? 1 : 0;
 }
 

@@ -132,8 +132,10 @@ function folderDestination(root: string): ReplicaDestination {
     },
     async list(prefix) {
       checkPrefix(prefix);
+      // Walk only the prefix's folder: on PostgreSQL the root is pgBackRest's repository too.
+      const base = prefix.slice(0, Math.max(0, prefix.lastIndexOf('/')));
       const names: string[] = [];
-      await walk(root, '', names);
+      await walk(base === '' ? root : path.join(root, ...base.split('/')), base, names);
       return names.filter((n) => n.startsWith(prefix)).sort();
     },
     async delete(name) {

@@ -75,7 +75,7 @@ export function sqliteReplication(config: Config, log: Logger) {
   let statusTimer: NodeJS.Timeout | null = null;
   const openOptions: OpenOptions = {
     checkpoints: 'caller',
-    afterCommit: (raw) => replicator?.afterCommit(raw),
+    afterCommit: (raw, batch) => replicator?.afterCommit(raw, batch),
     writeGate: () => replicator?.writeGate() ?? null,
   };
   const statusFile = path.join(config.dataDir, STATUS_FILE);

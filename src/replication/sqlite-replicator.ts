@@ -512,8 +512,12 @@ export function createSqliteReplicator(deps: SqliteReplicatorOptions) {
       };
     },
     /** For `openDatabase({ afterCommit })`: notes each commit; in sync mode ships it first. */
-    afterCommit(raw: BetterSqlite3.Database): Promise<void> | undefined {
-      pendingCommits.push(now().getTime());
+    afterCommit(
+      raw: BetterSqlite3.Database,
+      batch: { changed: boolean } = { changed: true },
+    ): Promise<void> | undefined {
+      // Only a batch that changed rows wrote a commit frame: its time belongs to that frame.
+      if (batch.changed) pendingCommits.push(now().getTime());
       if (!sync) return undefined;
       return serially(() => roundOnWriter(raw)).then(succeeded, (err: unknown) => {
         report(err);

@@ -159,8 +159,9 @@ export async function auditHead(db: Tx): Promise<{ seq: number; chain: string }>
   return { seq: head.seq, chain: head.chain_hash };
 }
 
-export async function insertCheckpoint(tx: Tx, c: Checkpoint): Promise<void> {
-  await tx
+/** Stores a signed checkpoint; false when one at that seq was already there (another instance). */
+export async function insertCheckpoint(tx: Tx, c: Checkpoint): Promise<boolean> {
+  const result = await tx
     .insertInto('audit_checkpoints')
     .values({
       seq: c.seq,
@@ -170,7 +171,8 @@ export async function insertCheckpoint(tx: Tx, c: Checkpoint): Promise<void> {
       signature: c.signature,
     })
     .onConflict((oc) => oc.column('seq').doNothing())
-    .execute();
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
 }
 
 function toCheckpoint(r: {
@@ -459,6 +461,21 @@ export async function* scanAuditChain(
   } finally {
     scanner.close();
   }
+}
+
+/** The stored chain value at each of `seqs` that the log still holds. */
+export async function chainHashesAt(db: Tx, seqs: readonly number[]): Promise<Map<number, string>> {
+  const out = new Map<number, string>();
+  const unique = [...new Set(seqs)];
+  for (let i = 0; i < unique.length; i += 500) {
+    const rows = await db
+      .selectFrom('audit_events')
+      .select(['seq', 'chain_hash'])
+      .where('seq', 'in', unique.slice(i, i + 500))
+      .execute();
+    for (const r of rows) out.set(r.seq, r.chain_hash);
+  }
+  return out;
 }
 
 /** The highest sequence number stored, whatever the head row says. */

@@ -76,7 +76,7 @@ export interface OpenOptions {
    * commit's time here, and in synchronous mode ships it; a rejection answers the batch's units
    * with that error (the batch stays committed locally).
    */
-  afterCommit?: (raw: BetterSqlite3.Database) => void | Promise<void>;
+  afterCommit?: (raw: BetterSqlite3.Database, batch: { changed: boolean }) => void | Promise<void>;
   /** Checked before a unit is queued: an error refuses the write before anything is written. */
   writeGate?: () => Error | null;
 }
@@ -168,6 +168,8 @@ function openSqlite(file: string, options: OpenOptions): Database {
     dialect: new SqliteDialect({ database: cachedStatements(readerRaw) }),
   });
   const maxBatch = options.maxBatch ?? 1000;
+  const totalChangesStatement = writerRaw.prepare('select total_changes()').pluck();
+  const totalChanges = () => totalChangesStatement.get() as number;
 
   let queue: PendingUnit[] = [];
   let running: Promise<void> | null = null;
@@ -214,6 +216,9 @@ function openSqlite(file: string, options: OpenOptions): Database {
     const batch = queue.slice(0, maxBatch);
     queue = queue.slice(batch.length);
     const outcomes: { ok: boolean; value: unknown }[] = [];
+    // Whether a unit that stayed changed a row: a batch that changed nothing writes no log frame
+    // (the outbox relay's empty claims), and replication must not count it as a transaction.
+    let changed = false;
     try {
       await writer.connection().execute(async (conn) => {
         // Transaction control goes straight to better-sqlite3 (synchronous, no query building):
@@ -222,9 +227,11 @@ function openSqlite(file: string, options: OpenOptions): Database {
         try {
           for (const unit of batch) {
             writerRaw.exec('savepoint unit');
+            const before = totalChanges();
             try {
               const value = await unit.fn(conn);
               writerRaw.exec('release unit');
+              if (totalChanges() !== before) changed = true;
               outcomes.push({ ok: true, value });
             } catch (err) {
               writerRaw.exec('rollback to unit');
@@ -255,7 +262,7 @@ function openSqlite(file: string, options: OpenOptions): Database {
       }
       counters.transactions += 1;
       counters.units += batch.length;
-      if (options.afterCommit) await options.afterCommit(writerRaw);
+      if (options.afterCommit) await options.afterCommit(writerRaw, { changed });
     } catch (err) {
       const error = stop.failure
         ? new AppError(

@@ -11,6 +11,7 @@ export type OutboxTopic =
   | 'deliver'
   | 'blob.delete'
   | 'mail'
+  | 'audit.anchor'
   | 'blob.replicate'
   | 'blob.replica.delete';
 
@@ -160,4 +161,44 @@ export async function deliveriesOf(
 
 export async function findOutboxItem(tx: Tx, id: string): Promise<OutboxRow | undefined> {
   return tx.selectFrom('outbox').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/**
+ * How the items of one topic fare: the newest done, how many wait or were given up, and the
+ * oldest waiting one (its error, attempts and next attempt), for status pages.
+ */
+export async function topicProgress(
+  tx: Tx,
+  topic: OutboxTopic,
+): Promise<{
+  newestDone: OutboxRow | undefined;
+  pending: number;
+  dead: number;
+  oldestPending: OutboxRow | undefined;
+}> {
+  const newestDone = await tx
+    .selectFrom('outbox')
+    .selectAll()
+    .where('topic', '=', topic)
+    .where('status', '=', 'done')
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  const counts = await tx
+    .selectFrom('outbox')
+    .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+    .where('topic', '=', topic)
+    .where('status', 'in', ['pending', 'dead'])
+    .groupBy('status')
+    .execute();
+  const oldestPending = await tx
+    .selectFrom('outbox')
+    .selectAll()
+    .where('topic', '=', topic)
+    .where('status', '=', 'pending')
+    .orderBy('id')
+    .limit(1)
+    .executeTakeFirst();
+  const count = (status: string) => counts.find((c) => c.status === status)?.n ?? 0;
+  return { newestDone, pending: count('pending'), dead: count('dead'), oldestPending };
 }

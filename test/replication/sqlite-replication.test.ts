@@ -50,7 +50,7 @@ async function setUp(checkpointBytes = 4 * 1024 * 1024) {
   let replicator: SqliteReplicator | null = null;
   const db = await openDatabase(`sqlite:${path.join(dir, 'caretrail.db')}`, {
     checkpoints: 'caller',
-    afterCommit: (raw) => replicator?.afterCommit(raw),
+    afterCommit: (raw, batch) => replicator?.afterCommit(raw, batch),
   });
   await db.migrate();
   const keyring = createKeyring([newMasterKey()]);
@@ -299,7 +299,7 @@ test('synchronous mode: a write is answered only once it is on the replica, and 
   let replicator: SqliteReplicator | null = null;
   const db = await openDatabase(`sqlite:${path.join(dir, 'caretrail.db')}`, {
     checkpoints: 'caller',
-    afterCommit: (raw) => replicator?.afterCommit(raw),
+    afterCommit: (raw, batch) => replicator?.afterCommit(raw, batch),
     writeGate: () => replicator?.writeGate() ?? null,
   });
   await db.migrate();
@@ -388,4 +388,23 @@ test('periodic snapshots: restores start from the latest, and retention prunes w
   );
   await replicator.stop();
   await db.close();
+});
+
+test('batches that change nothing (the outbox relay’s empty claims) take no commit time', async () => {
+  const { db, keyring, destination, clock, replicator } = await setUp();
+  await replicator.ship();
+  await writeOrganizations(db, 'first', 1);
+  for (let i = 0; i < 5; i++) {
+    clock.advance(500);
+    // A unit of work that only reads: its batch commits no frame.
+    await db.write((tx) => tx.selectFrom('organizations').select('id').execute());
+  }
+  clock.advance(2000);
+  const between = new Date(clock.now().getTime() - 1000);
+  await writeOrganizations(db, 'second', 1);
+  await replicator.ship();
+  await db.close();
+  const to = path.join(folder('caretrail-empty-batches-'), 'caretrail.db');
+  await restoreSqlite({ destination, keyring, to, at: between, now: clock.now() });
+  assert.deepEqual(organizationIds(to), ['first-0']);
 });

@@ -8,6 +8,7 @@ import {
   latestCheckpoint,
   streamAuditEvents,
 } from '../../store/audit.store.js';
+import { enqueue } from '../../store/outbox.store.js';
 import type { Tx } from '../../store/tables.js';
 import type { AuditTrailDeps } from './model.js';
 
@@ -70,11 +71,19 @@ export async function checkpointIfDue(
     );
     return null;
   }
-  await db.write((tx) =>
-    insertCheckpoint(
-      tx,
-      signer.sign({ seq: head.seq, chain: head.chain, createdAt: now.toISOString() }),
-    ),
-  );
+  const checkpoint = signer.sign({
+    seq: head.seq,
+    chain: head.chain,
+    createdAt: now.toISOString(),
+  });
+  const anchored = await db.write(async (tx) => {
+    // The anchor is queued in the checkpoint's own unit of work: no checkpoint without its
+    // anchor, whatever crashes or replica outages come after (src/replication/anchors).
+    const inserted = await insertCheckpoint(tx, checkpoint);
+    if (!inserted || settings.anchorCheckpoints !== true) return false;
+    await enqueue(tx, now, { topic: 'audit.anchor', payload: checkpoint });
+    return true;
+  });
+  if (anchored) deps.onOutbox?.();
   return head.seq;
 }

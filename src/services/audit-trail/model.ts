@@ -18,6 +18,11 @@ export interface AuditTrailSettings {
    * connections of their own; without it they share the pool, on one thread.
    */
   databaseUrl?: string;
+  /**
+   * Whether each signed checkpoint also queues an anchor for the replica (an `audit.anchor`
+   * outbox item, committed with the checkpoint): set when CARETRAIL_REPLICA_URL is.
+   */
+  anchorCheckpoints?: boolean;
 }
 
 /** The trail's settings from the configuration. */
@@ -28,6 +33,7 @@ export function auditTrailSettingsOf(config: Config): AuditTrailSettings {
     alertDistinctPatients: config.alertDistinctPatients,
     alertWindowMinutes: config.alertWindowMinutes,
     databaseUrl: config.databaseUrl,
+    anchorCheckpoints: config.replicaUrl !== '',
   };
 }
 
