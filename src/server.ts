@@ -36,6 +36,11 @@ import { startMllpEndpoint } from './integrations/mllp-endpoint.js';
 import type { MllpListener } from './integrations/mllp-listener.js';
 import { startRedirectListener, type RedirectListener } from './http/redirect-listener.js';
 import { createTlsReloader, tlsServerOptions, type TlsReloader } from './tls-credentials.js';
+import {
+  openBlobReplication,
+  type BlobReplication,
+  type BlobReplicationSettings,
+} from './replication/blobs/index.js';
 
 export interface Runtime {
   app: Awaited<ReturnType<typeof buildApp>>;
@@ -44,6 +49,8 @@ export interface Runtime {
   vault: Vault;
   /** The outbox relay; polls only after startJobs, but runUntilIdle works any time (tests). */
   relay: OutboxRelay;
+  /** Copies of every blob on CARETRAIL_BLOB_REPLICA_URL: lag (status()), backfill; off without it. */
+  blobReplication: BlobReplication;
   /** The archive tier job; runs periodically after startJobs. */
   lifecycle(): LifecycleJob | null;
   /** Background work of a serving instance (audit checkpoints, outbox relay, archive tier). */
@@ -95,6 +102,8 @@ export async function createRuntime(
     random?: () => number;
     /** How webhook receiver names are resolved (tests: their own DNS server). */
     resolveHost?: HostResolver;
+    /** Blob replication's bounds and retry delays (tests: short ones). */
+    blobReplication?: BlobReplicationSettings;
   } = {},
 ): Promise<Runtime> {
   const monitor = createReplicationMonitor();
@@ -141,9 +150,28 @@ export async function createRuntime(
       vault,
       makeVersionPreview: services.documents.makeVersionPreview,
     });
+    const s3Credentials = options.blobs?.s3Credentials;
+    const blobReplication = openBlobReplication(
+      {
+        db,
+        clock,
+        log,
+        vault,
+        onQueued: () => {
+          relay.kick();
+        },
+        monitor,
+      },
+      {
+        url: config.blobReplicaUrl,
+        storeOptions: s3Credentials ? { s3Credentials } : {},
+        ...(options.blobReplication ? { settings: options.blobReplication } : {}),
+      },
+    );
     const relay = createOutboxRelay(
       { db, clock, log },
       {
+        ...blobReplication.handlers,
         preview: documentJobs.preview,
         'blob.delete': documentJobs.blobDelete,
         event: notifications.event,
@@ -192,6 +220,7 @@ export async function createRuntime(
       services,
       vault,
       relay,
+      blobReplication,
       lifecycle: () => lifecycle,
       replication: monitor,
       startJobs() {
@@ -203,6 +232,7 @@ export async function createRuntime(
         }
         checkpoints ??= startCheckpointJob(services.auditTrail, log);
         relay.start();
+        blobReplication.start();
         lifecycle ??= startLifecycleJob(
           { db, vault, clock, log },
           {
@@ -242,6 +272,7 @@ export async function createRuntime(
         }
         await checkpoints?.stop();
         await relay.stop();
+        await blobReplication.close();
         await lifecycle?.stop();
         notifications.close();
         anchors?.stop();

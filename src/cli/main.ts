@@ -68,6 +68,7 @@ Commands:
   replicate status           the off-site replica: lag, last snapshot, retention (exit 1 when
                              the server's replication is failing or behind)
   restore --to DIR [--from URL] [--at TIME] [--key-dir DIR] [--force]
+          [--blobs-from URL] [--blobs-to URL]
                              rebuild a data folder from the replica (latest, or as it was at
                              TIME), verify its audit trail; keys from CARETRAIL_MASTER_KEY or the
                              escrowed key files in --key-dir
@@ -108,6 +109,8 @@ const COMMAND_FLAGS = new Set([
   'pg-conf-dir',
   'pgbackrest-config',
   'pgbackrest-state',
+  'blobs-from',
+  'blobs-to',
 ]);
 /** Command flags without a value. */
 const BOOLEAN_FLAGS = new Set(['force', 'sync', 'apply']);

@@ -18,6 +18,7 @@ import { openBlobStore } from '../blobs/index.js';
 import { openReplicaDestination } from './destination.js';
 import { STATUS_FILE } from './index.js';
 import { RestoreError, restoreSqlite, type RestoreReport } from './restore.js';
+import { restoreBlobs, type RestoreBlobsReport } from './blobs/restore-blobs.js';
 import { listSnapshots, type ReplicationStatus } from './sqlite-replicator.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -128,6 +129,7 @@ export async function restoreCommand(
     );
   const audit = await verifyRestoredAudit(config, to, keys.signingFile !== null, keys.keyring);
   out(`  audit trail: ${audit.message}`);
+  const blobs = await restoreFiles(config, flags, to, keys.keyring);
   const seconds = (Date.now() - started) / 1000;
   fs.writeFileSync(
     path.join(to, 'restore-report.json'),
@@ -137,6 +139,7 @@ export async function restoreCommand(
         restoredAt: new Date().toISOString(),
         database,
         audit,
+        blobs,
       },
       null,
       2,
@@ -147,7 +150,7 @@ export async function restoreCommand(
   out(
     `  if it replaces the primary, first record the restore for the audit anchors: caretrail audit record-restore --replica ${url} --data-dir ${to}`,
   );
-  return database.stoppedAt || !audit.ok ? 1 : 0;
+  return database.stoppedAt || !audit.ok || (blobs && blobs.missing + blobs.bad > 0) ? 1 : 0;
 }
 
 async function verifyRestoredAudit(
@@ -233,4 +236,38 @@ export async function replicateStatusCommand(
     `  restorable from ${snapshots[0]?.manifest.createdAt ?? '—'} to the latest shipped transaction; retention ${String(config.replicaRetentionDays)} days, ${String(snapshots.length)} snapshots`,
   );
   return code;
+}
+
+/**
+ * The files: from `--blobs-from` or CARETRAIL_BLOB_REPLICA_URL into `--blobs-to` (default the
+ * restored data folder's `blobs`), each checked against the SHA-256 the restored database holds.
+ */
+async function restoreFiles(
+  config: Config,
+  flags: Record<string, string>,
+  to: string,
+  keyring: Keyring,
+): Promise<RestoreBlobsReport | null> {
+  const from = flags['blobs-from'] ?? config.blobReplicaUrl;
+  if (from === '') {
+    out(
+      '  files: not restored (no CARETRAIL_BLOB_REPLICA_URL or --blobs-from); point CARETRAIL_BLOB_URL at the surviving file store',
+    );
+    return null;
+  }
+  const target = flags['blobs-to'] ?? `file:${path.join(to, 'blobs')}`;
+  const db = await openDatabase(`sqlite:${path.join(to, 'caretrail.db')}`);
+  try {
+    const report = await restoreBlobs({ from, to: target, db, keyring });
+    out(
+      `  files: ${String(report.verified)} copied and verified (SHA-256) into ${target.split('?')[0] ?? ''}${report.missing ? `; ${String(report.missing)} MISSING on the replica` : ''}${report.bad ? `; ${String(report.bad)} DAMAGED` : ''}`,
+    );
+    for (const p of [...report.missingBlobs, ...report.badBlobs].slice(0, 20))
+      out(
+        `    ${p.kind} ${'documentId' in p ? p.documentId : p.resultId} v${String(p.version)}: ${p.reason}`,
+      );
+    return report;
+  } finally {
+    await db.close();
+  }
 }

@@ -350,11 +350,16 @@ export async function sqliteDrill(options: SqliteDrillOptions): Promise<DrillRes
       CARETRAIL_BLOB_REPLICA_URL: blobReplica,
     });
     const restoreSeconds = (Date.now() - restoreStarted) / 1000;
-    if (restore.code !== 0)
+    const report = readRestoreReport(restored);
+    if (!report)
       problems.push(
         `restore exited ${String(restore.code)}: ${(restore.stderr || restore.stdout).trim().split('\n').slice(-3).join(' ')}`,
       );
-    const report = readRestoreReport(restored);
+    else if (report.database.stoppedAt)
+      problems.push(`the restore stopped early at ${report.database.stoppedAt.segment}`);
+    // Files the replica never received (uploads in the last moment): lost writes, counted in the
+    // RPO below; files it holds damaged: a failure of their own.
+    const lostFiles = new Set((report?.blobs?.missingBlobs ?? []).map((b) => b.documentId ?? ''));
     const restoredPort = await freePort();
     const restoredBase = `http://127.0.0.1:${String(restoredPort)}`;
     const second = cli(['serve'], {
@@ -370,9 +375,11 @@ export async function sqliteDrill(options: SqliteDrillOptions): Promise<DrillRes
       // Acknowledged writes present in the restored database?
       const present = presentKeys(path.join(restored, 'caretrail.db'));
       const missing = acks.filter((a) =>
-        a.kind === 'note'
-          ? !present.notes.has(`drill note ${a.key}`)
-          : !present.documents.has(`drill upload ${a.key}`),
+        a.kind === 'document' && lostFiles.has(a.id ?? '')
+          ? true
+          : a.kind === 'note'
+            ? !present.notes.has(`drill note ${a.key}`)
+            : !present.documents.has(`drill upload ${a.key}`),
       );
       const relogin = await api(restoredBase, 'POST', '/api/v1/auth/login', {
         email: vet,
@@ -448,14 +455,17 @@ function lastWords(child: ChildProcess): string {
   return text ? ` (server said: ${text.split('\n').slice(-2).join(' ')})` : '';
 }
 
-function readRestoreReport(
-  dir: string,
-): { database: { restoredTo: string }; audit: { ok: boolean; message: string } } | null {
+interface RestoreReportFile {
+  database: { restoredTo: string; stoppedAt: { segment: string } | null };
+  audit: { ok: boolean; message: string };
+  blobs: { missingBlobs: { documentId?: string }[]; bad: number } | null;
+}
+
+function readRestoreReport(dir: string): RestoreReportFile | null {
   try {
-    return JSON.parse(fs.readFileSync(path.join(dir, 'restore-report.json'), 'utf8')) as {
-      database: { restoredTo: string };
-      audit: { ok: boolean; message: string };
-    };
+    return JSON.parse(
+      fs.readFileSync(path.join(dir, 'restore-report.json'), 'utf8'),
+    ) as RestoreReportFile;
   } catch {
     return null;
   }

@@ -97,9 +97,10 @@ export function backupWarnings(
   now: Date,
 ): string[] {
   const warnings: string[] = [];
-  if (replication === 'off')
+  // Files may be replicated (CARETRAIL_BLOB_REPLICA_URL) while the database is not.
+  if (replication === 'off' || parts.database === undefined)
     warnings.push(
-      'Replication is off: nothing is copied off this server, so losing its disk loses every change since your last backup. ' +
+      `${replication === 'off' ? 'Replication is off: nothing is copied off this server' : 'The database is not replicated (only the files are)'}, so losing its disk loses every change since your last backup. ` +
         'Set CARETRAIL_REPLICA_URL to a folder on another disk or to an S3 bucket and restart the server (see docs/DISASTER-RECOVERY.md).',
     );
   for (const [name, part] of Object.entries(parts)) {

@@ -25,6 +25,7 @@ export type ServiceSettings = Pick<
   | 'ownerReleaseDelayHours'
   | 'resultMaxBytes'
   | 'resultFallbackMatch'
+  | 'blobReplicaUrl'
 >;
 
 export interface ServiceDeps {

@@ -49,6 +49,7 @@ import {
   type RequestContext,
 } from './context.js';
 import type { ServiceDeps } from './deps.js';
+import { replicateBlob } from './blob-replication.js';
 import type { DocumentService, IncomingFile } from './document.service.js';
 import { readDicomHeader, type DicomHeader } from '../previews/dicom.js';
 import { emitEvent } from './events.js';
@@ -265,7 +266,7 @@ export function createResultService(
     authorId: string,
   ): Promise<void> {
     if (kept.length === 0) return;
-    for (const [position, { filename, stored }] of kept.entries())
+    for (const [position, { filename, stored }] of kept.entries()) {
       await insertAttachment(tx, {
         result_id: result.id,
         version,
@@ -280,6 +281,8 @@ export function createResultService(
         wrapped_key: stored.wrapped,
         document_id: null,
       });
+      await replicateBlob(deps, tx, at, stored.blobKey);
+    }
     if (patientId) await fileAttachments(tx, at, result, patientId, authorId);
   }
 

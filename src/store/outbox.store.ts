@@ -5,7 +5,15 @@ import { uuidv7 } from '../domain/ids.js';
 import { engineOf } from './dialect.js';
 import type { OutboxRow, Tx } from './tables.js';
 
-export type OutboxTopic = 'preview' | 'event' | 'deliver' | 'blob.delete' | 'mail' | 'audit.anchor';
+export type OutboxTopic =
+  | 'preview'
+  | 'event'
+  | 'deliver'
+  | 'blob.delete'
+  | 'mail'
+  | 'audit.anchor'
+  | 'blob.replicate'
+  | 'blob.replica.delete';
 
 export interface NewOutboxItem {
   topic: OutboxTopic;

@@ -455,6 +455,21 @@ export interface ResultAttachmentsTable {
   document_id: string | null;
 }
 
+export interface BlobReplicasTable {
+  blob_key: string;
+  /** pending, replicated, failed, purging or removed (see blob-replica.store.ts) */
+  state: string;
+  stored_at: string;
+  job_id: string | null;
+  replicated_at: string | null;
+  /** encrypted bytes written to the replica, and their SHA-256 */
+  bytes: number | null;
+  sha256: string | null;
+  last_error: string | null;
+  last_error_at: string | null;
+  removed_at: string | null;
+}
+
 export interface DB {
   organizations: OrganizationsTable;
   users: UsersTable;
@@ -489,6 +504,7 @@ export interface DB {
   result_versions: ResultVersionsTable;
   integration_patient_ids: IntegrationPatientIdsTable;
   result_attachments: ResultAttachmentsTable;
+  blob_replicas: BlobReplicasTable;
 }
 
 /** A database handle inside a unit of work (a transaction, or a savepoint in a group commit). */
@@ -519,3 +535,4 @@ export type ResultRow = Selectable<ResultsTable>;
 export type ResultAttachmentRow = Selectable<ResultAttachmentsTable>;
 export type IntegrationPatientIdRow = Selectable<IntegrationPatientIdsTable>;
 export type ResultVersionRow = Selectable<ResultVersionsTable>;
+export type BlobReplicaRow = Selectable<BlobReplicasTable>;

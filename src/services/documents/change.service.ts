@@ -11,6 +11,7 @@ import { audited } from '../audit.service.js';
 import type { CareRole, Visibility } from '../../domain/access.js';
 import type { RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
+import { purgeReplicaCopy } from '../blob-replication.js';
 import { assertActive, type Document } from './model.js';
 import { asDto, loadDocument } from './access.js';
 
@@ -128,6 +129,7 @@ export async function purgeDocument(
             payload: { key },
             organizationId: doc.organization_id,
           });
+          await purgeReplicaCopy(deps, tx, now, key);
         }
         // Crypto-shredding: without its wrapped data key no copy of the blob (a backup, an
         // archive copy a racing job made) can be decrypted any more.

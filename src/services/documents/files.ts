@@ -12,6 +12,7 @@ import type { CareRole, Visibility } from '../../domain/access.js';
 import type { Actor } from '../context.js';
 import { sniffContentType } from '../content-type.js';
 import type { ServiceDeps } from '../deps.js';
+import { replicateBlob } from '../blob-replication.js';
 import { emitEvent } from '../events.js';
 import { guardStall } from './stall-guard.js';
 import { defaultKind, type IncomingFile, type Received } from './model.js';
@@ -155,6 +156,7 @@ export async function insertNewDocument(
   await insertDocument(tx, doc);
   const version = versionRow(deps, doc, 1, input.file, stored, { userId: input.createdBy }, at);
   await insertDocumentVersion(tx, version);
+  await replicateBlob(deps, tx, now, version.blob_key);
   await enqueue(tx, now, {
     topic: 'preview',
     payload: { documentId: doc.id, version: 1 },

@@ -9,6 +9,7 @@ import {
 import { writeAuditEvent } from '../audit.service.js';
 import { systemContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
+import { replicateBlob } from '../blob-replication.js';
 import {
   canPreview,
   makePreview,
@@ -87,6 +88,7 @@ export async function makeVersionPreview(
       { previewStatus: 'pending', notPurged: true },
     );
     if (ok) {
+      if (thumb) await replicateBlob(deps, tx, deps.clock.now(), thumb.blobKey);
       await writeAuditEvent(
         tx,
         deps,

@@ -7,6 +7,7 @@ import { auditedStaged } from '../audit.service.js';
 import { accessPatient } from '../access.js';
 import type { RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
+import { replicateBlob } from '../blob-replication.js';
 import {
   assertActive,
   defaultKind,
@@ -114,6 +115,7 @@ export async function replaceContent(
       const named = { ...f, filename: f.filename ?? current.filename };
       const version = versionRow(deps, doc, next, named, s, actor, at);
       await insertDocumentVersion(tx, version);
+      await replicateBlob(deps, tx, now, version.blob_key);
       if (
         !(await updateDocumentIfVersion(tx, doc.id, doc.version, {
           current_version: next,

@@ -11,6 +11,7 @@ import * as m0008 from './0008-idempotency-holder.js';
 import * as m0009 from './0009-addendum-release.js';
 import * as m0010 from './0010-owner-name-words.js';
 import * as m0011 from './0011-patient-search-words.js';
+import * as m0012 from './0012-blob-replicas.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
@@ -24,6 +25,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0009-addendum-release': m0009,
   '0010-owner-name-words': m0010,
   '0011-patient-search-words': m0011,
+  '0012-blob-replicas': m0012,
 };
 
 export const migrationProvider: MigrationProvider = {
