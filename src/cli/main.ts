@@ -72,7 +72,7 @@ Commands:
                              rebuild a data folder from the replica (latest, or as it was at
                              TIME), verify its audit trail; keys from CARETRAIL_MASTER_KEY or the
                              escrowed key files in --key-dir
-  replicate setup|status|backup|verify|receive  (PostgreSQL: pgBackRest; see docs/dr-postgres.md)
+  replicate setup|status|backup|verify|receive  (PostgreSQL: pgBackRest; see docs/DISASTER-RECOVERY.md ("PostgreSQL"))
              [--apply] [--type full|incr] [--spool DIR] [--pgbackrest-config FILE]
   restore --to DIR [--at TIME] [--force] [--spool DIR] [--pg-port N] [--pg-conf-dir DIR]
                              (PostgreSQL: a new data directory, started and promoted)

@@ -1,6 +1,6 @@
 // `caretrail replicate backup` on PostgreSQL: a pgBackRest backup into the repository (full, or
 // incremental on top of the last one), then pgBackRest's own expiry by the retention window.
-// Meant to run from a timer (docs/dr-postgres.md); WAL archiving fills the time in between.
+// Meant to run from a timer (docs/DISASTER-RECOVERY.md ("PostgreSQL")); WAL archiving fills the time in between.
 import path from 'node:path';
 import type { Config } from '../../config.js';
 import { PgReplicationError } from './errors.js';

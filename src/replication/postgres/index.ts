@@ -18,7 +18,7 @@
 //                     RPO and RTO measured.
 //   cluster.ts, run.ts, pgbackrest.ts, server-settings.ts, wal-names.ts, cipher-pass.ts: the
 //                     pieces (PostgreSQL's tools as the cluster's OS user, pgBackRest's files).
-// The operator's guide is docs/dr-postgres.md. Tests: test/replication/postgres-*.db.test.ts.
+// The operator's guide is docs/DISASTER-RECOVERY.md ("PostgreSQL"). Tests: test/replication/postgres-*.db.test.ts.
 export { PgReplicationError } from './errors.js';
 export { pgReplicateSetup, type PgSetupOptions, type PgSetupReport } from './setup.js';
 export { pgReplicateStatus, type PgReplicationStatus } from './status.js';
