@@ -6,13 +6,14 @@
 // trail and the files verified. The result is kept in the data folder (last-drill.json) for the
 // Backups page and printed; the exit code is 1 when an objective is missed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, generateKeyPairSync, randomBytes, randomInt } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { ConfigError, type Config } from '../config.js';
+import { setUpClinic, sleep, startLoad, tally, waitReady } from './drill-workload.js';
 
 export const LAST_DRILL_FILE = 'last-drill.json';
 
@@ -43,8 +44,6 @@ export function parseDuration(raw: string, flag: string): number {
   const n = Number(m[1]);
   return m[2] === 'ms' ? n / 1000 : m[2] === 'm' ? n * 60 : n;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -100,52 +99,6 @@ function exited(child: ChildProcess): Promise<number> {
       resolve(code ?? 1);
     });
   });
-}
-
-async function waitReady(base: string, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null)
-      throw new Error(`the server exited with ${String(child.exitCode)}`);
-    try {
-      const res = await fetch(`${base}/readyz`);
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(50);
-  }
-  throw new Error(`no healthy server at ${base} within ${String(timeoutMs / 1000)} s`);
-}
-
-async function api(
-  base: string,
-  method: string,
-  url: string,
-  body: unknown,
-  token?: string,
-): Promise<{ status: number; json: { id?: string; token?: string } }> {
-  const res = await fetch(`${base}${url}`, {
-    method,
-    headers: {
-      'content-type': 'application/json',
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-    },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  return {
-    status: res.status,
-    json: (text ? JSON.parse(text) : {}) as { id?: string; token?: string },
-  };
-}
-
-interface Ack {
-  kind: 'note' | 'document';
-  key: string;
-  at: number;
-  sha256?: string;
-  id?: string;
 }
 
 export async function drillCommand(config: Config, flags: Record<string, string>): Promise<number> {
@@ -253,105 +206,25 @@ export async function sqliteDrill(options: SqliteDrillOptions): Promise<DrillRes
   const startedAt = new Date().toISOString();
   const problems: string[] = [];
 
-  // A clinic: admin (CLI), a clinician, a patient.
-  const password = `drill-${randomBytes(8).toString('hex')}`;
-  const passwordFile = path.join(work, 'drill-password');
-  fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
-  const admin = `drill-admin-${randomBytes(3).toString('hex')}@example.test`;
-  const vet = `drill-vet-${randomBytes(3).toString('hex')}@example.test`;
-  const created = await run(
-    ['admin', 'create', '--org', 'Drill Clinic', '--email', admin, '--password-file', passwordFile],
-    primaryEnv,
-  );
-  if (created.code !== 0) throw new Error(`admin create failed: ${created.stderr.trim()}`);
   options.log(`drill: starting a replicating server on ${base} (replica ${replica})`);
   const server = cli(['serve'], primaryEnv);
+  const gone = (child: ChildProcess) => () =>
+    child.exitCode !== null || child.signalCode !== null ? 'the server exited' : null;
   let killAt = 0;
-  const acks: Ack[] = [];
   try {
-    await waitReady(base, server, 30_000);
-    const adminLogin = await api(base, 'POST', '/api/v1/auth/login', {
-      email: admin,
-      password,
+    await waitReady(base, gone(server), 30_000);
+    const clinic = await setUpClinic(base, work, async (args) => {
+      const made = await run(args, primaryEnv);
+      return { ok: made.code === 0, output: made.stderr };
     });
-    if (adminLogin.status !== 200) throw new Error(`sign-in answered ${String(adminLogin.status)}`);
-    const user = await api(
-      base,
-      'POST',
-      '/api/v1/users',
-      { email: vet, name: 'Drill Vet', role: 'clinician', password },
-      adminLogin.json.token,
-    );
-    if (user.status !== 201) throw new Error(`clinician create answered ${String(user.status)}`);
-    const login = await api(base, 'POST', '/api/v1/auth/login', { email: vet, password });
-    if (login.status !== 200) throw new Error(`sign-in answered ${String(login.status)}`);
-    const token = login.json.token ?? '';
-    const patient = await api(
-      base,
-      'POST',
-      '/api/v1/patients',
-      { name: 'Drill Dog', species: 'canine' },
-      token,
-    );
-    if (patient.status !== 201)
-      throw new Error(`patient create answered ${String(patient.status)}`);
-    const patientId = patient.json.id ?? '';
-
-    // Writers until the kill: three note writers, one uploader.
-    let stop = false;
-    let n = 0;
-    const noteWriter = async () => {
-      while (!stop) {
-        const key = `drill-${String(n++)}-${randomBytes(3).toString('hex')}`;
-        try {
-          const res = await api(
-            base,
-            'POST',
-            `/api/v1/patients/${patientId}/notes`,
-            { kind: 'clinical', body: `drill note ${key}` },
-            token,
-          );
-          if (res.status === 201) acks.push({ kind: 'note', key, at: Date.now() });
-        } catch {
-          await sleep(5); // the server is gone
-        }
-      }
-    };
-    const uploader = async () => {
-      while (!stop) {
-        const key = `drill-file-${String(n++)}-${randomBytes(3).toString('hex')}`;
-        const bytes = randomBytes(32_768 + randomInt(65_536));
-        const form = new FormData();
-        form.append('title', `drill upload ${key}`);
-        form.append('file', new Blob([bytes]), `${key}.bin`);
-        try {
-          const res = await fetch(`${base}/api/v1/patients/${patientId}/documents`, {
-            method: 'POST',
-            headers: { authorization: `Bearer ${token}` },
-            body: form,
-          });
-          const json = (await res.json()) as { id?: string };
-          if (res.status === 201)
-            acks.push({
-              kind: 'document',
-              key,
-              at: Date.now(),
-              sha256: createHash('sha256').update(bytes).digest('hex'),
-              ...(json.id ? { id: json.id } : {}),
-            });
-        } catch {
-          await sleep(5);
-        }
-      }
-    };
-    const writers = [noteWriter(), noteWriter(), noteWriter(), uploader()];
+    const writers = startLoad(base, clinic.token, clinic.patientId);
+    const { acks } = writers;
     const loadStarted = Date.now();
     await sleep(options.seconds * 1000 * (0.5 + Math.random() * 0.5));
     server.kill('SIGKILL');
     killAt = Date.now();
     options.log(`drill: SIGKILL after ${((killAt - loadStarted) / 1000).toFixed(1)} s`);
-    stop = true;
-    await Promise.all(writers);
+    await writers.stop();
     await exited(server);
 
     // The data folder is lost: restore from the replica alone.
@@ -380,37 +253,20 @@ export async function sqliteDrill(options: SqliteDrillOptions): Promise<DrillRes
       CARETRAIL_DATA_DIR: restored,
       CARETRAIL_PORT: String(restoredPort),
     });
-    let rtoSeconds = Number.NaN;
-    const files = { checked: 0, ok: 0, bad: 0 };
     try {
-      await waitReady(restoredBase, second, 120_000);
-      rtoSeconds = (Date.now() - killAt) / 1000;
-      // Acknowledged writes present in the restored database?
-      const present = presentKeys(path.join(restored, 'caretrail.db'));
-      const missing = acks.filter((a) =>
-        a.kind === 'document' && lostFiles.has(a.id ?? '')
-          ? true
-          : a.kind === 'note'
-            ? !present.notes.has(`drill note ${a.key}`)
-            : !present.documents.has(`drill upload ${a.key}`),
-      );
-      const relogin = await api(restoredBase, 'POST', '/api/v1/auth/login', {
-        email: vet,
-        password,
+      await waitReady(restoredBase, gone(second), 120_000);
+      const rtoSeconds = (Date.now() - killAt) / 1000;
+      const { missing, rpoSeconds, files } = await tally({
+        acks,
+        killAt,
+        present: presentKeys(path.join(restored, 'caretrail.db')),
+        lostFiles,
+        base: restoredBase,
+        clinic,
+        rtoSeconds,
+        objectives: { rpoSeconds: options.rpoSeconds, rtoSeconds: options.rtoSeconds },
+        problems,
       });
-      for (const doc of acks.filter((a) => a.kind === 'document' && !missing.includes(a))) {
-        files.checked += 1;
-        const res = await fetch(`${restoredBase}/api/v1/documents/${doc.id ?? ''}/content`, {
-          headers: { authorization: `Bearer ${relogin.json.token ?? ''}` },
-        });
-        const body = Buffer.from(await res.arrayBuffer());
-        const ok =
-          res.status === 200 && createHash('sha256').update(body).digest('hex') === doc.sha256;
-        if (ok) files.ok += 1;
-        else files.bad += 1;
-      }
-      const oldestMissing = Math.min(...missing.map((a) => a.at));
-      const rpoSeconds = missing.length === 0 ? 0 : Math.max(0, (killAt - oldestMissing) / 1000);
       const result: DrillResult = {
         engine: 'sqlite',
         replica: replica.split('?')[0] ?? replica,
@@ -421,10 +277,7 @@ export async function sqliteDrill(options: SqliteDrillOptions): Promise<DrillRes
           notes: acks.filter((a) => a.kind === 'note').length,
           documents: acks.filter((a) => a.kind === 'document').length,
         },
-        missing: {
-          notes: missing.filter((a) => a.kind === 'note').length,
-          documents: missing.filter((a) => a.kind === 'document').length,
-        },
+        missing,
         rpoSeconds,
         rtoSeconds,
         restoreSeconds,
@@ -435,17 +288,7 @@ export async function sqliteDrill(options: SqliteDrillOptions): Promise<DrillRes
         passed: false,
         problems,
       };
-      if (rpoSeconds > options.rpoSeconds)
-        problems.push(
-          `RPO ${rpoSeconds.toFixed(2)} s is over the objective of ${String(options.rpoSeconds)} s`,
-        );
-      if (rtoSeconds > options.rtoSeconds)
-        problems.push(
-          `RTO ${rtoSeconds.toFixed(1)} s is over the objective of ${String(options.rtoSeconds)} s`,
-        );
       if (!result.audit.ok) problems.push('the restored audit trail did not verify');
-      if (files.bad > 0)
-        problems.push(`${String(files.bad)} restored uploads did not read back intact`);
       result.passed = problems.length === 0;
       return result;
     } finally {

@@ -9,7 +9,7 @@
 // Uploads live in the file store, which in production is off the machine (S3): here a folder
 // beside the repository that survives the loss.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, generateKeyPairSync, randomBytes, randomInt } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { loadConfig } from '../../config.js';
 import type { DrillResult } from '../drill.js';
+import { setUpClinic, sleep, startLoad, tally, waitReady } from '../drill-workload.js';
 import { pgBackup } from './backup.js';
 import { createPrivateCluster, freePort, localCluster, type LocalCluster } from './cluster.js';
 import { PgReplicationError } from './errors.js';
@@ -54,8 +55,6 @@ export interface PgDrillResult extends DrillResult {
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 function defaultCli(): string {
   // src/replication/postgres/drill.ts or dist/replication/postgres/drill.js: dist/cli/main.js.
   const here = path.dirname(fileURLToPath(import.meta.url));
@@ -71,6 +70,12 @@ interface Child {
   exited: Promise<number | null>;
 }
 
+/** For waitReady: why the server cannot come up (it exited), or null. */
+const exitedWith = (server: Child) => () =>
+  server.child.exitCode !== null || server.child.signalCode !== null
+    ? `the Caretrail server exited: ${server.output().trim().split('\n').slice(-2).join(' ')}`
+    : null;
+
 function node(cli: string, args: string[], env: NodeJS.ProcessEnv): Child {
   const child = spawn(process.execPath, [cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -85,157 +90,6 @@ function node(cli: string, args: string[], env: NodeJS.ProcessEnv): Child {
     });
   });
   return { child, output: () => out, exited };
-}
-
-async function waitReady(base: string, server: Child, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (server.child.exitCode !== null)
-      throw new PgReplicationError(
-        `the Caretrail server exited: ${server.output().trim().split('\n').slice(-2).join(' ')}`,
-      );
-    try {
-      if ((await fetch(`${base}/readyz`)).status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(50);
-  }
-  throw new PgReplicationError(
-    `no healthy Caretrail server at ${base} within ${String(timeoutMs / 1000)} s`,
-  );
-}
-
-async function call(
-  base: string,
-  method: string,
-  url: string,
-  body: unknown,
-  token?: string,
-): Promise<{ status: number; json: { id?: string; token?: string } }> {
-  const res = await fetch(`${base}${url}`, {
-    method,
-    headers: {
-      'content-type': 'application/json',
-      ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}),
-    },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  return {
-    status: res.status,
-    json: (text ? JSON.parse(text) : {}) as { id?: string; token?: string },
-  };
-}
-
-interface Ack {
-  kind: 'note' | 'document';
-  key: string;
-  at: number;
-  sha256?: string;
-  id?: string;
-}
-
-/** A clinician's token and a patient, through the API (the admin made by the CLI). */
-async function clinic(
-  cli: string,
-  base: string,
-  env: NodeJS.ProcessEnv,
-  work: string,
-): Promise<{ token: string; patientId: string; vet: string; password: string }> {
-  const password = `drill-${randomBytes(8).toString('hex')}`;
-  const passwordFile = path.join(work, 'drill-password');
-  fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
-  const admin = `drill-admin-${randomBytes(3).toString('hex')}@example.test`;
-  const vet = `drill-vet-${randomBytes(3).toString('hex')}@example.test`;
-  const created = node(
-    cli,
-    ['admin', 'create', '--org', 'Drill Clinic', '--email', admin, '--password-file', passwordFile],
-    env,
-  );
-  if ((await created.exited) !== 0)
-    throw new PgReplicationError(`admin create failed: ${created.output().trim()}`);
-  const adminLogin = await call(base, 'POST', '/api/v1/auth/login', { email: admin, password });
-  const user = await call(
-    base,
-    'POST',
-    '/api/v1/users',
-    { email: vet, name: 'Drill Vet', role: 'clinician', password },
-    adminLogin.json.token,
-  );
-  if (user.status !== 201)
-    throw new PgReplicationError(`clinician create answered ${String(user.status)}`);
-  const login = await call(base, 'POST', '/api/v1/auth/login', { email: vet, password });
-  const token = login.json.token ?? '';
-  const patient = await call(
-    base,
-    'POST',
-    '/api/v1/patients',
-    { name: 'Drill Dog', species: 'canine' },
-    token,
-  );
-  if (patient.status !== 201)
-    throw new PgReplicationError(`patient create answered ${String(patient.status)}`);
-  return { token, patientId: patient.json.id ?? '', vet, password };
-}
-
-/** Three note writers and an uploader until `stop()`; every acknowledged write remembered. */
-function load(base: string, token: string, patientId: string) {
-  let running = true;
-  let n = 0;
-  const acks: Ack[] = [];
-  const notes = async () => {
-    while (running) {
-      const key = `drill-${String(n++)}-${randomBytes(3).toString('hex')}`;
-      try {
-        const res = await call(
-          base,
-          'POST',
-          `/api/v1/patients/${patientId}/notes`,
-          { kind: 'clinical', body: `drill note ${key}` },
-          token,
-        );
-        if (res.status === 201) acks.push({ kind: 'note', key, at: Date.now() });
-      } catch {
-        await sleep(5); // the server is gone
-      }
-    }
-  };
-  const uploads = async () => {
-    while (running) {
-      const key = `drill-file-${String(n++)}-${randomBytes(3).toString('hex')}`;
-      const bytes = randomBytes(32_768 + randomInt(65_536));
-      const form = new FormData();
-      form.append('title', `drill upload ${key}`);
-      form.append('file', new Blob([bytes]), `${key}.bin`);
-      try {
-        const res = await fetch(`${base}/api/v1/patients/${patientId}/documents`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${token}` },
-          body: form,
-        });
-        const json = (await res.json()) as { id?: string };
-        if (res.status === 201)
-          acks.push({
-            kind: 'document',
-            key,
-            at: Date.now(),
-            sha256: createHash('sha256').update(bytes).digest('hex'),
-            ...(json.id !== undefined ? { id: json.id } : {}),
-          });
-      } catch {
-        await sleep(5);
-      }
-    }
-  };
-  const workers = [notes(), notes(), notes(), uploads()];
-  return {
-    acks,
-    async stop() {
-      running = false;
-      await Promise.all(workers);
-    },
-  };
 }
 
 export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
@@ -330,10 +184,13 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
     });
     const env = appEnv(part('app'), port);
     server = node(cli, ['serve'], env);
-    await waitReady(base, server, 60_000);
-    const people = await clinic(cli, base, env, work);
+    await waitReady(base, exitedWith(server), 60_000);
+    const people = await setUpClinic(base, work, async (args) => {
+      const made = node(cli, args, env);
+      return { ok: (await made.exited) === 0, output: made.output() };
+    });
     log(`drill: Caretrail on ${base}; load for up to ${String(options.seconds)} s`);
-    const writers = load(base, people.token, people.patientId);
+    const writers = startLoad(base, people.token, people.patientId);
     const loadStarted = Date.now();
     await sleep(options.seconds * 1000 * (0.75 + Math.random() * 0.25));
 
@@ -373,49 +230,31 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
     const base2 = `http://127.0.0.1:${String(port2)}`;
     const env2 = appEnv(part('app-restored'), port2);
     second = node(cli, ['serve'], env2);
-    await waitReady(base2, second, 120_000);
+    await waitReady(base2, exitedWith(second), 120_000);
     const rtoSeconds = (Date.now() - killAt) / 1000;
     log(`drill: restored server healthy ${rtoSeconds.toFixed(1)} s after the kill`);
 
     // What came back.
     const present = await presentKeys(config.databaseUrl);
-    const missing = writers.acks.filter((a) =>
-      a.kind === 'note'
-        ? !present.notes.has(`drill note ${a.key}`)
-        : !present.documents.has(`drill upload ${a.key}`),
-    );
-    const files2 = { checked: 0, ok: 0, bad: 0 };
-    const relogin = await call(base2, 'POST', '/api/v1/auth/login', {
-      email: people.vet,
-      password: people.password,
+    const {
+      missing,
+      rpoSeconds,
+      files: files2,
+    } = await tally({
+      acks: writers.acks,
+      killAt,
+      present,
+      base: base2,
+      clinic: people,
+      rtoSeconds,
+      objectives: { rpoSeconds: options.rpoSeconds, rtoSeconds: options.rtoSeconds },
+      problems,
     });
-    for (const doc of writers.acks.filter((a) => a.kind === 'document' && !missing.includes(a))) {
-      files2.checked += 1;
-      const res = await fetch(`${base2}/api/v1/documents/${doc.id ?? ''}/content`, {
-        headers: { authorization: `Bearer ${relogin.json.token ?? ''}` },
-      });
-      const body = Buffer.from(await res.arrayBuffer());
-      if (res.status === 200 && createHash('sha256').update(body).digest('hex') === doc.sha256)
-        files2.ok += 1;
-      else files2.bad += 1;
-    }
     const verify = node(cli, ['audit', 'verify'], env2);
     const auditCode = await verify.exited;
     const audit = { ok: auditCode === 0, message: verify.output().trim().split('\n').pop() ?? '' };
 
-    const oldestMissing = Math.min(...missing.map((a) => a.at));
-    const rpoSeconds = missing.length === 0 ? 0 : Math.max(0, (killAt - oldestMissing) / 1000);
-    if (rpoSeconds > options.rpoSeconds)
-      problems.push(
-        `RPO ${rpoSeconds.toFixed(2)} s is over the objective of ${String(options.rpoSeconds)} s`,
-      );
-    if (rtoSeconds > options.rtoSeconds)
-      problems.push(
-        `RTO ${rtoSeconds.toFixed(1)} s is over the objective of ${String(options.rtoSeconds)} s`,
-      );
     if (!audit.ok) problems.push('the restored audit trail did not verify');
-    if (files2.bad > 0)
-      problems.push(`${String(files2.bad)} restored uploads did not read back intact`);
     return {
       engine: 'postgres',
       replica: `file:${part('repository')}`,
@@ -426,10 +265,7 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
         notes: writers.acks.filter((a) => a.kind === 'note').length,
         documents: writers.acks.filter((a) => a.kind === 'document').length,
       },
-      missing: {
-        notes: missing.filter((a) => a.kind === 'note').length,
-        documents: missing.filter((a) => a.kind === 'document').length,
-      },
+      missing,
       rpoSeconds,
       rtoSeconds,
       restoreSeconds,
