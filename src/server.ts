@@ -19,7 +19,7 @@ import {
   type ReplicationMonitor,
 } from './replication/index.js';
 import { LAST_DRILL_FILE } from './replication/drill.js';
-import { readLastDrill } from './services/backups.service.js';
+import { readLastDrill } from './replication/backups.service.js';
 import { createVault, type Vault } from './blobs/vault.js';
 import { createCipherPool } from './blobs/cipher-pool.js';
 import {

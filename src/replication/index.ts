@@ -6,6 +6,10 @@
 //   sqlite-replicator.ts  ships the log's committed frames and snapshots (SQLite, in the server)
 //   restore.ts            rebuilds a SQLite database from the replica, to the latest state or --at
 //   postgres/             pgBackRest: configuration, backups, WAL archive, point-in-time restore
+//   blobs/                files copied to CARETRAIL_BLOB_REPLICA_URL through the outbox, restored
+//   anchors/              signed audit checkpoints on the replica, `audit verify --replica`
+//   backups.service.ts    the admin Backups page's answer (GET /api/v1/admin/backups)
+//   cli.ts, drill.ts      `replicate status`, `restore`, `dr drill` (drill-workload.ts: both drills)
 //
 // This file wires replication into a running server and reports its health: `/readyz` says
 // "degraded" when a replica falls behind or cannot be reached, and the admin Backups page and

@@ -5,7 +5,7 @@ import type { Clock } from '../domain/clock.js';
 import type { Vault } from '../blobs/vault.js';
 import type { Database } from '../store/database.js';
 import type { ReplicationMonitor } from '../replication/index.js';
-import type { LastDrill } from './backups.service.js';
+import type { LastDrill } from '../replication/backups.service.js';
 import type { RequestContext } from './context.js';
 
 export type ServiceSettings = Pick<

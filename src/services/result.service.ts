@@ -49,7 +49,7 @@ import {
   type RequestContext,
 } from './context.js';
 import type { ServiceDeps } from './deps.js';
-import { replicateBlob } from './blob-replication.js';
+import { replicateBlob } from '../replication/blobs/track.js';
 import type { DocumentService, IncomingFile } from './document.service.js';
 import { readDicomHeader, type DicomHeader } from '../previews/dicom.js';
 import { emitEvent } from './events.js';

@@ -13,7 +13,7 @@ import { createSubscriptionService } from './subscription.service.js';
 import { createSharingService } from './sharing.service.js';
 import { createIntegrationKeyService } from './integration-key.service.js';
 import { createResultService } from './result.service.js';
-import { createBackupsService } from './backups.service.js';
+import { createBackupsService } from '../replication/backups.service.js';
 
 /** How often one user's recent reads are counted for the unusual-access rule. */
 export const ALERT_CHECK_INTERVAL_MS = 2000;

@@ -8,7 +8,7 @@
 //   plaintext, and a replica alone opens nothing. Each copy is checked on the way: length, every
 //   chunk's tag, the plaintext's SHA-256 as recorded (verified-copy.ts).
 // - At least once: the unit of work that commits a row pointing at a blob also inserts its
-//   blob_replicas row and a `blob.replicate` outbox job (src/services/blob-replication.ts). The
+//   blob_replicas row and a `blob.replicate` outbox job (src/replication/blobs/track.ts). The
 //   relay retries a failed copy forever (backoff up to 5 minutes): a replica outage loses
 //   nothing, the lag grows and is reported, and copying resumes by itself.
 // - Deletions: only a retention purge deletes on the replica (`blob.replica.delete`, queued in

@@ -11,7 +11,7 @@ import { audited } from '../audit.service.js';
 import type { CareRole, Visibility } from '../../domain/access.js';
 import type { RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
-import { purgeReplicaCopy } from '../blob-replication.js';
+import { purgeReplicaCopy } from '../../replication/blobs/track.js';
 import { assertActive, type Document } from './model.js';
 import { asDto, loadDocument } from './access.js';
 

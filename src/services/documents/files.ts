@@ -12,7 +12,7 @@ import type { CareRole, Visibility } from '../../domain/access.js';
 import type { Actor } from '../context.js';
 import { sniffContentType } from '../content-type.js';
 import type { ServiceDeps } from '../deps.js';
-import { replicateBlob } from '../blob-replication.js';
+import { replicateBlob } from '../../replication/blobs/track.js';
 import { emitEvent } from '../events.js';
 import { guardStall } from './stall-guard.js';
 import { defaultKind, type IncomingFile, type Received } from './model.js';

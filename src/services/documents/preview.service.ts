@@ -9,7 +9,7 @@ import {
 import { writeAuditEvent } from '../audit.service.js';
 import { systemContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
-import { replicateBlob } from '../blob-replication.js';
+import { replicateBlob } from '../../replication/blobs/track.js';
 import {
   canPreview,
   makePreview,

@@ -7,7 +7,7 @@ import { auditedStaged } from '../audit.service.js';
 import { accessPatient } from '../access.js';
 import type { RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
-import { replicateBlob } from '../blob-replication.js';
+import { replicateBlob } from '../../replication/blobs/track.js';
 import {
   assertActive,
   defaultKind,

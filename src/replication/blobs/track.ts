@@ -1,9 +1,9 @@
 // Keeps the blob replica (CARETRAIL_BLOB_REPLICA_URL) in step with the rows that point at blobs:
 // called inside the unit of work that commits such a row, so a copy is queued if and only if
 // the row is committed (at least once, through the outbox; src/replication/blobs/).
-import { markBlobPurged, trackStoredBlob } from '../store/blob-replica.store.js';
-import type { Tx } from '../store/tables.js';
-import type { ServiceDeps } from './deps.js';
+import { markBlobPurged, trackStoredBlob } from '../../store/blob-replica.store.js';
+import type { Tx } from '../../store/tables.js';
+import type { ServiceDeps } from '../../services/deps.js';
 
 const replicating = (deps: Pick<ServiceDeps, 'settings'>): boolean =>
   deps.settings.blobReplicaUrl !== '';

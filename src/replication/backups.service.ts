@@ -1,11 +1,11 @@
 // The Backups page (admins): off-site replication per part, the last disaster-recovery drill,
 // and warnings an operator acts on. The figures are the server's, the same for every organization.
 import fsp from 'node:fs/promises';
-import type { DrillResult } from '../replication/drill.js';
-import type { ReplicaPartStatus } from '../replication/index.js';
-import { auditedRead } from './audit.service.js';
-import type { RequestContext } from './context.js';
-import type { ServiceDeps } from './deps.js';
+import type { DrillResult } from './drill.js';
+import type { ReplicaPartStatus } from './index.js';
+import { auditedRead } from '../services/audit.service.js';
+import type { RequestContext } from '../services/context.js';
+import type { ServiceDeps } from '../services/deps.js';
 
 /** A drill older than this is a warning: restores are rehearsed at least monthly. */
 export const DRILL_MAX_AGE_DAYS = 30;
