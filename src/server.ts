@@ -15,7 +15,7 @@ import { openBlobStore, type BlobStoreOptions } from './blobs/index.js';
 import { loadKeyring } from './blobs/master-key.js';
 import {
   createReplicationMonitor,
-  sqliteReplication,
+  databaseReplication,
   type ReplicationMonitor,
 } from './replication/index.js';
 import { LAST_DRILL_FILE } from './replication/drill.js';
@@ -107,10 +107,7 @@ export async function createRuntime(
   } = {},
 ): Promise<Runtime> {
   const monitor = createReplicationMonitor();
-  const replication =
-    config.replicaUrl !== '' && config.databaseUrl.startsWith('sqlite:')
-      ? sqliteReplication(config, log)
-      : null;
+  const replication = databaseReplication(config, log);
   const db = await openDatabase(config.databaseUrl, {
     ...replication?.openOptions,
     pgPoolSize: config.pgPoolSize,
@@ -189,6 +186,9 @@ export async function createRuntime(
         ...(options.random ? { random: options.random } : {}),
       },
     );
+    // Synchronous mode covers the files too: an upload answers once its bytes are on the replica.
+    if (config.replicaSync && blobReplication.enabled)
+      services.deps.blobReplicaSync = blobReplication;
     services.deps.onOutbox = () => {
       relay.kick();
     };

@@ -23,6 +23,7 @@ import type { Config } from '../config.js';
 import type { Database, OpenOptions } from '../store/database.js';
 import { openReplicaDestination } from './destination.js';
 import { createSqliteReplicator, type SqliteReplicator } from './sqlite-replicator.js';
+import { watchPostgresReplication } from './postgres/watch.js';
 
 /** Lag above which a replica counts as behind (asynchronous mode ships every 250 ms). */
 export const BEHIND_AFTER_SECONDS = 5;
@@ -69,6 +70,37 @@ export function partState(
 
 /** Where a serving SQLite instance writes its replication status for `caretrail replicate status`. */
 export const STATUS_FILE = 'replication-status.json';
+
+/**
+ * The database's replication for a server, or null when CARETRAIL_REPLICA_URL is empty: open
+ * the database with `openOptions`, then `attach` once it is open and migrated; `start` with the
+ * server's jobs, `stop` when it closes. SQLite ships its own log (sqlite-replicator.ts);
+ * PostgreSQL is replicated by its own tools and only watched here (postgres/watch.ts).
+ */
+export function databaseReplication(config: Config, log: Logger) {
+  if (config.replicaUrl === '') return null;
+  if (config.databaseUrl.startsWith('sqlite:')) return sqliteReplication(config, log);
+  const watch = watchPostgresReplication(config, log);
+  const openOptions: OpenOptions = {
+    writeGate: () => watch.writeGate(),
+    awaitCommit: (commit) => watch.awaitCommit(commit),
+  };
+  return {
+    openOptions,
+    attach(db: Database, _keyring: Keyring, monitor: ReplicationMonitor): void {
+      watch.attach(db, monitor);
+    },
+    start(): Promise<void> {
+      watch.start();
+      log.info({ mode: config.replicaSync ? 'sync' : 'async' }, 'watching the database replica');
+      return Promise.resolve();
+    },
+    stop(): Promise<void> {
+      watch.stop();
+      return Promise.resolve();
+    },
+  };
+}
 
 /**
  * SQLite database replication for a server: the database's hooks (open the database with

@@ -281,7 +281,7 @@ export function createResultService(
         wrapped_key: stored.wrapped,
         document_id: null,
       });
-      await replicateBlob(deps, tx, at, stored.blobKey);
+      await replicateBlob(deps, tx, at, stored.blobKey, stored.replica);
     }
     if (patientId) await fileAttachments(tx, at, result, patientId, authorId);
   }

@@ -30,24 +30,32 @@ async function queueJob(tx: Tx, now: Date, blobKey: string, topic: OutboxTopic):
 /**
  * A blob now referenced by a committed row (call in that row's unit of work): the replica must
  * get a copy. With `queue`, the copy job is queued in the same unit; without (the backfill), the
- * row waits in the backlog. A blob already tracked is left as it is. Returns whether it was new.
+ * row waits in the backlog; with `copied`, it is there already. A blob already tracked is left as
+ * it is. Returns whether it was new.
  */
 export async function trackStoredBlob(
   tx: Tx,
   now: Date,
   blobKey: string,
-  options: { storedAt?: string; queue: boolean },
+  options: {
+    storedAt?: string;
+    queue: boolean;
+    /** Copied already, before this commit (synchronous mode): tracked as replicated. */
+    copied?: { bytes: number; sha256: string };
+  },
 ): Promise<boolean> {
+  const at = now.toISOString();
+  const { copied } = options;
   const result = await tx
     .insertInto('blob_replicas')
     .values({
       blob_key: blobKey,
-      state: 'pending',
-      stored_at: options.storedAt ?? now.toISOString(),
+      state: copied ? 'replicated' : 'pending',
+      stored_at: options.storedAt ?? at,
       job_id: null,
-      replicated_at: null,
-      bytes: null,
-      sha256: null,
+      replicated_at: copied ? at : null,
+      bytes: copied?.bytes ?? null,
+      sha256: copied?.sha256 ?? null,
       last_error: null,
       last_error_at: null,
       removed_at: null,

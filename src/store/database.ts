@@ -79,6 +79,11 @@ export interface OpenOptions {
   afterCommit?: (raw: BetterSqlite3.Database, batch: { changed: boolean }) => void | Promise<void>;
   /** Checked before a unit is queued: an error refuses the write before anything is written. */
   writeGate?: () => Error | null;
+  /**
+   * PostgreSQL: wraps each unit's transaction, to answer it with an error while it waits (a
+   * synchronous standby that went away holds commits without a time limit).
+   */
+  awaitCommit?: <T>(commit: Promise<T>) => Promise<T>;
 }
 
 export const MIN_SQLITE_VERSION = '3.51.3';
@@ -442,8 +447,13 @@ function openPostgres(url: string, options: OpenOptions): Database {
     stats: () => ({ ...counters }),
     async write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
       if (stop.failure) throw refusedAfterFailStop();
+      const refused = options.writeGate?.() ?? null;
+      if (refused) throw refused;
       try {
-        const result = await db.transaction().execute(fn);
+        const commit = db.transaction().execute(fn);
+        // Answered early (awaitCommit), the transaction still ends: its outcome is not ours.
+        if (options.awaitCommit) commit.catch(() => undefined);
+        const result = await (options.awaitCommit ? options.awaitCommit(commit) : commit);
         counters.units += 1;
         counters.transactions += 1;
         return result;

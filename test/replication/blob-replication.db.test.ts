@@ -4,7 +4,8 @@
 // a time, a replica outage costs no upload and is reported as lag until the copies catch up by
 // themselves, only a retention purge deletes on the replica, a damaged file in the file store is
 // reported instead of copied, and restoreBlobs rebuilds a fresh store from the replica,
-// verifying every file and naming a damaged and a missing one by ids.
+// verifying every file and naming a damaged and a missing one by ids; in synchronous mode an
+// upload is answered only once its bytes are on the replica, and refused (503) while it is down.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -424,7 +425,10 @@ for (const engine of ['sqlite', 'postgres'] as const) {
           });
           const part = h.runtime.replication.parts().files;
           assert.ok(part && part.state !== 'ok', 'the files part is not ok');
-          await waitFor('the lag to reach a second', async () => (await status()).oldestPendingSeconds >= 1);
+          await waitFor(
+            'the lag to reach a second',
+            async () => (await status()).oldestPendingSeconds >= 1,
+          );
           const later = await status();
           assert.equal(later.behind, true);
           assert.ok((await download(docs[0]?.id ?? '')).equals(during[0] ?? Buffer.alloc(0)));
@@ -746,6 +750,78 @@ for (const engine of ['sqlite', 'postgres'] as const) {
               assert.equal(sha256(await download(v.document_id, v.version)), v.sha256);
           } finally {
             fs.rmSync(target, { recursive: true, force: true });
+          }
+        });
+
+        test('synchronous mode: an upload is answered once its bytes are on the replica; with the replica down it is refused and nothing is kept', async () => {
+          await h.close();
+          const databaseReplica = tempDir('caretrail-dbreplica-');
+          try {
+            h = await serve(true, {
+              CARETRAIL_REPLICA_URL: `file:${databaseReplica}`,
+              CARETRAIL_REPLICA_SYNC: 'true',
+            });
+            vet = await signIn(h, vet);
+            h.runtime.startJobs();
+            const copyJobs = async (key: string) =>
+              (
+                await h.runtime.db.read
+                  .selectFrom('outbox')
+                  .select('id')
+                  .where('topic', '=', 'blob.replicate')
+                  .where('payload', '=', JSON.stringify({ key }))
+                  .execute()
+              ).length;
+
+            const doc = await upload(markedText(40_000, 'synchronous'), 'sync.txt');
+            const [key = ''] = await keysOf(doc.id);
+            // No job copied it: the upload itself did, before answering.
+            await assertSameCiphertext(key);
+            assert.equal(await stateOf(key), 'replicated');
+            assert.equal(await copyJobs(key), 0);
+
+            await h.runtime.relay.runUntilIdle();
+            const documentsOf = async () =>
+              (
+                await h.runtime.db.read
+                  .selectFrom('documents')
+                  .select('id')
+                  .where('patient_id', '=', patientId)
+                  .execute()
+              ).length;
+            const documentsBefore = await documentsOf();
+            const filesBefore = primary.rawFiles().length;
+            const replicaBefore = replica.rawFiles().length;
+            await replica.breakDown();
+            const form = new FormData();
+            form.append(
+              'file',
+              new Blob([markedText(30_000, 'refused')], { type: 'application/octet-stream' }),
+              'refused-upload.txt',
+            );
+            const refused = await fetch(`${base}/api/v1/patients/${patientId}/documents`, {
+              method: 'POST',
+              headers: auth(vet),
+              body: form,
+            });
+            const text = await refused.text();
+            assert.equal(refused.status, 503, text);
+            const error = (JSON.parse(text) as { error: { code: string; message: string } }).error;
+            assert.equal(error.code, 'unavailable');
+            assert.match(error.message, /replica file store .* nothing was saved/);
+            assert.doesNotMatch(text, /refused-upload|refused|PATIENT/);
+            assert.equal(await documentsOf(), documentsBefore, 'no document row');
+            assert.equal(primary.rawFiles().length, filesBefore, 'no file left in the file store');
+            assert.deepEqual(replica.leftovers(), [], 'nothing half-written on the replica');
+
+            await replica.repair();
+            assert.equal(replica.rawFiles().length, replicaBefore);
+            const later = await upload(markedText(20_000, 'after the outage'), 'later.txt');
+            const [laterKey = ''] = await keysOf(later.id);
+            await assertSameCiphertext(laterKey);
+            assert.equal(await copyJobs(laterKey), 0);
+          } finally {
+            fs.rmSync(databaseReplica, { recursive: true, force: true });
           }
         });
       },

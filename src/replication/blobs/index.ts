@@ -22,7 +22,8 @@
 //   a fresh store, verifying each, and names missing and damaged ones by ids.
 import type { Logger } from 'pino';
 import { openBlobStore, type BlobStoreOptions } from '../../blobs/index.js';
-import type { Vault } from '../../blobs/vault.js';
+import type { BlobRef, Vault } from '../../blobs/vault.js';
+import { AppError } from '../../domain/errors.js';
 import type { Clock } from '../../domain/clock.js';
 import type { OutboxHandler } from '../../jobs/outbox-relay.js';
 import type { Database } from '../../store/database.js';
@@ -42,7 +43,9 @@ export {
   type RestoreBlobsOptions,
   type RestoreBlobsReport,
 } from './restore-blobs.js';
-export { copyVerified, TargetStoreError } from './verified-copy.js';
+import { copyVerified, TargetStoreError, type CopyResult } from './verified-copy.js';
+
+export { copyVerified, TargetStoreError, type CopyResult };
 
 export interface BlobReplication {
   /** Whether CARETRAIL_BLOB_REPLICA_URL is set. */
@@ -59,6 +62,14 @@ export interface BlobReplication {
   sweep(): Promise<number>;
   /** Start-up backfill, then a sweep every minute (a serving instance). */
   start(): void;
+  /**
+   * Copies a blob just stored, before the row pointing at it commits (synchronous mode: an
+   * upload is acknowledged only once its bytes are on the replica too). Verified as the relay's
+   * copies are; a replica that fails is an AppError 'unavailable' (503), nothing kept.
+   */
+  copyNow(ref: BlobRef): Promise<CopyResult>;
+  /** Removes such a copy again when its row did not commit (the upload failed after all). */
+  dropCopy(blobKey: string): Promise<void>;
   /** Stops the sweeps and closes the replica store. */
   close(): Promise<void>;
 }
@@ -104,6 +115,8 @@ export function openBlobReplication(
       backfill: () => Promise.resolve(0),
       sweep: () => Promise.resolve(0),
       start: () => undefined,
+      copyNow: () => Promise.reject(new Error('blob replication is off')),
+      dropCopy: () => Promise.resolve(),
       close: () => Promise.resolve(),
     };
   }
@@ -145,6 +158,26 @@ export function openBlobReplication(
     status: () => replicator.status(),
     backfill: () => replicator.backfill(),
     sweep: () => replicator.sweep(),
+    async copyNow(ref) {
+      try {
+        return await copyVerified({
+          from: deps.vault.store,
+          to: replica,
+          ref,
+          keyring: deps.vault.keyring,
+          pool: deps.vault.pool,
+        });
+      } catch (err) {
+        if (err instanceof TargetStoreError)
+          throw new AppError(
+            'unavailable',
+            'Synchronous replication is on and the replica file store cannot take this file now: nothing was saved. Try again shortly.',
+            { retryAfterSeconds: 5 },
+          );
+        throw err;
+      }
+    },
+    dropCopy: (blobKey) => replica.delete(blobKey),
     start: () => {
       replicator.start();
       if (deps.monitor && !timer) {

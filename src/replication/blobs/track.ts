@@ -8,16 +8,20 @@ import type { ServiceDeps } from '../../services/deps.js';
 const replicating = (deps: Pick<ServiceDeps, 'settings'>): boolean =>
   deps.settings.blobReplicaUrl !== '';
 
-/** A committed row now points at `blobKey` (content, thumbnail, result file): copy it. */
+/**
+ * A committed row now points at `blobKey` (content, thumbnail, result file): copy it, unless
+ * `copied` says it is on the replica already (synchronous mode copies before the commit).
+ */
 export async function replicateBlob(
   deps: Pick<ServiceDeps, 'settings'>,
   tx: Tx,
   now: Date,
   blobKey: string,
+  copied?: { bytes: number; sha256: string },
 ): Promise<void> {
   // Replication off: nothing is tracked; the start-up backfill finds the blob once it is on.
   if (!replicating(deps)) return;
-  await trackStoredBlob(tx, now, blobKey, { queue: true });
+  await trackStoredBlob(tx, now, blobKey, copied ? { queue: false, copied } : { queue: true });
 }
 
 /** A retention purge removed `blobKey` for good: its replica copy goes too (and only then). */

@@ -28,7 +28,16 @@ export async function storeFile(deps: ServiceDeps, file: IncomingFile): Promise<
     await deps.vault.store.delete(stored.blobKey);
     throw new AppError('invalid', 'The file is empty (0 bytes); nothing was stored.');
   }
-  return { ...stored, contentType: await sniffContentType(stored.head) };
+  const received: Received = { ...stored, contentType: await sniffContentType(stored.head) };
+  if (deps.blobReplicaSync) {
+    try {
+      received.replica = await deps.blobReplicaSync.copyNow(stored);
+    } catch (err) {
+      await deps.vault.store.delete(stored.blobKey);
+      throw err;
+    }
+  }
+  return received;
 }
 
 export function versionRow(
@@ -85,8 +94,13 @@ export const currentWrap = (
     ? { keyId: stored.keyId, wrapped: stored.wrapped }
     : deps.vault.rewrap(stored);
 
-export const dropBlob = async (deps: ServiceDeps, stored: { blobKey: string }) => {
+/** Removes a stored file whose row did not commit (and its synchronous replica copy). */
+export const dropBlob = async (
+  deps: ServiceDeps,
+  stored: Pick<Received, 'blobKey' | 'replica'>,
+) => {
   await deps.vault.store.delete(stored.blobKey);
+  if (stored.replica) await deps.blobReplicaSync?.dropCopy(stored.blobKey);
 };
 
 /**
@@ -156,7 +170,7 @@ export async function insertNewDocument(
   await insertDocument(tx, doc);
   const version = versionRow(deps, doc, 1, input.file, stored, { userId: input.createdBy }, at);
   await insertDocumentVersion(tx, version);
-  await replicateBlob(deps, tx, now, version.blob_key);
+  await replicateBlob(deps, tx, now, version.blob_key, stored.replica);
   await enqueue(tx, now, {
     topic: 'preview',
     payload: { documentId: doc.id, version: 1 },

@@ -67,7 +67,11 @@ export interface UploadFields {
   sharedWith?: CareRole[];
 }
 
-export type Received = StoredBlob & { contentType: string };
+export type Received = StoredBlob & {
+  contentType: string;
+  /** Synchronous replication: the verified copy already on the blob replica. */
+  replica?: { bytes: number; sha256: string };
+};
 
 /** What a download needs after its audit event committed. */
 export interface Download {

@@ -115,7 +115,7 @@ export async function replaceContent(
       const named = { ...f, filename: f.filename ?? current.filename };
       const version = versionRow(deps, doc, next, named, s, actor, at);
       await insertDocumentVersion(tx, version);
-      await replicateBlob(deps, tx, now, version.blob_key);
+      await replicateBlob(deps, tx, now, version.blob_key, s.replica);
       if (
         !(await updateDocumentIfVersion(tx, doc.id, doc.version, {
           current_version: next,
