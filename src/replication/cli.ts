@@ -38,7 +38,7 @@ function replicaUrlOf(config: Config, given: string | undefined): string {
  * CARETRAIL_AUDIT_SIGNING_KEY), or `--key-dir`, a folder holding the escrowed copies of the data
  * folder's `master-keys` (and `audit-signing-key.pem`).
  */
-function restoreKeys(
+export function restoreKeys(
   config: Config,
   keyDir: string | undefined,
 ): { keyring: Keyring; masterFile: string | null; signingFile: string | null } {
@@ -129,7 +129,15 @@ export async function restoreCommand(
     );
   const audit = await verifyRestoredAudit(config, to, keys.signingFile !== null, keys.keyring);
   out(`  audit trail: ${audit.message}`);
-  const blobs = await restoreFiles(config, flags, to, keys.keyring);
+  const blobs = await restoreFiles(
+    config,
+    flags,
+    {
+      databaseUrl: `sqlite:${path.join(to, 'caretrail.db')}`,
+      defaultTarget: `file:${path.join(to, 'blobs')}`,
+    },
+    () => keys.keyring,
+  );
   const seconds = (Date.now() - started) / 1000;
   fs.writeFileSync(
     path.join(to, 'restore-report.json'),
@@ -242,11 +250,11 @@ export async function replicateStatusCommand(
  * The files: from `--blobs-from` or CARETRAIL_BLOB_REPLICA_URL into `--blobs-to` (default the
  * restored data folder's `blobs`), each checked against the SHA-256 the restored database holds.
  */
-async function restoreFiles(
+export async function restoreFiles(
   config: Config,
   flags: Record<string, string>,
-  to: string,
-  keyring: Keyring,
+  restored: { databaseUrl: string; defaultTarget: string | null },
+  keyring: () => Keyring,
 ): Promise<RestoreBlobsReport | null> {
   const from = flags['blobs-from'] ?? config.blobReplicaUrl;
   if (from === '') {
@@ -255,10 +263,16 @@ async function restoreFiles(
     );
     return null;
   }
-  const target = flags['blobs-to'] ?? `file:${path.join(to, 'blobs')}`;
-  const db = await openDatabase(`sqlite:${path.join(to, 'caretrail.db')}`);
+  const target = flags['blobs-to'] ?? restored.defaultTarget;
+  if (target === null) {
+    out(
+      `  files: not restored yet: pass --blobs-to file:FOLDER (or s3://…) to copy them from ${from.split('?')[0] ?? ''}`,
+    );
+    return null;
+  }
+  const db = await openDatabase(restored.databaseUrl, { pgPoolSize: 2 });
   try {
-    const report = await restoreBlobs({ from, to: target, db, keyring });
+    const report = await restoreBlobs({ from, to: target, db, keyring: keyring() });
     out(
       `  files: ${String(report.verified)} copied and verified (SHA-256) into ${target.split('?')[0] ?? ''}${report.missing ? `; ${String(report.missing)} MISSING on the replica` : ''}${report.bad ? `; ${String(report.bad)} DAMAGED` : ''}`,
     );

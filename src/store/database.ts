@@ -232,11 +232,12 @@ function openSqlite(file: string, options: OpenOptions): Database {
         try {
           for (const unit of batch) {
             writerRaw.exec('savepoint unit');
-            const before = totalChanges();
+            // Counted only for replication (afterCommit): two statements a unit otherwise.
+            const before = options.afterCommit && !changed ? totalChanges() : 0;
             try {
               const value = await unit.fn(conn);
               writerRaw.exec('release unit');
-              if (totalChanges() !== before) changed = true;
+              if (options.afterCommit && !changed && totalChanges() !== before) changed = true;
               outcomes.push({ ok: true, value });
             } catch (err) {
               writerRaw.exec('rollback to unit');

@@ -680,11 +680,16 @@ describeEachEngine('audit anchors from a running server', ({ url, engine }) => {
           return failing > 0;
         });
         anchored = await scalar('select max(seq) as n from audit_checkpoints');
-        await waitFor('/readyz to report the replica degraded', async () => {
+        // The anchors' own part: on PostgreSQL the part 'database' is degraded too in this test
+        // (the test server does not archive WAL), so the overall 'replica' cannot tell them apart.
+        await waitFor('/readyz to report the anchors unreachable', async () => {
           const ready = (await (await fetch(`${server.baseUrl}/readyz`)).json()) as {
             replica: string;
+            replicaParts: Record<string, string>;
           };
-          return ready.replica === 'degraded';
+          return (
+            ready.replica === 'degraded' && ready.replicaParts['audit anchors'] === 'unreachable'
+          );
         });
       } finally {
         server.child.kill('SIGKILL');
@@ -701,11 +706,14 @@ describeEachEngine('audit anchors from a running server', ({ url, engine }) => {
         await waitFor('the anchor on the replica', async () =>
           names().some((n) => Number(n.split('-')[0]) === anchored),
         );
-        await waitFor('/readyz to report the replica ok', async () => {
+        await waitFor('/readyz to report the anchors ok', async () => {
           const ready = (await (await fetch(`${server.baseUrl}/readyz`)).json()) as {
             replica: string;
+            replicaParts: Record<string, string>;
           };
-          return ready.replica === 'ok';
+          // SQLite ships its own log here, so there the whole replica is in step again.
+          const whole = engine === 'sqlite' ? ready.replica === 'ok' : true;
+          return ready.replicaParts['audit anchors'] === 'ok' && whole;
         });
       } finally {
         server.child.kill('SIGTERM');

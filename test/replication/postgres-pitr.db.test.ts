@@ -459,6 +459,9 @@ test(
     await p.sql('select pg_switch_wal()');
     await waitArchivedAfter(p.repository, new Date());
     const restorePort = await freePort();
+    // No document yet: the files step runs against the restored database and finds none to copy.
+    const blobReplica = path.join(p.dir, 'blob-replica');
+    fs.mkdirSync(blobReplica, { recursive: true });
     const restored = await cli([
       'restore',
       '--to',
@@ -466,6 +469,10 @@ test(
       '--force',
       '--pg-port',
       String(restorePort),
+      '--blobs-from',
+      `file:${blobReplica}`,
+      '--blobs-to',
+      `file:${path.join(p.dir, 'files-restored')}`,
     ]);
     try {
       assert.equal(restored.code, 0, restored.stderr + restored.stdout);
@@ -478,6 +485,13 @@ test(
         /^ {2}restored to \d{4}-\d\d-\d\dT\S+Z \(the last transaction/m,
       );
       assert.match(restored.stdout, /^ {2}audit trail: intact \(\d+ events/m);
+      assert.match(
+        restored.stdout,
+        new RegExp(
+          `^ {2}files: 0 copied and verified \\(SHA-256\\) into file:${p.dir}/files-restored$`,
+          'm',
+        ),
+      );
       assert.deepEqual(
         await rowsOf(to, restorePort),
         await rowsOf(p.cluster.dataDir, p.cluster.port),

@@ -27,12 +27,14 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
             database: Type.String(),
             files: Type.String(),
             replica: Type.String(),
+            replicaParts: Type.Record(Type.String(), Type.String()),
           }),
           503: Type.Object({
             status: Type.String(),
             database: Type.String(),
             files: Type.String(),
             replica: Type.String(),
+            replicaParts: Type.Record(Type.String(), Type.String()),
           }),
         },
       },
@@ -50,6 +52,13 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
       // 'off', 'ok' or 'degraded': a replica behind or unreachable does not stop this instance
       // serving (asynchronous mode keeps taking writes), so it is reported, not a 503.
       const replica = services.deps.replication?.health() ?? 'off';
+      // Which part is behind, by name ('database', 'files', 'audit anchors'): states only, no figures.
+      const replicaParts = Object.fromEntries(
+        Object.entries(services.deps.replication?.parts() ?? {}).map(([name, p]) => [
+          name,
+          p.state,
+        ]),
+      );
       if (db.failureSource !== null) {
         // Fail-stop: not ready until restarted, whatever the pings say now.
         return reply.code(503).send({
@@ -57,6 +66,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
           database: db.failureSource === 'database' ? 'failed' : 'ok',
           files: db.failureSource === 'files' ? 'failed' : 'ok',
           replica,
+          replicaParts,
         });
       }
       const [database, files] = await Promise.all([
@@ -65,7 +75,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ services: Services }> = a
       ]);
       const ready = database === 'ok' && files === 'ok';
       const status = !ready ? 'not_ready' : replica === 'degraded' ? 'degraded' : 'ready';
-      return reply.code(ready ? 200 : 503).send({ status, database, files, replica });
+      return reply.code(ready ? 200 : 503).send({ status, database, files, replica, replicaParts });
     },
   );
 };

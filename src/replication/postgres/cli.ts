@@ -12,6 +12,7 @@ import { systemClock } from '../../domain/clock.js';
 import { createLogger } from '../../log.js';
 import { auditTrailSettingsOf, createAuditTrailService } from '../../services/audit-trail/index.js';
 import { openDatabase } from '../../store/database.js';
+import { restoreFiles, restoreKeys } from '../cli.js';
 import { pgBackup } from './backup.js';
 import { PgReplicationError } from './errors.js';
 import { pgRestore } from './restore.js';
@@ -177,7 +178,14 @@ export async function pgRestoreCommand(
   url.port = String(r.port);
   const audit = await verifyAudit(config, url.toString());
   out(`  audit trail: ${audit.message}`);
-  return audit.ok ? 0 : 1;
+  // The files, from the blob replica (PostgreSQL's data directory is no place for them).
+  const blobs = await restoreFiles(
+    config,
+    flags,
+    { databaseUrl: url.toString(), defaultTarget: null },
+    () => restoreKeys(config, flags['key-dir'] ?? config.dataDir).keyring,
+  );
+  return audit.ok && (!blobs || blobs.missing + blobs.bad === 0) ? 0 : 1;
 }
 
 /**

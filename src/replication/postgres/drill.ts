@@ -15,7 +15,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { createKeyring, parseMasterKeys } from '../../blobs/master-key.js';
 import { loadConfig } from '../../config.js';
+import { openDatabase } from '../../store/database.js';
+import { restoreBlobs, type RestoreBlobsReport } from '../blobs/index.js';
 import type { DrillResult } from '../drill.js';
 import { setUpClinic, sleep, startLoad, tally, waitReady } from '../drill-workload.js';
 import { pgBackup } from './backup.js';
@@ -115,6 +118,8 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
     'app',
     'app-restored',
     'files',
+    'blob-replica',
+    'files-restored',
     'restored',
   ])
     fs.rmSync(part(name), { recursive: true, force: true });
@@ -169,20 +174,22 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
 
     const port = await freePort();
     const base = `http://127.0.0.1:${String(port)}`;
-    const appEnv = (dataDir: string, httpPort: number): NodeJS.ProcessEnv => ({
+    // The primary replicates as a clinic's would: the database watched (and in synchronous mode
+    // gated on the WAL receiver), every file copied to the blob replica, which survives the loss.
+    const appEnv = (dataDir: string, httpPort: number, primary: boolean): NodeJS.ProcessEnv => ({
       ...process.env,
       CARETRAIL_DATABASE_URL: config.databaseUrl,
       CARETRAIL_DATA_DIR: dataDir,
-      CARETRAIL_BLOB_URL: `file:${part('files')}`,
+      CARETRAIL_BLOB_URL: `file:${part(primary ? 'files' : 'files-restored')}`,
       CARETRAIL_MASTER_KEY: masterKey,
       CARETRAIL_AUDIT_SIGNING_KEY: signingKey,
       CARETRAIL_PORT: String(httpPort),
       CARETRAIL_LOG_LEVEL: 'warn',
-      CARETRAIL_REPLICA_URL: '',
-      CARETRAIL_REPLICA_SYNC: '',
-      CARETRAIL_BLOB_REPLICA_URL: '',
+      CARETRAIL_REPLICA_URL: primary ? config.replicaUrl : '',
+      CARETRAIL_REPLICA_SYNC: primary && sync ? 'true' : '',
+      CARETRAIL_BLOB_REPLICA_URL: primary ? `file:${part('blob-replica')}` : '',
     });
-    const env = appEnv(part('app'), port);
+    const env = appEnv(part('app'), port, true);
     server = node(cli, ['serve'], env);
     await waitReady(base, exitedWith(server), 60_000);
     const people = await setUpClinic(base, work, async (args) => {
@@ -201,8 +208,8 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
     const loadSeconds = (killAt - loadStarted) / 1000;
     await writers.stop();
     await server.exited;
-    fs.rmSync(part('pg'), { recursive: true, force: true });
-    fs.rmSync(part('app'), { recursive: true, force: true });
+    for (const lost of ['pg', 'app', 'files'])
+      fs.rmSync(part(lost), { recursive: true, force: true });
     log(`drill: machine lost after ${loadSeconds.toFixed(1)} s of load; restoring`);
     // The receiver runs elsewhere and survives; it is stopped so its spool is final.
     await receiver?.stop();
@@ -217,7 +224,6 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
       ...(streaming ? { spool: part('spool') } : {}),
       log,
     });
-    const restoreSeconds = (Date.now() - restoreStarted) / 1000;
     restored = localCluster({
       dataDir: dataDirectory,
       port: cluster.port,
@@ -226,9 +232,19 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
       bin: cluster.bin,
       logFile: '',
     });
+    const blobs = await restoreFilesOf(config.databaseUrl, {
+      from: `file:${part('blob-replica')}`,
+      to: `file:${part('files-restored')}`,
+      masterKey,
+    });
+    log(
+      `drill: ${String(blobs.verified)} files restored from the blob replica${blobs.missing ? `, ${String(blobs.missing)} never reached it` : ''}`,
+    );
+    if (blobs.bad > 0) problems.push(`${String(blobs.bad)} files are damaged on the blob replica`);
+    const restoreSeconds = (Date.now() - restoreStarted) / 1000;
     const port2 = await freePort();
     const base2 = `http://127.0.0.1:${String(port2)}`;
-    const env2 = appEnv(part('app-restored'), port2);
+    const env2 = appEnv(part('app-restored'), port2, false);
     second = node(cli, ['serve'], env2);
     await waitReady(base2, exitedWith(second), 120_000);
     const rtoSeconds = (Date.now() - killAt) / 1000;
@@ -244,6 +260,8 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
       acks: writers.acks,
       killAt,
       present,
+      // Uploads whose file never reached the replica are lost writes, counted in the RPO.
+      lostFiles: new Set(blobs.missingBlobs.map((b) => ('documentId' in b ? b.documentId : ''))),
       base: base2,
       clinic: people,
       rtoSeconds,
@@ -288,6 +306,24 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
     await restored?.stop('fast').catch(() => undefined);
     await cluster?.stop('immediate').catch(() => undefined);
     if (!keep) fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Every file the restored database references, from the blob replica into a fresh store. */
+async function restoreFilesOf(
+  databaseUrl: string,
+  options: { from: string; to: string; masterKey: string },
+): Promise<RestoreBlobsReport> {
+  const db = await openDatabase(databaseUrl, { pgPoolSize: 2 });
+  try {
+    return await restoreBlobs({
+      from: options.from,
+      to: options.to,
+      db,
+      keyring: createKeyring(parseMasterKeys(options.masterKey)),
+    });
+  } finally {
+    await db.close();
   }
 }
 
