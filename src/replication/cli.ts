@@ -18,6 +18,8 @@ import { openBlobStore } from '../blobs/index.js';
 import { openReplicaDestination } from './destination.js';
 import { STATUS_FILE } from './index.js';
 import { RestoreError, restoreSqlite, type RestoreReport } from './restore.js';
+import { anchorShippingStatus } from './anchors/index.js';
+import { blobReplicationStatus } from './blobs/index.js';
 import { restoreBlobs, type RestoreBlobsReport } from './blobs/restore-blobs.js';
 import { listSnapshots, type ReplicationStatus } from './sqlite-replicator.js';
 
@@ -243,7 +245,69 @@ export async function replicateStatusCommand(
   out(
     `  restorable from ${snapshots[0]?.manifest.createdAt ?? '—'} to the latest shipped transaction; retention ${String(config.replicaRetentionDays)} days, ${String(snapshots.length)} snapshots`,
   );
-  return code;
+  return Math.max(code, await filesAndAnchorsStatus(config));
+}
+
+/**
+ * The parts of `replicate status` both engines share, read from the database (the outbox and
+ * the blob-replica table): the files' copies on CARETRAIL_BLOB_REPLICA_URL and the audit anchors
+ * on the replica. 1 when either needs the operator (behind, failing, or given up on).
+ */
+export async function filesAndAnchorsStatus(config: Config): Promise<number> {
+  const file = config.databaseUrl.startsWith('sqlite:')
+    ? config.databaseUrl.slice('sqlite:'.length)
+    : null;
+  if (file !== null && !fs.existsSync(file)) {
+    // Never create an empty database where none was (a standby asking about a replica).
+    out(`Files and audit anchors: no database at ${file} to read their shipping from`);
+    return 0;
+  }
+  const db = await openDatabase(config.databaseUrl, { pgPoolSize: 2 });
+  try {
+    const tables = await db.read.introspection.getTables();
+    if (!tables.some((t) => t.name === 'outbox')) {
+      out(
+        'Files and audit anchors: the database holds no Caretrail schema yet (caretrail migrate)',
+      );
+      return 0;
+    }
+    const now = new Date();
+    const enabled = config.blobReplicaUrl !== '';
+    const files = await blobReplicationStatus(db.read, now, {
+      enabled,
+      replica: enabled ? (config.blobReplicaUrl.split('?')[0] ?? '') : null,
+    });
+    const anchors = await anchorShippingStatus(db.read);
+    if (!enabled) {
+      out('Files: no blob replica (CARETRAIL_BLOB_REPLICA_URL is empty): files are not copied');
+    } else {
+      out(`Files: replica ${files.replica ?? ''}`);
+      out(
+        `  ${String(files.pending)} copies waiting${files.pending > 0 ? ` (oldest ${String(files.oldestPendingSeconds)} s)` : ''}; last copied ${files.lastReplicatedAt ?? 'never'}; ${String(files.removalsPending)} purged files still to delete there`,
+      );
+      if (files.failed > 0)
+        out(
+          `  PROBLEM: ${String(files.failed)} files cannot be copied (missing or damaged in the file store): see the Backups page`,
+        );
+      out(
+        `  last error: ${files.lastError ? `${files.lastError} (${files.lastErrorAt ?? ''})` : 'none'}`,
+      );
+    }
+    out(
+      `Audit anchors: newest shipped ${anchors.newest ? `${String(anchors.newest.seq)} (checkpoint of ${anchors.newest.createdAt}, shipped ${anchors.newest.shippedAt})` : 'none'}; ${String(anchors.pending)} waiting`,
+    );
+    if (anchors.failed > 0)
+      out(`  PROBLEM: ${String(anchors.failed)} anchors were given up on after every retry`);
+    if (anchors.lastError)
+      out(
+        `  last error: ${anchors.lastError.message} (${String(anchors.lastError.attempts)} attempts; next ${anchors.lastError.nextAttemptAt})`,
+      );
+    const filesNeedOperator = enabled && (files.behind || files.lastError !== null);
+    const anchorsNeedOperator = anchors.failed > 0 || anchors.lastError !== null;
+    return filesNeedOperator || anchorsNeedOperator ? 1 : 0;
+  } finally {
+    await db.close();
+  }
 }
 
 /**

@@ -438,6 +438,10 @@ test(
     assert.equal(status.code, 0, status.stdout);
     assert.match(status.stdout, /last archived WAL: [0-9A-F]{24} at \S+; lag \d+\.\d s/);
     assert.doesNotMatch(status.stdout, /PROBLEM/);
+    assert.match(
+      status.stdout,
+      /^Files and audit anchors: the database holds no Caretrail schema yet/m,
+    );
 
     const to = restoreTarget();
     fs.mkdirSync(to, { recursive: true });
@@ -508,6 +512,9 @@ test(
     outputs.push(broken.stdout, broken.stderr);
     assert.equal(broken.code, 1);
     assert.match(broken.stdout, /PROBLEM: .*names another repository/);
+    // Migrated by now: the files' and anchors' lines read from the database.
+    assert.match(broken.stdout, /^Files: no blob replica \(CARETRAIL_BLOB_REPLICA_URL is empty\)/m);
+    assert.match(broken.stdout, /^Audit anchors: newest shipped none; 0 waiting$/m);
     for (const text of outputs) assert.ok(!text.includes(pass), 'the pass is never printed');
   },
 );

@@ -12,7 +12,7 @@ import { systemClock } from '../../domain/clock.js';
 import { createLogger } from '../../log.js';
 import { auditTrailSettingsOf, createAuditTrailService } from '../../services/audit-trail/index.js';
 import { openDatabase } from '../../store/database.js';
-import { restoreFiles, restoreKeys } from '../cli.js';
+import { filesAndAnchorsStatus, restoreFiles, restoreKeys } from '../cli.js';
 import { pgBackup } from './backup.js';
 import { PgReplicationError } from './errors.js';
 import { pgRestore } from './restore.js';
@@ -95,7 +95,8 @@ export async function pgReplicateCommand(
         `  restorable from ${s.earliestRestorableAt ?? '—'} to the latest archived WAL; retention ${String(s.retentionDays)} days`,
       );
       for (const e of s.errors) out(`  PROBLEM: ${e}`);
-      return s.errors.length === 0 ? 0 : 1;
+      const others = await filesAndAnchorsStatus(config);
+      return s.errors.length === 0 ? others : 1;
     }
     case 'backup': {
       const type = flags.type ?? 'incr';
