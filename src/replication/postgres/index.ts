@@ -14,6 +14,8 @@
 //   restore.ts        `caretrail restore --from file:… --to DIR [--at ISO] [--force]`: into a new
 //                     data directory, started and promoted; checks the moment and the WAL.
 //   wal-receiver.ts   `caretrail replicate receive --spool DIR`: pg_receivewal for RPO 0.
+//   watch.ts          in each serving instance: archiving and the receiver watched (monitor part
+//                     'database'); in synchronous mode, writes refused (503) while it is away.
 //   drill.ts          `caretrail dr drill` on PostgreSQL: the machine lost under load, restored,
 //                     RPO and RTO measured.
 //   cluster.ts, run.ts, pgbackrest.ts, server-settings.ts, wal-names.ts, cipher-pass.ts: the
