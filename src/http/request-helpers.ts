@@ -81,8 +81,11 @@ export async function createOnce<T extends { id: string; version?: number }>(
       entity: { type: replayAudit.entityType, id: body.id, version: body.version ?? null },
     });
     reply.code(decision.statusCode).header('idempotent-replayed', 'true');
-    // A streamed body that was not read is dropped with the connection, not drained.
-    if (fingerprint !== undefined) reply.header('connection', 'close');
+    // A streamed body not read yet: a small one is read and discarded first, so the client
+    // finishes sending and gets the stored answer (answering mid-upload and closing makes many
+    // clients see EPIPE instead of it); a large one is dropped with the connection.
+    if (fingerprint !== undefined && !(await drainSmallBody(request)))
+      reply.header('connection', 'close');
     return body;
   }
   try {
@@ -90,6 +93,23 @@ export async function createOnce<T extends { id: string; version?: number }>(
   } catch (err) {
     await services.idempotency.release(decision.claim);
     throw err;
+  }
+}
+
+/** Bodies up to this size are drained before a replayed upload is answered. */
+const REPLAY_DRAIN_BYTES = 16 * 1024 * 1024;
+
+/** Reads and discards a declared body of at most REPLAY_DRAIN_BYTES; false when it is larger. */
+async function drainSmallBody(request: FastifyRequest): Promise<boolean> {
+  const declared = Number(request.headers['content-length'] ?? NaN);
+  if (!Number.isFinite(declared) || declared > REPLAY_DRAIN_BYTES) return false;
+  if (request.raw.readableEnded) return true;
+  try {
+    let read = 0;
+    for await (const chunk of request.raw) read += (chunk as Buffer).length;
+    return read <= REPLAY_DRAIN_BYTES;
+  } catch {
+    return false;
   }
 }
 
