@@ -1,11 +1,12 @@
 // `npm run bench`: every scenario on both engines (seeded datasets, cached), each figure next to
 // a baseline measured in the same run (bare Fastify, the raw disk) and next to its aim.
 // BENCH_SCALE=full|small|tiny, BENCH_ENGINES=sqlite,postgres, BENCH_ONLY=chart,search-name,
-// search-chip,create,mixed,audit,documents,replication,mllp, BENCH_SECONDS (10), BENCH_REPEAT (1),
+// search-chip,create,mixed,audit,audit-lock,documents,replication,mllp, BENCH_SECONDS (10), BENCH_REPEAT (1),
 // BENCH_CONNECTIONS (50), BENCH_FILE_MB (100), BENCH_FILE_ROUNDS (1), BENCH_OUT (a JSON file for the figures).
 import fs from 'node:fs';
 import os from 'node:os';
 import { auditBench, type AuditResults } from './audit.bench.js';
+import { auditLockBench, type AuditLockResult } from './audit-lock.bench.js';
 import { dataset, type Engine } from './dataset.js';
 import { documentsBench, type DocumentsBenchResult } from './documents.bench.js';
 import { httpBench, SCENARIOS, type HttpResults, type Scenario } from './http.bench.js';
@@ -82,6 +83,26 @@ function printAudit(a: AuditResults): void {
   );
 }
 
+function printAuditLock(r: AuditLockResult): void {
+  const before = r['head-lock'];
+  const after = r.sealer;
+  out(
+    `  ${String(r.connections)} connections; head-lock = every unit of work locks the chain head (before), sealer = after:`,
+  );
+  for (const kind of ['chart', 'create'] as const) {
+    const name = kind === 'chart' ? 'audited chart reads' : 'durable note creates';
+    out(
+      `  ${name.padEnd(21)} head-lock ${n0(before[kind].rps).padStart(5)}/s (p99 ${n1(before[kind].p99Ms)} ms, ${n0(before[kind].perCore)} req/CPU-s)  sealer ${n0(after[kind].rps).padStart(5)}/s (p99 ${n1(after[kind].p99Ms)} ms, ${n0(after[kind].perCore)} req/CPU-s)  ratio ${n2(after[kind].rps / before[kind].rps)}${kind === 'create' ? ' (aim >= 3)' : ''}`,
+    );
+  }
+  out(
+    `  backends waiting on a lock (pg_stat_activity, ${String(before.samples)}/${String(after.samples)} samples): head-lock ${n1(before.lockWaiting)} of ${n1(before.active)} active, sealer ${n1(after.lockWaiting)} of ${n1(after.active)} (aim 0)`,
+  );
+  out(
+    `  sealing lag (oldest unsealed event): p50 ${n2(after.sealLagP50Seconds)} s, p99 ${n2(after.sealLagP99Seconds)} s (aim <= 1 s)`,
+  );
+}
+
 function printDocuments(d: DocumentsBenchResult): void {
   const mb = (x: number) => `${n0(x)} MB/s`;
   const many = d.rounds.length > 1;
@@ -144,6 +165,12 @@ for (const engine of engines) {
       const a = await auditBench(ds);
       results.audit = a;
       printAudit(a);
+    }
+    if (wanted('audit-lock') && engine === 'postgres') {
+      out('audit appends on PostgreSQL: head lock vs sealer');
+      const a = await auditLockBench(ds, seconds);
+      results.auditLock = a;
+      printAuditLock(a);
     }
     if (wanted('documents')) {
       out('documents');

@@ -29,6 +29,7 @@ export interface Config {
   readonly auditSigningKey: string;
   readonly auditCheckpointEvents: number;
   readonly auditCheckpointSeconds: number;
+  readonly auditAppend: 'sealer' | 'head-lock';
   readonly alertDistinctPatients: number;
   readonly alertWindowMinutes: number;
   readonly blobUrl: string;
@@ -386,6 +387,18 @@ const SETTINGS = [
     description: 'Sign a checkpoint at least this often while events arrive.',
     parse: integer(1, 60, 'an integer number of seconds'),
     fallback: () => 60,
+  },
+  {
+    key: 'auditAppend',
+    env: 'CARETRAIL_AUDIT_APPEND',
+    flag: 'audit-append',
+    description:
+      'PostgreSQL: "sealer" (units of work queue their audit events without a lock; one sealer chains them within a second) or "head-lock" (each locks the chain head, as before: the benchmark baseline). SQLite always appends at the head (one writer).',
+    parse: (raw: string) => {
+      if (raw !== 'sealer' && raw !== 'head-lock') throw new ConfigError('sealer or head-lock');
+      return raw;
+    },
+    fallback: () => 'sealer',
   },
   {
     key: 'alertDistinctPatients',

@@ -4,6 +4,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { loadAuditSigner } from './audit-signing-key.js';
 import { startCheckpointJob, type CheckpointJob } from './jobs/audit-checkpoint.job.js';
+import { startSealerJob, type SealerJob } from './jobs/audit-sealer.job.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './domain/clock.js';
 import { buildApp } from './http/app.js';
@@ -210,6 +211,7 @@ export async function createRuntime(
     if (tlsReloader && app.server instanceof tls.Server) tlsReloader.add(app.server);
     let redirect: RedirectListener | null = null;
     let checkpoints: CheckpointJob | null = null;
+    let sealer: SealerJob | null = null;
     let lifecycle: LifecycleJob | null = null;
     let mllp: MllpListener | null = null;
     let replicationStarted = false;
@@ -230,6 +232,7 @@ export async function createRuntime(
             log.error({ err }, 'replication could not start');
           });
         }
+        sealer ??= startSealerJob(services.deps, log);
         checkpoints ??= startCheckpointJob(services.auditTrail, log);
         relay.start();
         blobReplication.start();
@@ -270,6 +273,8 @@ export async function createRuntime(
         } finally {
           clearInterval(sweep);
         }
+        // The last events sealed, then the final checkpoint signs them.
+        await sealer?.stop();
         await checkpoints?.stop();
         await relay.stop();
         await blobReplication.close();

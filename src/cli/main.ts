@@ -341,6 +341,12 @@ async function auditVerify(config: Config, flags: Record<string, string>): Promi
         `Audit trail BROKEN: first bad event ${result.firstBadSequence ?? '?'}: ${result.reason ?? ''} (${result.checked} events checked).\n`,
       );
     }
+    if (result.unsealed)
+      process.stdout.write(
+        result.unsealed.count === 0
+          ? 'Unsealed tail: none (every committed event is in the chain).\n'
+          : `Unsealed tail: ${result.unsealed.count} events committed and waiting to be sealed (oldest ${result.unsealed.oldestAt ?? '?'}); not covered by this check yet.\n`,
+      );
     if (!replica) return result.ok ? 0 : 1;
     let check;
     try {

@@ -42,6 +42,12 @@ export interface VerifyResult {
   reason: string | null;
   /** The newest checkpoint that matched the recomputed chain. */
   lastGoodCheckpoint: number | null;
+  /**
+   * PostgreSQL: events committed but not yet sealed into the chain when verification ended
+   * (outside what was checked; they are sealed within a second unless a long transaction holds
+   * the horizon back). Absent where events are chained as they are written.
+   */
+  unsealed?: { count: number; oldestAt: string | null };
 }
 
 /**

@@ -4,7 +4,7 @@ import { type AuditAction, type AuditEntity, type AuditOutcome } from '../domain
 import { AppError, isAppError } from '../domain/errors.js';
 import { uuidv7 } from '../domain/ids.js';
 import type { Permission } from '../domain/roles.js';
-import { appendAuditEvent } from '../store/audit.store.js';
+import { appendAuditEvent, queueAuditEvent } from '../store/audit.store.js';
 import { completeIdempotencyKey } from '../store/idempotency.store.js';
 import type { Tx } from '../store/tables.js';
 import { requirePermission, type RequestContext } from './context.js';
@@ -71,6 +71,11 @@ export function outcomeOf(err: unknown): AuditOutcome {
   }
 }
 
+/** Whether this database's audit events go through the sealer (PostgreSQL by default). */
+export function sealsAudit(deps: Pick<ServiceDeps, 'db' | 'settings'>): boolean {
+  return deps.db.engine === 'postgres' && deps.settings.auditAppend !== 'head-lock';
+}
+
 export async function writeAuditEvent(
   tx: Tx,
   deps: ServiceDeps,
@@ -80,7 +85,10 @@ export async function writeAuditEvent(
   outcome: AuditOutcome,
 ): Promise<void> {
   const now = deps.clock.now();
-  await appendAuditEvent(tx, {
+  // PostgreSQL queues the event for the sealer (no lock shared by every request); SQLite's one
+  // writer appends at the head (src/services/audit-trail/seal.ts).
+  const append = sealsAudit(deps) ? queueAuditEvent : appendAuditEvent;
+  await append(tx, {
     id: uuidv7(now.getTime()),
     occurredAt: now.toISOString(),
     action: spec.action,

@@ -27,6 +27,7 @@ export type ServiceSettings = Pick<
   | 'resultMaxBytes'
   | 'resultFallbackMatch'
   | 'blobReplicaUrl'
+  | 'auditAppend'
 >;
 
 export interface ServiceDeps {

@@ -33,8 +33,23 @@ export async function appendAuditEvent(tx: Tx, input: NewAuditEvent): Promise<Ch
   const event: AuditEvent = { ...input, seq: head.seq + 1 };
   const hash = eventHash(event);
   const chain = chainHash(head.chain_hash, hash);
-  await insertAuditEvent.run(tx, {
-    seq: event.seq,
+  await insertAuditEvent.run(tx, chainedRow({ event, hash, chain }));
+  const disclosed = patientIdsIn(event);
+  if (disclosed.length > 0) {
+    await tx
+      .insertInto('audit_event_patients')
+      .values(disclosed.map((patient_id) => ({ patient_id, seq: event.seq })))
+      .execute();
+  }
+  await advanceAuditHead.run(tx, { seq: event.seq, chain });
+  return { event, hash, chain };
+}
+
+/** An event's columns, without its place in the chain (what the inbox holds). */
+export function unchainedRow(
+  event: NewAuditEvent,
+): Omit<Insertable<DB['audit_inbox']>, 'n' | 'xid'> {
+  return {
     id: event.id,
     occurred_at: event.occurredAt,
     action: event.action,
@@ -52,18 +67,20 @@ export async function appendAuditEvent(tx: Tx, input: NewAuditEvent): Promise<Ch
     purpose: event.purpose,
     request_id: event.requestId,
     detail: event.detail === null ? null : JSON.stringify(event.detail),
-    event_hash: hash,
-    chain_hash: chain,
-  });
-  const disclosed = patientIdsIn(event);
-  if (disclosed.length > 0) {
-    await tx
-      .insertInto('audit_event_patients')
-      .values(disclosed.map((patient_id) => ({ patient_id, seq: event.seq })))
-      .execute();
-  }
-  await advanceAuditHead.run(tx, { seq: event.seq, chain });
-  return { event, hash, chain };
+  };
+}
+
+/** A hashed event as its audit_events row. */
+export function chainedRow({ event, hash, chain }: ChainedEvent): Insertable<DB['audit_events']> {
+  return { seq: event.seq, ...unchainedRow(event), event_hash: hash, chain_hash: chain };
+}
+
+/**
+ * Queues one event for the sealer (PostgreSQL, CARETRAIL_AUDIT_APPEND=sealer): no lock, so
+ * concurrent units of work do not wait for each other. The row carries the transaction's id.
+ */
+export async function queueAuditEvent(tx: Tx, input: NewAuditEvent): Promise<void> {
+  await insertInboxEvent.run(tx, unchainedRow(input));
 }
 
 // The three statements of every audit event, prepared (they run once per API request).
@@ -95,12 +112,33 @@ const insertAuditEvent = prepared((db, p: Insertable<DB['audit_events']>) =>
     chain_hash: p.chain_hash,
   }),
 );
+const insertInboxEvent = prepared((db, p: Omit<Insertable<DB['audit_inbox']>, 'n' | 'xid'>) =>
+  db.insertInto('audit_inbox').values({
+    id: p.id,
+    occurred_at: p.occurred_at,
+    action: p.action,
+    type: p.type,
+    outcome: p.outcome,
+    actor_user_id: p.actor_user_id,
+    actor_role: p.actor_role,
+    actor_org_id: p.actor_org_id,
+    actor_ip: p.actor_ip,
+    actor_user_agent: p.actor_user_agent,
+    patient_id: p.patient_id,
+    entity_type: p.entity_type,
+    entity_id: p.entity_id,
+    entity_version: p.entity_version,
+    purpose: p.purpose,
+    request_id: p.request_id,
+    detail: p.detail,
+  }),
+);
 const advanceAuditHead = prepared((db, p: { seq: number; chain: string }) =>
   db.updateTable('audit_head').set({ seq: p.seq, chain_hash: p.chain }).where('id', '=', 1),
 );
 
 /** Patients an event disclosed besides its main one (detail.patientIds). */
-function patientIdsIn(event: AuditEvent): string[] {
+export function patientIdsIn(event: AuditEvent): string[] {
   const ids = event.detail?.patientIds;
   if (!Array.isArray(ids)) return [];
   return [
@@ -108,10 +146,11 @@ function patientIdsIn(event: AuditEvent): string[] {
   ];
 }
 
-/** Rebuilds the hashed event from its stored row. */
-export function auditEventFromRow(row: AuditEventRow): ChainedEvent {
-  const event: AuditEvent = {
-    seq: row.seq,
+/** An event's fields from its row, in audit_events or in the sealer's inbox. */
+export function eventOfRow(
+  row: Omit<AuditEventRow, 'seq' | 'event_hash' | 'chain_hash'>,
+): Omit<AuditEvent, 'seq'> {
+  return {
     id: row.id,
     occurredAt: row.occurred_at,
     action: row.action as AuditAction,
@@ -133,7 +172,15 @@ export function auditEventFromRow(row: AuditEventRow): ChainedEvent {
     requestId: row.request_id,
     detail: row.detail === null ? null : (JSON.parse(row.detail) as Record<string, unknown>),
   };
-  return { event, hash: row.event_hash, chain: row.chain_hash };
+}
+
+/** Rebuilds the hashed event from its stored row. */
+export function auditEventFromRow(row: AuditEventRow): ChainedEvent {
+  return {
+    event: { ...eventOfRow(row), seq: row.seq },
+    hash: row.event_hash,
+    chain: row.chain_hash,
+  };
 }
 
 export async function listAuditEvents(

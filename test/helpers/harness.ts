@@ -9,6 +9,7 @@ import type { Clock } from '../../src/domain/clock.js';
 import type { Role } from '../../src/domain/roles.js';
 import { createLogger } from '../../src/log.js';
 import { createRuntime, type Runtime } from '../../src/server.js';
+import { awaitAuditSealed } from '../../src/services/audit-trail/seal.js';
 import { systemContext } from '../../src/services/context.js';
 import { tempDir } from './engines.js';
 
@@ -62,6 +63,8 @@ export async function startHarness(
   databaseUrl: string,
   env: Record<string, string> = {},
   options: Parameters<typeof createRuntime>[2] = {},
+  // false: the sealer's lag stays visible (tests of sealing itself).
+  { sealAfterRequests = true }: { sealAfterRequests?: boolean } = {},
 ): Promise<Harness> {
   const dataDir = env.CARETRAIL_DATA_DIR ?? tempDir('caretrail-data-');
   const config = loadConfig({
@@ -90,8 +93,8 @@ export async function startHarness(
     body,
     headers = {},
     remoteAddress,
-  }) =>
-    runtime.app.inject({
+  }) => {
+    const response = await runtime.app.inject({
       method,
       url,
       headers: {
@@ -106,6 +109,11 @@ export async function startHarness(
         : {}),
       ...(remoteAddress ? { remoteAddress } : {}),
     });
+    // On PostgreSQL a request's audit event is sealed into the chain by the sealer within a
+    // second; tests that read audit_events directly see it sealed, as audit reads do.
+    if (sealAfterRequests) await awaitAuditSealed(runtime.services.deps);
+    return response;
+  };
 
   async function login(email: string, password = PASSWORD): Promise<SignedIn> {
     const res = await request({

@@ -180,7 +180,8 @@ describeEachEngine('audit trail', ({ url, engine }) => {
         await sql`create function audit_offline() returns trigger language plpgsql as $$ begin raise exception 'audit offline'; end $$`.execute(
           tx,
         );
-        await sql`create trigger audit_offline before insert on audit_events for each row execute function audit_offline()`.execute(
+        // PostgreSQL's units of work write their events to the sealer's inbox.
+        await sql`create trigger audit_offline before insert on audit_inbox for each row execute function audit_offline()`.execute(
           tx,
         );
       });
@@ -199,7 +200,7 @@ describeEachEngine('audit trail', ({ url, engine }) => {
       assert.equal((await auditHead(h.runtime.db.read)).seq, before);
     } finally {
       await h.runtime.db.write(async (tx) => {
-        await sql`drop trigger audit_offline${engine === 'postgres' ? sql` on audit_events` : sql``}`.execute(
+        await sql`drop trigger audit_offline${engine === 'postgres' ? sql` on audit_inbox` : sql``}`.execute(
           tx,
         );
         if (engine === 'postgres') await sql`drop function audit_offline()`.execute(tx);

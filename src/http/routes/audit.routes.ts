@@ -52,6 +52,10 @@ const VerifyResult = Type.Object({
   firstBadSequence: Nullable(Type.Integer()),
   reason: Nullable(Type.String()),
   lastGoodCheckpoint: Nullable(Type.Integer()),
+  // PostgreSQL: events committed but not yet sealed into the chain when verification ended.
+  unsealed: Type.Optional(
+    Type.Object({ count: Type.Integer(), oldestAt: Nullable(Type.String()) }),
+  ),
 });
 
 const AccessReportEntry = Type.Object({

@@ -14,6 +14,7 @@ import {
   type AuditSearch,
   type AuditTrailDeps,
 } from './model.js';
+import { awaitAuditSealed } from './seal.js';
 
 /**
  * Rows a CSV export reads per query. Smaller pages keep memory down (1,000,004 events: RSS
@@ -67,6 +68,8 @@ export async function exportEvents(
   query: AuditSearch,
 ): Promise<AsyncGenerator<AuditEventRow>> {
   const filter = await startExport(deps, ctx, query);
+  // The export's own event included, as every event committed before it.
+  await awaitAuditSealed(deps);
   return streamAuditEvents(deps.db.read, { filter, pageSize: 2000 });
 }
 
@@ -83,6 +86,7 @@ export async function exportCsv(
 ): Promise<AsyncGenerator<string>> {
   const { deps } = trail;
   const filter = await startExport(deps, ctx, query);
+  await awaitAuditSealed(deps);
   const found = chainSource(trail);
   if (found === null)
     return formatAuditRows(streamAuditEvents(deps.db.read, { filter, pageSize: 2000 }), 'csv');

@@ -5,6 +5,7 @@ import { auditedRead } from '../audit.service.js';
 import { requireStaff, type RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
 import { decodeSeqCursor, toPage, type Page } from '../pagination.js';
+import { awaitAuditSealed } from './seal.js';
 import { checkRange, filterFor, type AuditEventView, type AuditSearch } from './model.js';
 
 export function toAuditEventView(row: AuditEventRow): AuditEventView {
@@ -26,6 +27,7 @@ export async function searchAuditTrail(
     { action: 'E', type: 'audit.search', permission: 'audit.read', hideForbidden: true },
     async (record) => {
       const actor = requireStaff(ctx);
+      await awaitAuditSealed(deps);
       const rows = await searchAuditEvents(deps.db.read, filterFor(actor.organizationId, query), {
         beforeSeq,
         limit: page.limit + 1,

@@ -10,10 +10,11 @@ import {
   scanAuditChain,
 } from '../../store/audit.store.js';
 import type { Tx } from '../../store/tables.js';
-import { auditedRead } from '../audit.service.js';
+import { auditedRead, sealsAudit } from '../audit.service.js';
 import type { RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
 import { chainSource, type AuditTrailDeps } from './model.js';
+import { auditUnsealedTail, awaitAuditSealed } from './seal.js';
 
 /** Logs at least this long are verified on several threads. */
 const PARALLEL_VERIFY_FROM = 50_000;
@@ -49,6 +50,8 @@ export async function verifyChain(
 ): Promise<VerifyResult> {
   const { db } = deps;
   const reader: Tx = db.read;
+  // What was committed before verification started is sealed first, then checked.
+  await awaitAuditSealed(deps);
   const checkpoints = await listCheckpoints(reader);
   const first = await firstAuditSeq(reader);
   const head = await auditHead(reader);
@@ -83,12 +86,17 @@ export async function verifyChain(
       head.seq,
       checkpoints.map((c) => c.seq),
     );
-    return withRowsBeyondHeadCheck(deps, verifier.finish(head.seq));
+    return withUnsealedTail(deps, await withRowsBeyondHeadCheck(deps, verifier.finish(head.seq)));
   }
   scan: for await (const batch of scanAuditChain(db, start.seq, head.seq)) {
     for (const event of batch) if (!verifier.push(event)) break scan;
   }
-  return withRowsBeyondHeadCheck(deps, verifier.finish(head.seq));
+  return withUnsealedTail(deps, await withRowsBeyondHeadCheck(deps, verifier.finish(head.seq)));
+}
+
+async function withUnsealedTail(deps: ServiceDeps, result: VerifyResult): Promise<VerifyResult> {
+  if (!sealsAudit(deps)) return result;
+  return { ...result, unsealed: await auditUnsealedTail(deps) };
 }
 
 /** Verification asked for by a person (API): audited, for those allowed to read the trail. */

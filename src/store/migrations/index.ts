@@ -12,6 +12,7 @@ import * as m0009 from './0009-addendum-release.js';
 import * as m0010 from './0010-owner-name-words.js';
 import * as m0011 from './0011-patient-search-words.js';
 import * as m0012 from './0012-blob-replicas.js';
+import * as m0013 from './0013-audit-inbox.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-records-core': m0001,
@@ -26,6 +27,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0010-owner-name-words': m0010,
   '0011-patient-search-words': m0011,
   '0012-blob-replicas': m0012,
+  '0013-audit-inbox': m0013,
 };
 
 export const migrationProvider: MigrationProvider = {
