@@ -233,7 +233,7 @@ export async function createRuntime(
           });
         }
         sealer ??= startSealerJob(services.deps, log);
-        checkpoints ??= startCheckpointJob(services.auditTrail, log);
+        checkpoints ??= startCheckpointJob(services.auditTrail, db, log);
         relay.start();
         blobReplication.start();
         lifecycle ??= startLifecycleJob(

@@ -2,6 +2,8 @@
 // arrive), and once more when the server stops, so a cut-off tail is detectable.
 import type { Logger } from 'pino';
 import type { AuditTrailService } from '../services/audit-trail.service.js';
+import type { Database } from '../store/database.js';
+import { runAlone } from '../store/job-lock.js';
 
 export interface CheckpointJob {
   stop(): Promise<void>;
@@ -9,17 +11,22 @@ export interface CheckpointJob {
 
 export function startCheckpointJob(
   auditTrail: AuditTrailService,
+  db: Database,
   log: Logger,
   pollMs = 500,
 ): CheckpointJob {
+  // One instance at a time signs (src/store/job-lock.ts): the others skip their tick.
+  const signAlone = (force: boolean) =>
+    runAlone(db, 'checkpoint', () => auditTrail.checkpointIfDue(force)).then((r) =>
+      r.ran ? r.value : null,
+    );
   let running: Promise<unknown> = Promise.resolve();
   let busy = false;
   const tick = () => {
     // A long re-verification must not pile up behind itself.
     if (busy) return;
     busy = true;
-    running = auditTrail
-      .checkpointIfDue()
+    running = signAlone(false)
       .then((seq) => {
         if (seq !== null) log.debug({ seq }, 'audit checkpoint signed');
       })
@@ -37,7 +44,7 @@ export function startCheckpointJob(
       clearInterval(timer);
       await running;
       try {
-        await auditTrail.checkpointIfDue(true);
+        await signAlone(true);
       } catch (err) {
         log.error({ err }, 'could not sign the final audit checkpoint');
       }

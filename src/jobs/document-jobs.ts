@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Vault } from '../blobs/vault.js';
 import type { Clock } from '../domain/clock.js';
 import type { Database } from '../store/database.js';
+import { runAlone } from '../store/job-lock.js';
 import { updateDocumentVersion, versionsToArchive } from '../store/document.store.js';
 import type { OutboxHandler } from './outbox-relay.js';
 
@@ -73,7 +74,10 @@ export function startLifecycleJob(
   let running: Promise<number> | null = null;
   const runOnce = async (): Promise<number> => {
     while (running) await running.catch(() => 0);
-    running = archiveIdleVersions(deps, settings.archiveAfterDays);
+    // One instance at a time moves files (src/store/job-lock.ts); the others skip this run.
+    running = runAlone(deps.db, 'archive', () =>
+      archiveIdleVersions(deps, settings.archiveAfterDays),
+    ).then((r) => (r.ran ? r.value : 0));
     try {
       return await running;
     } finally {
