@@ -131,7 +131,9 @@ describeEachEngine('caretrail serve', ({ url, engine }) => {
         const client = new pg.Client({ connectionString: url() });
         await client.connect();
         await client.query('begin');
-        await client.query('select * from audit_head for update');
+        // The patient's row: a note's foreign key check waits for it (audit events no longer
+        // lock anything shared on PostgreSQL).
+        await client.query('select * from patients where id = $1 for update', [patient.json.id]);
         const watcher = new pg.Client({ connectionString: url() });
         await watcher.connect();
         // Every request has reached the server once each waits for the lock in a backend.
