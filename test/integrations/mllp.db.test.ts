@@ -16,6 +16,7 @@ import { startMllpEndpoint } from '../../src/integrations/mllp-endpoint.js';
 import type { MllpListener } from '../../src/integrations/mllp-listener.js';
 import { describeEachEngine } from '../helpers/engines.js';
 import { startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
+import { awaitAuditSealed } from '../../src/services/audit-trail/seal.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'hl7');
 const sample = (name: string) => fs.readFileSync(path.join(FIXTURES, name), 'utf8');
@@ -351,6 +352,8 @@ describeEachEngine('HL7 v2 over MLLP', ({ url }) => {
   });
 
   test('every message is audited with the integration key as the actor, refusals included', async () => {
+    // Read as the audit search reads: after what was committed is sealed (PostgreSQL).
+    await awaitAuditSealed(h.runtime.services.deps);
     const events = await h.runtime.db.read
       .selectFrom('audit_events')
       .select(['type', 'outcome', 'actor_user_id'])
