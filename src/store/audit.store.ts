@@ -88,50 +88,38 @@ const lockedAuditHead = prepared((db) => {
   const query = db.selectFrom('audit_head').select(['seq', 'chain_hash']).where('id', '=', 1);
   return engineOf(db) === 'postgres' ? query.forUpdate() : query;
 });
+type EventColumns = Omit<Insertable<DB['audit_inbox']>, 'n' | 'xid'>;
+
+/** An event's columns from a prepared query's parameters (shared by both inserts below). */
+const eventColumns = (p: EventColumns): EventColumns => ({
+  id: p.id,
+  occurred_at: p.occurred_at,
+  action: p.action,
+  type: p.type,
+  outcome: p.outcome,
+  actor_user_id: p.actor_user_id,
+  actor_role: p.actor_role,
+  actor_org_id: p.actor_org_id,
+  actor_ip: p.actor_ip,
+  actor_user_agent: p.actor_user_agent,
+  patient_id: p.patient_id,
+  entity_type: p.entity_type,
+  entity_id: p.entity_id,
+  entity_version: p.entity_version,
+  purpose: p.purpose,
+  request_id: p.request_id,
+  detail: p.detail,
+});
 const insertAuditEvent = prepared((db, p: Insertable<DB['audit_events']>) =>
   db.insertInto('audit_events').values({
     seq: p.seq,
-    id: p.id,
-    occurred_at: p.occurred_at,
-    action: p.action,
-    type: p.type,
-    outcome: p.outcome,
-    actor_user_id: p.actor_user_id,
-    actor_role: p.actor_role,
-    actor_org_id: p.actor_org_id,
-    actor_ip: p.actor_ip,
-    actor_user_agent: p.actor_user_agent,
-    patient_id: p.patient_id,
-    entity_type: p.entity_type,
-    entity_id: p.entity_id,
-    entity_version: p.entity_version,
-    purpose: p.purpose,
-    request_id: p.request_id,
-    detail: p.detail,
+    ...eventColumns(p),
     event_hash: p.event_hash,
     chain_hash: p.chain_hash,
   }),
 );
-const insertInboxEvent = prepared((db, p: Omit<Insertable<DB['audit_inbox']>, 'n' | 'xid'>) =>
-  db.insertInto('audit_inbox').values({
-    id: p.id,
-    occurred_at: p.occurred_at,
-    action: p.action,
-    type: p.type,
-    outcome: p.outcome,
-    actor_user_id: p.actor_user_id,
-    actor_role: p.actor_role,
-    actor_org_id: p.actor_org_id,
-    actor_ip: p.actor_ip,
-    actor_user_agent: p.actor_user_agent,
-    patient_id: p.patient_id,
-    entity_type: p.entity_type,
-    entity_id: p.entity_id,
-    entity_version: p.entity_version,
-    purpose: p.purpose,
-    request_id: p.request_id,
-    detail: p.detail,
-  }),
+const insertInboxEvent = prepared((db, p: EventColumns) =>
+  db.insertInto('audit_inbox').values(eventColumns(p)),
 );
 const advanceAuditHead = prepared((db, p: { seq: number; chain: string }) =>
   db.updateTable('audit_head').set({ seq: p.seq, chain_hash: p.chain }).where('id', '=', 1),

@@ -182,27 +182,13 @@ export interface AuditEventsTable {
 }
 
 /** Events committed but not yet sealed into the chain (PostgreSQL; migration 0013). */
-export interface AuditInboxTable {
+export interface AuditInboxTable extends Omit<
+  AuditEventsTable,
+  'seq' | 'event_hash' | 'chain_hash'
+> {
   n: Generated<number>;
   /** xid8 as text on the wire. */
   xid: Generated<string>;
-  id: string;
-  occurred_at: string;
-  action: string;
-  type: string;
-  outcome: string;
-  actor_user_id: string | null;
-  actor_role: string | null;
-  actor_org_id: string | null;
-  actor_ip: string | null;
-  actor_user_agent: string | null;
-  patient_id: string | null;
-  entity_type: string | null;
-  entity_id: string | null;
-  entity_version: number | null;
-  purpose: string | null;
-  request_id: string | null;
-  detail: string | null;
 }
 
 export interface AuditEventPatientsTable {
