@@ -33,7 +33,8 @@ const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
 };
 
-function sampler(databaseUrl: string) {
+/** pg_stat_activity and the sealer's lag every 100 ms, while a measurement runs. */
+export function sampler(databaseUrl: string) {
   const client = new pg.Client({ connectionString: databaseUrl });
   const waiting: number[] = [];
   const active: number[] = [];

@@ -1,12 +1,13 @@
 // `npm run bench`: every scenario on both engines (seeded datasets, cached), each figure next to
 // a baseline measured in the same run (bare Fastify, the raw disk) and next to its aim.
 // BENCH_SCALE=full|small|tiny, BENCH_ENGINES=sqlite,postgres, BENCH_ONLY=chart,search-name,
-// search-chip,create,mixed,audit,audit-lock,documents,replication,mllp, BENCH_SECONDS (10), BENCH_REPEAT (1),
+// search-chip,create,mixed,audit,audit-lock,instances,documents,replication,mllp, BENCH_SECONDS (10), BENCH_REPEAT (1),
 // BENCH_CONNECTIONS (50), BENCH_FILE_MB (100), BENCH_FILE_ROUNDS (1), BENCH_OUT (a JSON file for the figures).
 import fs from 'node:fs';
 import os from 'node:os';
 import { auditBench, type AuditResults } from './audit.bench.js';
 import { auditLockBench, type AuditLockResult } from './audit-lock.bench.js';
+import { instancesBench, type InstancesRun } from './instances.bench.js';
 import { dataset, type Engine } from './dataset.js';
 import { documentsBench, type DocumentsBenchResult } from './documents.bench.js';
 import { httpBench, SCENARIOS, type HttpResults, type Scenario } from './http.bench.js';
@@ -103,6 +104,13 @@ function printAuditLock(r: AuditLockResult): void {
   );
 }
 
+function printInstances(runs: InstancesRun[]): void {
+  for (const r of runs)
+    out(
+      `  ${String(r.instances)} instance(s): chart ${n0(r.chart.rps).padStart(5)}/s (p99 ${n1(r.chart.p99Ms)} ms, ${n0(r.chart.perCore)} req/CPU-s)  creates ${n0(r.create.rps).padStart(5)}/s (p99 ${n1(r.create.p99Ms)} ms, ${n0(r.create.perCore)} req/CPU-s)  waiting on a lock ${n1(r.lockWaiting)} of ${n1(r.active)} active`,
+    );
+}
+
 function printDocuments(d: DocumentsBenchResult): void {
   const mb = (x: number) => `${n0(x)} MB/s`;
   const many = d.rounds.length > 1;
@@ -171,6 +179,12 @@ for (const engine of engines) {
       const a = await auditLockBench(ds, seconds);
       results.auditLock = a;
       printAuditLock(a);
+    }
+    if (wanted('instances') && engine === 'postgres') {
+      out('several instances behind nginx (PostgreSQL, wrk through nginx)');
+      const r = await instancesBench(ds, seconds);
+      results.instances = r;
+      printInstances(r);
     }
     if (wanted('documents')) {
       out('documents');

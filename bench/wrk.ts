@@ -61,7 +61,8 @@ function wrk(url: string, script: string, seconds: number, env: Record<string, s
 /** A short warm-up, then `seconds` measured; every answer must be a success (2xx/3xx). */
 export async function measure(
   baseUrl: string,
-  pid: number,
+  /** The server's process, or every instance's (behind a load balancer): CPU is summed. */
+  pid: number | number[],
   scenario: string,
   env: Record<string, string>,
   seconds: number,
@@ -69,9 +70,11 @@ export async function measure(
   const script = scriptFor(scenario);
   try {
     await wrk(baseUrl, script, Number(process.env.BENCH_WARMUP ?? 2), env);
-    const cpuBefore = cpuSeconds(pid);
+    const pids = Array.isArray(pid) ? pid : [pid];
+    const cpuNow = () => pids.reduce((sum, p) => sum + cpuSeconds(p), 0);
+    const cpuBefore = cpuNow();
     const r = await wrk(baseUrl, script, seconds, env);
-    const cpu = cpuSeconds(pid) - cpuBefore;
+    const cpu = cpuNow() - cpuBefore;
     const failed = r.statusErrors + r.connectErrors + r.readErrors + r.writeErrors + r.timeouts;
     if (failed > 0)
       throw new Error(`${scenario}: ${String(failed)} failed requests ${JSON.stringify(r)}`);
