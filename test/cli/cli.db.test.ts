@@ -100,90 +100,97 @@ describeEachEngine('caretrail serve', ({ url, engine }) => {
       );
       assert.equal(admin.code, 0, admin.stderr);
       const server = await startServer(env);
-      const adminLogin = await api<{ token: string }>(
-        server.baseUrl,
-        'POST',
-        '/api/v1/auth/login',
-        { body: { email: 'term-admin@example.test', password: PASSWORD } },
-      );
-      await api(server.baseUrl, 'POST', '/api/v1/users', {
-        token: adminLogin.json.token,
-        body: {
-          email: 'term-vet@example.test',
-          name: 'Vet',
-          role: 'clinician',
-          password: PASSWORD,
-        },
-      });
-      const vet = await api<{ token: string }>(server.baseUrl, 'POST', '/api/v1/auth/login', {
-        body: { email: 'term-vet@example.test', password: PASSWORD },
-      });
-      const patient = await api<{ id: string }>(server.baseUrl, 'POST', '/api/v1/patients', {
-        token: vet.json.token,
-        body: { name: 'Termite', species: 'canine' },
-      });
-      assert.equal(patient.status, 201);
-
-      // Hold the database's write lock from outside so that note creates stall mid-request.
-      let release: () => Promise<void>;
-      let arrived: () => Promise<boolean> = () => Promise.resolve(true);
-      if (engine === 'postgres') {
-        const client = new pg.Client({ connectionString: url() });
-        await client.connect();
-        await client.query('begin');
-        // The patient's row: a note's foreign key check waits for it (audit events no longer
-        // lock anything shared on PostgreSQL).
-        await client.query('select * from patients where id = $1 for update', [patient.json.id]);
-        const watcher = new pg.Client({ connectionString: url() });
-        await watcher.connect();
-        // Every request has reached the server once each waits for the lock in a backend.
-        arrived = async () => {
-          const { rows } = await watcher.query<{ n: string }>(
-            `select count(*) as n from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock'`,
-          );
-          return Number(rows[0]?.n ?? 0) >= 8;
-        };
-        release = async () => {
-          await watcher.end();
-          await client.query('commit');
-          await client.end();
-        };
-      } else {
-        const raw = new BetterSqlite3(url().slice('sqlite:'.length));
-        raw.exec('begin immediate');
-        release = () => {
-          raw.exec('commit');
-          raw.close();
-          return Promise.resolve();
-        };
-      }
-      const inFlight = Array.from({ length: engine === 'postgres' ? 8 : 1 }, (_, i) =>
-        api<{ id: string }>(server.baseUrl, 'POST', `/api/v1/patients/${patient.json.id}/notes`, {
+      // A failed assertion must not leave the server running: its pipes would keep this file's
+      // process (and the whole test run) waiting for it.
+      try {
+        const adminLogin = await api<{ token: string }>(
+          server.baseUrl,
+          'POST',
+          '/api/v1/auth/login',
+          { body: { email: 'term-admin@example.test', password: PASSWORD } },
+        );
+        await api(server.baseUrl, 'POST', '/api/v1/users', {
+          token: adminLogin.json.token,
+          body: {
+            email: 'term-vet@example.test',
+            name: 'Vet',
+            role: 'clinician',
+            password: PASSWORD,
+          },
+        });
+        const vet = await api<{ token: string }>(server.baseUrl, 'POST', '/api/v1/auth/login', {
+          body: { email: 'term-vet@example.test', password: PASSWORD },
+        });
+        const patient = await api<{ id: string }>(server.baseUrl, 'POST', '/api/v1/patients', {
           token: vet.json.token,
-          body: { kind: 'visit', body: `in flight ${i}` },
-        }),
-      );
-      // The requests reach the server and wait for the lock (on a busy machine that can take a
-      // while: a request that arrives after SIGTERM is rightly refused with 503).
-      await new Promise((r) => setTimeout(r, 400));
-      for (let waited = 0; !(await arrived()); waited += 100) {
-        assert.ok(waited < 20_000, 'the in-flight requests never reached the database');
-        await new Promise((r) => setTimeout(r, 100));
+          body: { name: 'Termite', species: 'canine' },
+        });
+        assert.equal(patient.status, 201);
+
+        // Hold the database's write lock from outside so that note creates stall mid-request.
+        let release: () => Promise<void>;
+        let arrived: () => Promise<boolean> = () => Promise.resolve(true);
+        if (engine === 'postgres') {
+          const client = new pg.Client({ connectionString: url() });
+          await client.connect();
+          await client.query('begin');
+          // The patient's row: a note's foreign key check waits for it (audit events no longer
+          // lock anything shared on PostgreSQL).
+          await client.query('select * from patients where id = $1 for update', [patient.json.id]);
+          const watcher = new pg.Client({ connectionString: url() });
+          await watcher.connect();
+          // Every request has reached the server once each waits for the lock in a backend.
+          arrived = async () => {
+            const { rows } = await watcher.query<{ n: string }>(
+              `select count(*) as n from pg_stat_activity
+                where datname = current_database() and wait_event_type = 'Lock'`,
+            );
+            return Number(rows[0]?.n ?? 0) >= 8;
+          };
+          release = async () => {
+            await watcher.end();
+            await client.query('commit');
+            await client.end();
+          };
+        } else {
+          const raw = new BetterSqlite3(url().slice('sqlite:'.length));
+          raw.exec('begin immediate');
+          release = () => {
+            raw.exec('commit');
+            raw.close();
+            return Promise.resolve();
+          };
+        }
+        const inFlight = Array.from({ length: engine === 'postgres' ? 8 : 1 }, (_, i) =>
+          api<{ id: string }>(server.baseUrl, 'POST', `/api/v1/patients/${patient.json.id}/notes`, {
+            token: vet.json.token,
+            body: { kind: 'visit', body: `in flight ${i}` },
+          }),
+        );
+        // The requests reach the server and wait for the lock (on a busy machine that can take a
+        // while: a request that arrives after SIGTERM is rightly refused with 503).
+        await new Promise((r) => setTimeout(r, 400));
+        for (let waited = 0; !(await arrived()); waited += 100) {
+          assert.ok(waited < 20_000, 'the in-flight requests never reached the database');
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        server.child.kill('SIGTERM');
+        await new Promise((r) => setTimeout(r, 300));
+        await release();
+        const results = await Promise.all(inFlight);
+        const exit = await server.exited;
+        assert.deepEqual(
+          results.map((r) => r.status),
+          results.map(() => 201),
+          'every in-flight request completed',
+        );
+        assert.equal(exit.code, 0, server.output().split('\n').slice(-8).join('\n'));
+        assert.match(server.output(), /"msg":"stopped cleanly"/);
+        await assert.rejects(fetch(`${server.baseUrl}/healthz`), 'the server no longer listens');
+      } finally {
+        if (server.child.exitCode === null && server.child.signalCode === null)
+          server.child.kill('SIGKILL');
       }
-      server.child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 300));
-      await release();
-      const results = await Promise.all(inFlight);
-      const exit = await server.exited;
-      assert.deepEqual(
-        results.map((r) => r.status),
-        results.map(() => 201),
-        'every in-flight request completed',
-      );
-      assert.equal(exit.code, 0, server.output().split('\n').slice(-8).join('\n'));
-      assert.match(server.output(), /"msg":"stopped cleanly"/);
-      await assert.rejects(fetch(`${server.baseUrl}/healthz`), 'the server no longer listens');
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   );
