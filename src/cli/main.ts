@@ -12,7 +12,8 @@ import { createLogger } from '../log.js';
 // The server (Fastify, routes, jobs) is loaded only by the commands that need it: the audit
 // commands open the database and the audit trail, nothing else.
 import type * as ServerModule from '../server.js';
-import { openDatabase } from '../store/database.js';
+import { openDatabase, type Database } from '../store/database.js';
+import { sealPending } from '../services/audit-trail/seal.js';
 import { systemContext } from '../services/context.js';
 import path from 'node:path';
 import { openBlobStore } from '../blobs/index.js';
@@ -261,6 +262,22 @@ async function adminCreate(config: Config, flags: Record<string, string>): Promi
       `Created admin ${user.email} (${user.id}) in organization ${user.organizationId}.\n`,
     );
   } finally {
+    await closeSealed(db, config);
+  }
+}
+
+/**
+ * Closes a command's database after sealing the audit events it queued (PostgreSQL): a command
+ * has no sealer job, and its events must be in the chain before it reports success.
+ */
+async function closeSealed(db: Database, config: Config): Promise<void> {
+  try {
+    await sealPending({ db, settings: config }, true);
+  } catch {
+    process.stderr.write(
+      'caretrail: the audit events of this command could not be sealed now; a running server seals them.\n',
+    );
+  } finally {
     await db.close();
   }
 }
@@ -298,7 +315,7 @@ async function withAuditTrail<T>(
     const auditTrail = createAuditTrailService(deps, signer, auditTrailSettingsOf(config));
     return await run(auditTrail, { deps, signer });
   } finally {
-    await db.close();
+    await closeSealed(db, config);
   }
 }
 
