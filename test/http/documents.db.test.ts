@@ -14,6 +14,7 @@ import { buildDicom, truncateDicom } from '../helpers/dicom-fixtures.js';
 import { archiveIdleVersions } from '../../src/jobs/document-jobs.js';
 import { startHarness, TestClock, type Harness, type SignedIn } from '../helpers/harness.js';
 import { describeEachStorage, filesUnder } from '../helpers/storage.js';
+import { awaitAuditSealed } from '../../src/services/audit-trail/seal.js';
 
 export interface DocumentJson {
   id: string;
@@ -268,6 +269,8 @@ describeEachStorage('documents', (storage) => {
     assert.ok(Buffer.from(await old.arrayBuffer()).equals(v1));
     const missing = await get(vet, `/api/v1/documents/${doc.id}/versions/9/content`);
     assert.equal(missing.status, 404);
+    // Downloads are audited as they start; read the trail as the audit search does (sealed).
+    await awaitAuditSealed(h.runtime.services.deps);
     const reads = (await listAuditEvents(h.runtime.db.read, { patientId }))
       .map((e) => e.event)
       .filter((e) => e.entity?.id === doc.id);
@@ -358,6 +361,7 @@ describeEachStorage('documents', (storage) => {
       headers: auth(vet),
     });
     assert.equal(restoreAgain.status, 409);
+    await awaitAuditSealed(h.runtime.services.deps);
     const events = (await listAuditEvents(h.runtime.db.read))
       .map((e) => e.event)
       .filter((e) => e.entity?.id === doc.id)

@@ -20,6 +20,7 @@ import {
   watchAnchors,
 } from '../../src/replication/anchors/index.js';
 import { createReplicationMonitor } from '../../src/replication/index.js';
+import { awaitAuditSealed } from '../../src/services/audit-trail/seal.js';
 import { createLogger } from '../../src/log.js';
 import { openReplicaDestination } from '../../src/replication/destination.js';
 import { auditEventFromRow, auditHead, listCheckpoints } from '../../src/store/audit.store.js';
@@ -81,6 +82,8 @@ async function checkpoint(p: Primary): Promise<number> {
 }
 
 async function eventsAfter(p: Primary, seq: number): Promise<AuditEventRow[]> {
+  // As the audit search reads: after what was committed (by the CLI too) is sealed.
+  await awaitAuditSealed(p.h.runtime.services.deps);
   return p.h.runtime.db.read
     .selectFrom('audit_events')
     .selectAll()

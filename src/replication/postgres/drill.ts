@@ -270,7 +270,10 @@ export async function pgDrill(options: PgDrillOptions): Promise<PgDrillResult> {
     });
     const verify = node(cli, ['audit', 'verify'], env2);
     const auditCode = await verify.exited;
-    const audit = { ok: auditCode === 0, message: verify.output().trim().split('\n').pop() ?? '' };
+    // The chain's verdict line (an "Unsealed tail: …" line follows it on PostgreSQL).
+    const lines = verify.output().trim().split('\n');
+    const verdict = lines.find((l) => l.startsWith('Audit trail ')) ?? lines.pop() ?? '';
+    const audit = { ok: auditCode === 0, message: verdict };
 
     if (!audit.ok) problems.push('the restored audit trail did not verify');
     return {
