@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { loadAuditSigner } from './audit-signing-key.js';
 import { startCheckpointJob, type CheckpointJob } from './jobs/audit-checkpoint.job.js';
-import { startSealerJob, type SealerJob } from './jobs/audit-sealer.job.js';
+import { startSealerJob, type SealerJob } from './audit-sealing/job.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './domain/clock.js';
 import { buildApp } from './http/app.js';

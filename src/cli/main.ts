@@ -13,7 +13,7 @@ import { createLogger } from '../log.js';
 // commands open the database and the audit trail, nothing else.
 import type * as ServerModule from '../server.js';
 import { openDatabase, type Database } from '../store/database.js';
-import { sealPending } from '../services/audit-trail/seal.js';
+import { sealPending } from '../audit-sealing/index.js';
 import { systemContext } from '../services/context.js';
 import path from 'node:path';
 import { openBlobStore } from '../blobs/index.js';

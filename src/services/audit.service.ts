@@ -86,7 +86,7 @@ export async function writeAuditEvent(
 ): Promise<void> {
   const now = deps.clock.now();
   // PostgreSQL queues the event for the sealer (no lock shared by every request); SQLite's one
-  // writer appends at the head (src/services/audit-trail/seal.ts).
+  // writer appends at the head (src/audit-sealing/).
   const append = sealsAudit(deps) ? queueAuditEvent : appendAuditEvent;
   await append(tx, {
     id: uuidv7(now.getTime()),

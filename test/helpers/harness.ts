@@ -9,7 +9,7 @@ import type { Clock } from '../../src/domain/clock.js';
 import type { Role } from '../../src/domain/roles.js';
 import { createLogger } from '../../src/log.js';
 import { createRuntime, type Runtime } from '../../src/server.js';
-import { awaitAuditSealed } from '../../src/services/audit-trail/seal.js';
+import { awaitAuditSealed } from '../../src/audit-sealing/index.js';
 import { systemContext } from '../../src/services/context.js';
 import { tempDir } from './engines.js';
 

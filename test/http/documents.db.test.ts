@@ -14,7 +14,7 @@ import { buildDicom, truncateDicom } from '../helpers/dicom-fixtures.js';
 import { archiveIdleVersions } from '../../src/jobs/document-jobs.js';
 import { startHarness, TestClock, type Harness, type SignedIn } from '../helpers/harness.js';
 import { describeEachStorage, filesUnder } from '../helpers/storage.js';
-import { awaitAuditSealed } from '../../src/services/audit-trail/seal.js';
+import { awaitAuditSealed } from '../../src/audit-sealing/index.js';
 
 export interface DocumentJson {
   id: string;

@@ -16,7 +16,7 @@ import { startMllpEndpoint } from '../../src/integrations/mllp-endpoint.js';
 import type { MllpListener } from '../../src/integrations/mllp-listener.js';
 import { describeEachEngine } from '../helpers/engines.js';
 import { startHarness, type Harness, type SignedIn } from '../helpers/harness.js';
-import { awaitAuditSealed } from '../../src/services/audit-trail/seal.js';
+import { awaitAuditSealed } from '../../src/audit-sealing/index.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'hl7');
 const sample = (name: string) => fs.readFileSync(path.join(FIXTURES, name), 'utf8');

@@ -20,7 +20,7 @@ import {
   watchAnchors,
 } from '../../src/replication/anchors/index.js';
 import { createReplicationMonitor } from '../../src/replication/index.js';
-import { awaitAuditSealed } from '../../src/services/audit-trail/seal.js';
+import { awaitAuditSealed } from '../../src/audit-sealing/index.js';
 import { createLogger } from '../../src/log.js';
 import { openReplicaDestination } from '../../src/replication/destination.js';
 import { auditEventFromRow, auditHead, listCheckpoints } from '../../src/store/audit.store.js';

@@ -9,11 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import { writeAuditEvent } from '../../src/services/audit.service.js';
-import {
-  auditUnsealedTail,
-  awaitAuditSealed,
-  sealPending,
-} from '../../src/services/audit-trail/seal.js';
+import { auditUnsealedTail, awaitAuditSealed, sealPending } from '../../src/audit-sealing/index.js';
 import { systemContext } from '../../src/services/context.js';
 import { auditHead } from '../../src/store/audit.store.js';
 import { describeEachEngine } from '../helpers/engines.js';

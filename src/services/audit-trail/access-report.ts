@@ -6,7 +6,7 @@ import type { RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
 import { decodeSeqCursor, toPage, type Page } from '../pagination.js';
 import type { AccessReportEntry } from './model.js';
-import { awaitAuditSealed } from './seal.js';
+import { awaitAuditSealed } from '../../audit-sealing/index.js';
 
 /** Event types an owner's access report names as they are; others read "record.read/change". */
 const OWNER_VISIBLE_TYPES = new Set([
@@ -30,7 +30,7 @@ export async function accessReport(
   page: { limit: number; cursor?: string },
 ): Promise<Page<AccessReportEntry>> {
   const beforeSeq = decodeSeqCursor(page.cursor);
-  // Every access committed before this request is in the report (seal.ts).
+  // Every access committed before this request is in the report (src/audit-sealing/).
   await awaitAuditSealed(deps);
   return audited(
     deps,

@@ -14,7 +14,7 @@ import {
   type AuditSearch,
   type AuditTrailDeps,
 } from './model.js';
-import { awaitAuditSealed } from './seal.js';
+import { awaitAuditSealed } from '../../audit-sealing/index.js';
 
 /**
  * Rows a CSV export reads per query. Smaller pages keep memory down (1,000,004 events: RSS

@@ -5,7 +5,7 @@ import { auditedRead } from '../audit.service.js';
 import { requireStaff, type RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
 import { decodeSeqCursor, toPage, type Page } from '../pagination.js';
-import { awaitAuditSealed } from './seal.js';
+import { awaitAuditSealed } from '../../audit-sealing/index.js';
 import { checkRange, filterFor, type AuditEventView, type AuditSearch } from './model.js';
 
 export function toAuditEventView(row: AuditEventRow): AuditEventView {

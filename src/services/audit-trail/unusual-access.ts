@@ -7,7 +7,7 @@ import { mailAdmins } from '../mail.js';
 import { idAfter, toPage } from '../pagination.js';
 import type { ServiceDeps } from '../deps.js';
 import type { AuditTrailDeps } from './model.js';
-import { awaitAuditSealed } from './seal.js';
+import { awaitAuditSealed } from '../../audit-sealing/index.js';
 
 /**
  * The unusual-access rule: a user who read more than N distinct patients within M minutes
@@ -21,7 +21,7 @@ export async function checkUnusualAccess(
   const { db, clock, log } = deps;
   const now = clock.now();
   const since = new Date(now.getTime() - settings.alertWindowMinutes * 60_000).toISOString();
-  // The read that triggered this check counts (seal.ts).
+  // The read that triggered this check counts (src/audit-sealing/).
   await awaitAuditSealed(deps);
   const distinct = await distinctPatientsSeen(db.read, userId, since);
   if (distinct <= settings.alertDistinctPatients) return false;

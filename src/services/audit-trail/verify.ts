@@ -14,7 +14,7 @@ import { auditedRead, sealsAudit } from '../audit.service.js';
 import type { RequestContext } from '../context.js';
 import type { ServiceDeps } from '../deps.js';
 import { chainSource, type AuditTrailDeps } from './model.js';
-import { auditUnsealedTail, awaitAuditSealed } from './seal.js';
+import { auditUnsealedTail, awaitAuditSealed } from '../../audit-sealing/index.js';
 
 /** Logs at least this long are verified on several threads. */
 const PARALLEL_VERIFY_FROM = 50_000;

@@ -2,7 +2,7 @@
 // audit_head row: it inserts its events here, stamped with its transaction id (xid8), and one
 // sealer per database moves them into audit_events in transaction-id order, assigning sequence
 // numbers and chain hashes only below the horizon of transactions still in flight
-// (src/services/audit-trail/seal.ts). Existing chains are untouched: sealing continues them.
+// (src/audit-sealing/). Existing chains are untouched: sealing continues them.
 // SQLite has a single writer and keeps appending at the head; the table exists there unused.
 import { sql, type Kysely } from 'kysely';
 import { engineOf } from '../dialect.js';

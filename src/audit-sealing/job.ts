@@ -1,8 +1,8 @@
-// Chains queued audit events every 100 ms (PostgreSQL; src/services/audit-trail/seal.ts). Every
+// Chains queued audit events every 100 ms (PostgreSQL; src/audit-sealing/). Every
 // instance runs it; the database's advisory lock lets one round through at a time, so a lost
 // instance leaves nothing unsealed for long. A final round runs when the server stops.
 import type { Logger } from 'pino';
-import { sealPending } from '../services/audit-trail/seal.js';
+import { sealPending } from './index.js';
 import type { ServiceDeps } from '../services/deps.js';
 
 export interface SealerJob {

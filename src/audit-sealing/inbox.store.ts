@@ -7,8 +7,8 @@
 // that sorts before one already sealed. A row of a rolled-back transaction never appears.
 import { sql } from 'kysely';
 import { chainHash, eventHash, type AuditEvent } from '../domain/audit.js';
-import { chainedRow, eventOfRow, patientIdsIn } from './audit.store.js';
-import type { Tx } from './tables.js';
+import { chainedRow, eventOfRow, patientIdsIn } from '../store/audit.store.js';
+import type { Tx } from '../store/tables.js';
 
 /** pg_advisory_xact_lock(class, 0): one sealer per database at a time. */
 const SEAL_LOCK_CLASS = 7302;

@@ -1,20 +1,26 @@
-// Sealing: on PostgreSQL, units of work queue their audit events in audit_inbox without a lock
-// (writeAuditEvent), and sealing rounds chain them (src/store/audit-inbox.store.ts explains the
+// Audit sealing (issue 18): the audit chain without a global lock.
+//
+//   index.ts        sealPending, awaitAuditSealed (audit reads call it first), auditUnsealedTail
+//   inbox.store.ts  the inbox table and one sealing round's SQL (the horizon)
+//   job.ts          the sealer job every instance runs
+//
+// On PostgreSQL, units of work queue their audit events in audit_inbox without a lock
+// (writeAuditEvent), and sealing rounds chain them (inbox.store.ts explains the
 // horizon). The sealer job runs a round every 100 ms in every instance; the advisory lock lets
 // one through at a time. Audit reads (search, export, the access report, verification, the
 // unusual-access rule) first wait for what was committed before them to be sealed, so an event
 // is never missing from them once its request was answered, and never shown unsealed.
 // SQLite appends at the head in the unit of work (one writer): every function here is a no-op.
-import type { Database } from '../../store/database.js';
+import type { Database } from '../store/database.js';
 import {
   newestQueuedXid,
   queuedUpTo,
   sealAuditInbox,
   unsealedTail,
   type UnsealedTail,
-} from '../../store/audit-inbox.store.js';
-import { sealsAudit } from '../audit.service.js';
-import type { ServiceDeps } from '../deps.js';
+} from './inbox.store.js';
+import { sealsAudit } from '../services/audit.service.js';
+import type { ServiceDeps } from '../services/deps.js';
 
 /** Rows per sealing transaction. */
 export const SEAL_BATCH = 2000;
